@@ -1,0 +1,35 @@
+//! # eventide-model
+//!
+//! The vocabulary every other Eventide crate speaks, with no I/O of its own:
+//!
+//! - [`Event`] and [`Value`]: one wide event, flattened to dotted field names ([`flatten`]);
+//! - [`DatasetName`]: the validated name of a dataset;
+//! - [`time`]: event-time parsing (RFC3339, Unix seconds or milliseconds);
+//! - [`Limits`]: the size limits applied to requests, events and datasets;
+//! - [`schema`]: column types and the type rules for mixed values (first value wins, ints widen
+//!   into float columns, anything becomes text in a string column);
+//! - [`batch`]: events → Arrow [`arrow::record_batch::RecordBatch`] and the batch encoding
+//!   written to the log (Arrow IPC stream, LZ4 compressed).
+//!
+//! # Invariants
+//! - Nothing here reads files, sockets or clocks other than `Utc::now()` for receive time,
+//!   which callers pass in explicitly.
+//! - Every stored event has a `timestamp` (UTC, microseconds) and `_samplerate` (≥ 1).
+
+pub mod batch;
+pub mod dataset;
+pub mod event;
+pub mod limits;
+pub mod schema;
+pub mod time;
+
+pub use batch::{BatchCodecError, decode_batch, encode_batch, events_to_batch};
+pub use dataset::{DatasetName, InvalidDatasetName};
+pub use event::{Event, EventError, Value, flatten_object};
+pub use limits::Limits;
+pub use schema::{ColumnType, DatasetSchema, SchemaError};
+
+/// Name of the event-time column every dataset has.
+pub const TIMESTAMP: &str = "timestamp";
+/// Name of the sample-rate column every dataset has.
+pub const SAMPLERATE: &str = "_samplerate";

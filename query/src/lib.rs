@@ -1,0 +1,86 @@
+//! # eventide-query
+//!
+//! Answers questions over the store with Apache DataFusion. Never writes.
+//!
+//! # Layout
+//! - `provider`: one DataFusion table per dataset ([`provider::DatasetTable`]): the
+//!   dataset's committed Parquet segments (pruned by the query's time range, then by Parquet
+//!   statistics) unioned with its hot tail; and the schema provider that lists datasets.
+//! - `spec`: the Honeycomb-style query spec (DESIGN.md §5) translated to SQL, including
+//!   sample-rate weighting, percentiles, heatmaps and time series.
+//! - `encode`: Arrow results → JSON (numbers, booleans, RFC3339 UTC µs timestamps, nulls).
+//! - [`QueryEngine`]: the session, `POST /api/v1/sql` and `POST /api/v1/query/{dataset}`.
+//!
+//! # Invariants
+//! - Read-only: SQL with DDL, DML or statements is refused.
+//! - A user's mistake (bad SQL, unknown dataset or column, bad spec) is a
+//!   [`QueryError::BadRequest`] whose message names the problem; anything else is
+//!   [`QueryError::Internal`].
+
+pub mod encode;
+mod engine;
+pub mod provider;
+pub mod spec;
+
+pub use engine::{QueryEngine, SqlResult};
+pub use spec::{QuerySpec, SpecResult};
+
+/// Errors of the query layer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The request is wrong (maps to HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Something failed inside (maps to HTTP 500; details go to the log).
+    #[error("internal query error: {0}")]
+    Internal(String),
+}
+
+impl QueryError {
+    pub(crate) fn bad(msg: impl Into<String>) -> Self {
+        Self::BadRequest(msg.into())
+    }
+
+    /// Classifies a DataFusion error: planning, schema and SQL errors are the caller's.
+    pub(crate) fn from_datafusion(e: datafusion::error::DataFusionError) -> Self {
+        use datafusion::error::DataFusionError as E;
+        let root = e.find_root();
+        let message = shorten(&root.to_string());
+        match root {
+            E::SQL(..) | E::Plan(..) | E::SchemaError(..) | E::NotImplemented(..) | E::ArrowError(..) => {
+                Self::BadRequest(message.to_lowercase_first())
+            }
+            E::Execution(m) if !m.contains("panicked") => Self::BadRequest(message.to_lowercase_first()),
+            _ => Self::Internal(message),
+        }
+    }
+}
+
+trait LowerFirst {
+    fn to_lowercase_first(&self) -> String;
+}
+
+impl LowerFirst for String {
+    fn to_lowercase_first(&self) -> String {
+        let mut c = self.chars();
+        match c.next() {
+            Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+            None => String::new(),
+        }
+    }
+}
+
+/// Keeps error messages readable for datasets with thousands of columns.
+fn shorten(s: &str) -> String {
+    const MAX: usize = 600;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+pub type Result<T, E = QueryError> = std::result::Result<T, E>;

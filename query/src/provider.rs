@@ -1,0 +1,284 @@
+//! DataFusion tables over the store: Parquet segments ∪ hot tail, per dataset.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::TableType;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use eventide_store::{DatasetSnapshot, SegmentMeta, Store};
+
+/// The object-store URL segment paths are resolved against.
+pub const SEGMENTS_URL: &str = "eventide://segments";
+
+/// Lists the store's datasets as tables.
+#[derive(Debug)]
+pub struct DatasetSchemaProvider {
+    store: Store,
+}
+
+impl DatasetSchemaProvider {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    fn resolve(&self, name: &str) -> Option<String> {
+        let names = self.store.datasets();
+        if names.iter().any(|n| n == name) {
+            return Some(name.to_owned());
+        }
+        // SQL folds unquoted identifiers to lower case; accept a unique case-insensitive match.
+        let mut matches = names.into_iter().filter(|n| n.eq_ignore_ascii_case(name));
+        match (matches.next(), matches.next()) {
+            (Some(m), None) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for DatasetSchemaProvider {
+    fn table_names(&self) -> Vec<String> {
+        self.store.datasets()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Ok(self
+            .resolve(name)
+            .and_then(|n| self.store.snapshot(&n))
+            .map(|s| Arc::new(DatasetTable::new(s)) as Arc<dyn TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.resolve(name).is_some()
+    }
+}
+
+/// One dataset at one moment, as a DataFusion table.
+#[derive(Debug)]
+pub struct DatasetTable {
+    snapshot: DatasetSnapshot,
+}
+
+impl DatasetTable {
+    pub fn new(snapshot: DatasetSnapshot) -> Self {
+        Self { snapshot }
+    }
+}
+
+/// Inclusive bounds on `timestamp` (µs) implied by a conjunction of filters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeBounds {
+    pub min: i64,
+    pub max: i64,
+}
+
+fn scalar_micros(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampSecond(Some(x), _) => x.checked_mul(1_000_000),
+        ScalarValue::TimestampMillisecond(Some(x), _) => x.checked_mul(1_000),
+        ScalarValue::TimestampMicrosecond(Some(x), _) => Some(*x),
+        ScalarValue::TimestampNanosecond(Some(x), _) => Some(x.div_euclid(1_000)),
+        _ => None,
+    }
+}
+
+fn is_time_column(e: &Expr) -> bool {
+    match e {
+        Expr::Column(c) => c.name == eventide_model::TIMESTAMP,
+        Expr::Cast(c) => is_time_column(&c.expr),
+        _ => false,
+    }
+}
+
+fn literal_micros(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(v, _) => scalar_micros(v),
+        _ => None,
+    }
+}
+
+impl TimeBounds {
+    pub const ALL: TimeBounds = TimeBounds {
+        min: i64::MIN,
+        max: i64::MAX,
+    };
+
+    /// Narrows the bounds by every `timestamp <op> literal` conjunct in `filters`.
+    pub fn from_filters(filters: &[Expr]) -> Self {
+        let mut b = Self::ALL;
+        for f in filters {
+            b.narrow(f);
+        }
+        b
+    }
+
+    fn narrow(&mut self, e: &Expr) {
+        match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                if *op == Operator::And {
+                    self.narrow(left);
+                    self.narrow(right);
+                    return;
+                }
+                let (op, v) = if is_time_column(left) {
+                    match literal_micros(right) {
+                        Some(v) => (*op, v),
+                        None => return,
+                    }
+                } else if is_time_column(right) {
+                    match (literal_micros(left), op.swap()) {
+                        (Some(v), Some(op)) => (op, v),
+                        _ => return,
+                    }
+                } else {
+                    return;
+                };
+                match op {
+                    Operator::Eq => {
+                        self.min = self.min.max(v);
+                        self.max = self.max.min(v);
+                    }
+                    Operator::Gt => self.min = self.min.max(v.saturating_add(1)),
+                    Operator::GtEq => self.min = self.min.max(v),
+                    Operator::Lt => self.max = self.max.min(v.saturating_sub(1)),
+                    Operator::LtEq => self.max = self.max.min(v),
+                    _ => {}
+                }
+            }
+            Expr::Between(bt) if !bt.negated && is_time_column(&bt.expr) => {
+                if let (Some(lo), Some(hi)) = (literal_micros(&bt.low), literal_micros(&bt.high)) {
+                    self.min = self.min.max(lo);
+                    self.max = self.max.min(hi);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn overlaps(&self, seg: &SegmentMeta) -> bool {
+        seg.max_time_us >= self.min && seg.min_time_us <= self.max
+    }
+}
+
+#[async_trait]
+impl TableProvider for DatasetTable {
+    fn schema(&self) -> SchemaRef {
+        self.snapshot.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Used for segment and row-group pruning; DataFusion still applies every filter.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = self.snapshot.schema.clone();
+        let bounds = TimeBounds::from_filters(filters);
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+
+        let files: Vec<&SegmentMeta> = self
+            .snapshot
+            .segments
+            .iter()
+            .filter(|s| bounds.overlaps(s))
+            .collect();
+        if !files.is_empty() {
+            let partitions = state.config().target_partitions().max(1);
+            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions.min(files.len())];
+            let n_groups = groups.len();
+            for (i, seg) in files.iter().enumerate() {
+                groups[i % n_groups].push(PartitionedFile::new(seg.path.clone(), seg.bytes));
+            }
+            let source = Arc::new(ParquetSource::new(schema.clone()));
+            let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(SEGMENTS_URL)?, source)
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+            inputs.push(ParquetFormat::default().create_physical_plan(state, config).await?);
+        }
+
+        let hot: Vec<_> = self
+            .snapshot
+            .hot
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .cloned()
+            .collect();
+        if !hot.is_empty() {
+            let partitions = state.config().target_partitions().clamp(1, hot.len());
+            let mut parts = vec![Vec::new(); partitions];
+            for (i, b) in hot.into_iter().enumerate() {
+                parts[i % partitions].push(b);
+            }
+            let mem = MemorySourceConfig::try_new(&parts, schema.clone(), projection.cloned())?
+                .with_limit(limit);
+            inputs.push(datafusion::datasource::source::DataSourceExec::from_data_source(mem));
+        }
+
+        if inputs.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema,
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col, lit};
+
+    #[test]
+    fn time_bounds_from_filters() {
+        let ts = |v| lit(ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into())));
+        let f = vec![col("timestamp").gt_eq(ts(10)), col("timestamp").lt(ts(20)), col("x").eq(lit(1))];
+        assert_eq!(TimeBounds::from_filters(&f), TimeBounds { min: 10, max: 19 });
+        let f = vec![ts(15).lt_eq(col("timestamp"))];
+        assert_eq!(TimeBounds::from_filters(&f).min, 15);
+        let seg = |lo, hi| SegmentMeta {
+            id: 0,
+            path: String::new(),
+            min_time_us: lo,
+            max_time_us: hi,
+            rows: 1,
+            bytes: 1,
+            first_offset: 0,
+            last_offset: 0,
+        };
+        let b = TimeBounds { min: 10, max: 19 };
+        assert!(b.overlaps(&seg(0, 10)));
+        assert!(b.overlaps(&seg(19, 30)));
+        assert!(!b.overlaps(&seg(0, 9)));
+        assert!(!b.overlaps(&seg(20, 30)));
+    }
+}

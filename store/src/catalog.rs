@@ -1,0 +1,136 @@
+//! The catalog: which Parquet segments hold each dataset, and up to which log offset.
+//!
+//! Stored as one JSON file, `DATA/catalog.json`, replaced atomically (write a temporary file,
+//! fsync it, rename it over the old one, fsync the directory): after a crash at any point the
+//! file is either the old or the new catalog, never a mix.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use eventide_model::ColumnType;
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, StoreError};
+
+/// One committed Parquet segment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SegmentMeta {
+    pub id: u64,
+    /// Object-store path relative to the segment root, e.g. `checkout/000000000007.parquet`.
+    pub path: String,
+    /// Smallest and largest `timestamp` in the segment, Unix microseconds.
+    pub min_time_us: i64,
+    pub max_time_us: i64,
+    pub rows: u64,
+    pub bytes: u64,
+    /// The log offsets of the first and last log records this segment holds.
+    pub first_offset: u64,
+    pub last_offset: u64,
+}
+
+/// Catalog state of one dataset.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DatasetEntry {
+    /// Columns in order of first appearance (without `timestamp` and `_samplerate`).
+    pub columns: Vec<(String, ColumnType)>,
+    /// Every log record of this dataset at or below this offset is in `segments`.
+    pub committed_offset: Option<u64>,
+    pub segments: Vec<SegmentMeta>,
+}
+
+/// The whole catalog.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Catalog {
+    pub version: u32,
+    pub next_segment_id: u64,
+    pub datasets: BTreeMap<String, DatasetEntry>,
+}
+
+/// Reads and atomically replaces the catalog file.
+#[derive(Debug, Clone)]
+pub struct CatalogFile {
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl CatalogFile {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            path: dir.join("catalog.json"),
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Loads the catalog, or an empty one when none was ever written.
+    pub fn load(&self) -> Result<Catalog> {
+        match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Catalog {
+                path: self.path.display().to_string(),
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog {
+                version: 1,
+                ..Catalog::default()
+            }),
+            Err(e) => Err(StoreError::io(&self.path, e)),
+        }
+    }
+
+    /// Replaces the catalog atomically and durably.
+    pub fn commit(&self, catalog: &Catalog) -> Result<()> {
+        let tmp = self.dir.join("catalog.json.tmp");
+        let bytes = serde_json::to_vec(catalog).map_err(|e| StoreError::Catalog {
+            path: tmp.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        f.write_all(&bytes).map_err(|e| StoreError::io(&tmp, e))?;
+        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        fs::rename(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io(&self.dir, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_and_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = CatalogFile::new(dir.path());
+        assert!(file.load().unwrap().datasets.is_empty());
+        let mut c = Catalog {
+            version: 1,
+            next_segment_id: 2,
+            ..Catalog::default()
+        };
+        c.datasets.insert(
+            "ds".into(),
+            DatasetEntry {
+                columns: vec![("a".into(), ColumnType::Int)],
+                committed_offset: Some(9),
+                segments: vec![SegmentMeta {
+                    id: 1,
+                    path: "ds/1.parquet".into(),
+                    min_time_us: 1,
+                    max_time_us: 2,
+                    rows: 3,
+                    bytes: 4,
+                    first_offset: 0,
+                    last_offset: 9,
+                }],
+            },
+        );
+        file.commit(&c).unwrap();
+        let back = file.load().unwrap();
+        assert_eq!(back.next_segment_id, 2);
+        assert_eq!(back.datasets["ds"].segments, c.datasets["ds"].segments);
+        assert!(!dir.path().join("catalog.json.tmp").exists());
+    }
+}

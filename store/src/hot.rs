@@ -1,0 +1,113 @@
+//! The hot tail: record batches consumed from the log and not yet in a committed segment.
+//! Queryable the moment they are added.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, new_null_array};
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+/// Small consecutive batches are merged until they reach this many rows, so a query does not
+/// walk thousands of one-request batches.
+const COALESCE_ROWS: usize = 16 * 1024;
+
+/// A hot batch, conformed to a prefix of the dataset schema, with the last log offset it holds.
+#[derive(Debug, Clone)]
+pub struct HotBatch {
+    pub batch: RecordBatch,
+    pub first_offset: u64,
+    pub last_offset: u64,
+}
+
+/// Rearranges `batch` to the columns of `schema` (a superset of its columns), filling absent
+/// columns with nulls.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let n = batch.num_rows();
+    let batch_schema = batch.schema();
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match batch_schema.index_of(f.name()) {
+            Ok(i) if batch.column(i).data_type() == f.data_type() => batch.column(i).clone(),
+            Ok(i) => arrow::compute::cast(batch.column(i), f.data_type())
+                .unwrap_or_else(|_| new_null_array(f.data_type(), n)),
+            Err(_) => new_null_array(f.data_type(), n),
+        })
+        .collect();
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// Extends a batch whose columns are a prefix of `schema` with null columns for the rest.
+pub fn extend_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let have = batch.num_columns();
+    if have == schema.fields().len() {
+        return Ok(batch.clone());
+    }
+    let n = batch.num_rows();
+    let mut columns = batch.columns().to_vec();
+    for f in schema.fields().iter().skip(have) {
+        columns.push(new_null_array(f.data_type(), n));
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// The hot batches of one dataset, oldest first.
+#[derive(Debug, Default)]
+pub struct HotTail {
+    pub batches: Vec<Arc<HotBatch>>,
+    pub rows: usize,
+    pub bytes: usize,
+    pub since: Option<std::time::Instant>,
+}
+
+impl HotTail {
+    /// Adds a batch (already conformed to the current schema). When the newest batch is small
+    /// and not being flushed (`frozen` batches are in a flush), the two are merged.
+    pub fn push(
+        &mut self,
+        batch: RecordBatch,
+        offset: u64,
+        schema: &SchemaRef,
+        frozen: usize,
+    ) -> Result<(), ArrowError> {
+        self.rows += batch.num_rows();
+        self.bytes += batch.get_array_memory_size();
+        if self.since.is_none() {
+            self.since = Some(std::time::Instant::now());
+        }
+        if self.batches.len() > frozen {
+            if let Some(last) = self.batches.last_mut() {
+                if last.batch.num_rows() + batch.num_rows() <= COALESCE_ROWS {
+                    let prev = extend_to(&last.batch, schema)?;
+                    let merged = arrow::compute::concat_batches(schema, [&prev, &batch])?;
+                    *last = Arc::new(HotBatch {
+                        batch: merged,
+                        first_offset: last.first_offset,
+                        last_offset: offset,
+                    });
+                    return Ok(());
+                }
+            }
+        }
+        self.batches.push(Arc::new(HotBatch {
+            batch,
+            first_offset: offset,
+            last_offset: offset,
+        }));
+        Ok(())
+    }
+
+    /// Removes the `n` oldest batches (just committed to a segment).
+    pub fn drain_front(&mut self, n: usize) {
+        for b in self.batches.drain(..n) {
+            self.rows -= b.batch.num_rows();
+            self.bytes = self.bytes.saturating_sub(b.batch.get_array_memory_size());
+        }
+        self.since = if self.batches.is_empty() {
+            None
+        } else {
+            Some(std::time::Instant::now())
+        };
+    }
+}
