@@ -1,1 +1,261 @@
-//! placeholder
+//! # eventide-ingest
+//!
+//! Everything between a client's bytes and the log: HTTP receivers, decoders (Honeycomb JSON
+//! and msgpack batches, single events, NDJSON), request limits, API keys, the per-dataset
+//! type registry, and backpressure.
+//!
+//! # Layout
+//! - `body`: body size limits, gzip/zstd, the JSON depth guard.
+//! - `decode`: bodies → events, one result per item in request order.
+//! - `registry`: column types per dataset; applies the type rules before the log.
+//! - `auth`: keys, scopes and the middleware that checks them.
+//! - [`router`]: the ingest routes (`/1/batch`, `/1/events`, `/api/v1/ingest`).
+//!
+//! # Invariants
+//! - A 2xx reply is sent only after the events it accepts are durable in the log.
+//! - One bad item never fails the others in its request; a bad body fails only its request.
+//! - Memory is bounded: bodies are limited before and after decompression and the log refuses
+//!   appends (→ 503 + `Retry-After`) instead of queueing without bound.
+//! - Ingest never touches the store.
+
+pub mod auth;
+pub mod body;
+pub mod decode;
+pub mod error;
+pub mod registry;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use eventide_eventlog::EventLog;
+use eventide_model::{DatasetName, Event, Limits, encode_batch, events_to_batch};
+use serde_json::json;
+
+pub use auth::{Keys, Require, Scope};
+pub use error::ApiError;
+pub use registry::SchemaRegistry;
+
+use decode::{Defaults, Item};
+
+/// Shared state of the ingest routes.
+#[derive(Clone)]
+pub struct IngestState {
+    pub log: Arc<dyn EventLog>,
+    pub registry: Arc<SchemaRegistry>,
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for IngestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestState").field("limits", &self.limits).finish()
+    }
+}
+
+/// Items after admission: per item `None` (accepted) or the reason it was refused, and the
+/// encoded batch of accepted events.
+struct Prepared {
+    outcomes: Vec<Option<String>>,
+    payload: Option<Bytes>,
+}
+
+impl IngestState {
+    /// Applies the type rules to each event and encodes the accepted ones. CPU-bound.
+    fn prepare(&self, dataset: &DatasetName, items: Vec<Item>) -> Result<Prepared, ApiError> {
+        let schema = self.registry.dataset(dataset.as_str());
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut accepted: Vec<Event> = Vec::with_capacity(items.len());
+        let batch = {
+            let mut schema = schema.lock().unwrap_or_else(|p| p.into_inner());
+            for item in items {
+                match item {
+                    Ok(mut e) => match schema.admit(&mut e, self.limits.max_columns_per_dataset) {
+                        Ok(()) => {
+                            accepted.push(e);
+                            outcomes.push(None);
+                        }
+                        Err(err) => outcomes.push(Some(err.to_string())),
+                    },
+                    Err(err) => outcomes.push(Some(err)),
+                }
+            }
+            if accepted.is_empty() {
+                return Ok(Prepared { outcomes, payload: None });
+            }
+            events_to_batch(&schema, &accepted).map_err(|e| ApiError::Internal(format!("building arrow batch: {e}")))?
+        };
+        let payload = encode_batch(&batch).map_err(|e| ApiError::Internal(format!("encoding batch: {e}")))?;
+        Ok(Prepared { outcomes, payload: Some(payload) })
+    }
+
+    /// Decodes (on a blocking thread), admits, appends durably. Returns per-item outcomes.
+    async fn ingest(
+        &self,
+        dataset: DatasetName,
+        decode: impl FnOnce() -> Result<Vec<Item>, ApiError> + Send + 'static,
+    ) -> Result<Vec<Option<String>>, ApiError> {
+        let this = self.clone();
+        let ds = dataset.clone();
+        let prepared = tokio::task::spawn_blocking(move || this.prepare(&ds, decode()?))
+            .await
+            .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
+        if let Some(payload) = prepared.payload {
+            self.log.append(dataset.as_str(), payload).await?;
+        }
+        Ok(prepared.outcomes)
+    }
+}
+
+fn dataset_name(raw: &str) -> Result<DatasetName, ApiError> {
+    DatasetName::new(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+fn defaults(headers: &HeaderMap) -> Result<Defaults, ApiError> {
+    let time_us = match headers.get("x-honeycomb-event-time") {
+        None => None,
+        Some(v) => {
+            let s = v
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("x-honeycomb-event-time is not text".into()))?;
+            let parsed = eventide_model::time::parse_time_str(s).or_else(|| {
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(eventide_model::time::parse_time_number)
+            });
+            Some(parsed.ok_or_else(|| {
+                ApiError::BadRequest(format!("x-honeycomb-event-time {s:?} is not an RFC3339 time or Unix seconds"))
+            })?)
+        }
+    };
+    let samplerate = match headers.get("x-honeycomb-samplerate") {
+        None => 1,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .and_then(eventide_model::event::samplerate_from_f64)
+            .ok_or_else(|| ApiError::BadRequest("x-honeycomb-samplerate must be a positive integer".into()))?,
+    };
+    Ok(Defaults {
+        time_us,
+        samplerate,
+        receive_us: eventide_model::time::now_micros(),
+    })
+}
+
+fn is_msgpack(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("msgpack"))
+}
+
+async fn post_batch(
+    State(s): State<IngestState>,
+    Path(dataset): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let dataset = dataset_name(&dataset)?;
+    let body = body::read_body(body, &headers, s.limits.max_body_bytes).await?;
+    let d = defaults(&headers)?;
+    let limits = s.limits.clone();
+    let msgpack = is_msgpack(&headers);
+    let outcomes = s
+        .ingest(dataset, move || {
+            if msgpack {
+                decode::msgpack_batch(&body, &d, &limits)
+            } else {
+                decode::json_batch(&body, &d, &limits)
+            }
+        })
+        .await?;
+    let statuses: Vec<serde_json::Value> = outcomes
+        .into_iter()
+        .map(|o| match o {
+            None => json!({"status": 202}),
+            Some(error) => json!({"status": 400, "error": error}),
+        })
+        .collect();
+    Ok(Json(statuses).into_response())
+}
+
+async fn post_event(
+    State(s): State<IngestState>,
+    Path(dataset): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let dataset = dataset_name(&dataset)?;
+    let body = body::read_body(body, &headers, s.limits.max_event_bytes).await?;
+    let d = defaults(&headers)?;
+    let limits = s.limits.clone();
+    let outcomes = s
+        .ingest(dataset, move || Ok(vec![Ok(decode::json_event(&body, &d, &limits)?)]))
+        .await?;
+    match outcomes.into_iter().next().flatten() {
+        None => Ok(Json(json!({})).into_response()),
+        Some(error) => Err(ApiError::BadRequest(error)),
+    }
+}
+
+/// At most this many line errors are listed in an NDJSON reply.
+const MAX_LISTED_ERRORS: usize = 100;
+
+async fn post_ndjson(
+    State(s): State<IngestState>,
+    Path(dataset): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let dataset = dataset_name(&dataset)?;
+    let body = body::read_body(body, &headers, s.limits.max_body_bytes).await?;
+    let d = defaults(&headers)?;
+    let limits = s.limits.clone();
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines_out = lines.clone();
+    let outcomes = s
+        .ingest(dataset, move || {
+            let (nums, items): (Vec<usize>, Vec<Item>) = decode::ndjson(&body, &d, &limits).into_iter().unzip();
+            *lines_out.lock().unwrap_or_else(|p| p.into_inner()) = nums;
+            Ok(items)
+        })
+        .await?;
+    let nums = std::mem::take(&mut *lines.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut accepted = 0usize;
+    let mut rejected = 0usize;
+    let mut errors = Vec::new();
+    for (line, o) in nums.into_iter().zip(outcomes) {
+        match o {
+            None => accepted += 1,
+            Some(error) => {
+                rejected += 1;
+                if errors.len() < MAX_LISTED_ERRORS {
+                    errors.push(json!({"line": line, "error": error}));
+                }
+            }
+        }
+    }
+    Ok(Json(json!({"accepted": accepted, "rejected": rejected, "errors": errors})).into_response())
+}
+
+/// The ingest routes, each requiring an `ingest` (or `admin`) key.
+pub fn router(state: IngestState, keys: Keys) -> Router {
+    let require = Require {
+        keys,
+        scope: Scope::Ingest,
+        spans_datasets: false,
+    };
+    Router::new()
+        .route("/1/batch/{dataset}", post(post_batch))
+        .route("/1/events/{dataset}", post(post_event))
+        .route("/api/v1/ingest/{dataset}", post(post_ndjson))
+        .route_layer(axum::middleware::from_fn_with_state(require, auth::require))
+        .with_state(state)
+}

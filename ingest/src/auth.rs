@@ -1,0 +1,398 @@
+//! API keys and scopes (DESIGN.md §3).
+//!
+//! Keys come from `EVENTIDE_KEYS` (`scope:secret,…`) or from `DATA/keys.json`, which holds
+//! only SHA-256 hashes of the secrets. A request carries its key as `X-Honeycomb-Team: KEY`
+//! or `Authorization: Bearer KEY`. `admin` may do everything; `ingest` sends events (and
+//! markers); `query` runs queries. A key may be limited to datasets matching a pattern
+//! (`*` matches any run of characters).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Ingest,
+    Query,
+    Admin,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ingest" => Some(Self::Ingest),
+            "query" => Some(Self::Query),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Query => "query",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn allows(self, needed: Scope) -> bool {
+        self == Scope::Admin || self == needed
+    }
+}
+
+/// One stored key: its scope, optional dataset pattern and the hash of its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyEntry {
+    pub scope: Scope,
+    #[serde(default)]
+    pub dataset: Option<String>,
+    pub hash: String,
+    #[serde(default)]
+    pub created: Option<String>,
+}
+
+/// Errors loading or storing keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("bad key spec {0:?}: expected scope:secret with scope ingest, query or admin")]
+    BadSpec(String),
+    #[error("keys file {path}: {message}")]
+    File { path: String, message: String },
+}
+
+fn hash(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Generates a new random secret (32 hex characters).
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn glob_match(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let mut rest = s;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else { return false };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(pos) => rest = &rest[pos + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Why a request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// 401
+    Missing,
+    /// 401
+    Unknown,
+    /// 403
+    Forbidden(String),
+}
+
+#[derive(Debug, Default)]
+struct KeySet {
+    entries: Vec<KeyEntry>,
+    file_mtime: Option<SystemTime>,
+}
+
+/// The accepted keys. Keys from the keys file are re-read when the file changes, so
+/// `eventide keys create` takes effect without a restart.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    inner: Arc<RwLock<KeySet>>,
+    file: Option<PathBuf>,
+    env: Vec<KeyEntry>,
+}
+
+/// File name of the hashed keys under the data directory.
+pub const KEYS_FILE: &str = "keys.json";
+
+fn read_file(path: &Path) -> Result<(Vec<KeyEntry>, Option<SystemTime>), KeyError> {
+    let err = |m: String| KeyError::File {
+        path: path.display().to_string(),
+        message: m,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let entries: Vec<KeyEntry> = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+            let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            Ok((entries, mtime))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), None)),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Appends a new key to the keys file and returns its secret.
+pub fn create_key(data_dir: &Path, scope: Scope, dataset: Option<String>) -> Result<String, KeyError> {
+    let path = data_dir.join(KEYS_FILE);
+    let (mut entries, _) = read_file(&path)?;
+    let secret = new_secret();
+    entries.push(KeyEntry {
+        scope,
+        dataset,
+        hash: hash(&secret),
+        created: Some(chrono::Utc::now().to_rfc3339()),
+    });
+    write_file(&path, &entries)?;
+    Ok(secret)
+}
+
+fn write_file(path: &Path, entries: &[KeyEntry]) -> Result<(), KeyError> {
+    let err = |m: String| KeyError::File {
+        path: path.display().to_string(),
+        message: m,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(entries).map_err(|e| err(e.to_string()))?;
+    std::fs::write(&tmp, bytes).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+impl Keys {
+    /// Keys from an `EVENTIDE_KEYS`-style spec (`ingest:abc,admin:xyz`) plus the keys file in
+    /// `data_dir`. When neither holds a key, one ingest and one admin key are generated,
+    /// stored hashed, and returned in plain text so the caller can print them once.
+    pub fn load(env_spec: Option<&str>, data_dir: &Path) -> Result<(Self, Vec<(Scope, String)>), KeyError> {
+        let mut env = Vec::new();
+        if let Some(spec) = env_spec {
+            for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (scope, secret) = part.split_once(':').ok_or_else(|| KeyError::BadSpec(part.into()))?;
+                let scope = Scope::parse(scope).ok_or_else(|| KeyError::BadSpec(part.into()))?;
+                if secret.is_empty() {
+                    return Err(KeyError::BadSpec(part.into()));
+                }
+                env.push(KeyEntry {
+                    scope,
+                    dataset: None,
+                    hash: hash(secret),
+                    created: None,
+                });
+            }
+        }
+        let path = data_dir.join(KEYS_FILE);
+        let (mut entries, mut mtime) = read_file(&path)?;
+        let mut generated = Vec::new();
+        if env.is_empty() && entries.is_empty() {
+            for scope in [Scope::Ingest, Scope::Admin] {
+                let secret = new_secret();
+                entries.push(KeyEntry {
+                    scope,
+                    dataset: None,
+                    hash: hash(&secret),
+                    created: Some(chrono::Utc::now().to_rfc3339()),
+                });
+                generated.push((scope, secret));
+            }
+            write_file(&path, &entries)?;
+            mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        }
+        Ok((
+            Self {
+                inner: Arc::new(RwLock::new(KeySet {
+                    entries,
+                    file_mtime: mtime,
+                })),
+                file: Some(path),
+                env,
+            },
+            generated,
+        ))
+    }
+
+    /// Keys given directly (tests).
+    pub fn from_secrets(keys: &[(Scope, &str)]) -> Self {
+        Self {
+            inner: Arc::new(RwLock::new(KeySet::default())),
+            file: None,
+            env: keys
+                .iter()
+                .map(|(scope, s)| KeyEntry {
+                    scope: *scope,
+                    dataset: None,
+                    hash: hash(s),
+                    created: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn find(&self, h: &str) -> Option<KeyEntry> {
+        if let Some(e) = self.env.iter().find(|e| e.hash == h) {
+            return Some(e.clone());
+        }
+        let set = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        set.entries.iter().find(|e| e.hash == h).cloned()
+    }
+
+    fn reload_if_changed(&self) {
+        let Some(path) = &self.file else { return };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let stale = self.inner.read().map(|s| s.file_mtime != mtime).unwrap_or(true);
+        if !stale {
+            return;
+        }
+        match read_file(path) {
+            Ok((entries, mtime)) => {
+                let mut set = self.inner.write().unwrap_or_else(|p| p.into_inner());
+                set.entries = entries;
+                set.file_mtime = mtime;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not reload keys file"),
+        }
+    }
+
+    /// Checks a secret for a scope and (optionally) a dataset. `dataset = None` on a route
+    /// that spans datasets (SQL) refuses dataset-limited keys.
+    pub fn check(&self, secret: Option<&str>, needed: Scope, dataset: Option<&str>, spans_datasets: bool) -> Result<KeyEntry, Denied> {
+        let secret = secret.filter(|s| !s.is_empty()).ok_or(Denied::Missing)?;
+        let h = hash(secret);
+        let entry = match self.find(&h) {
+            Some(e) => e,
+            None => {
+                self.reload_if_changed();
+                self.find(&h).ok_or(Denied::Unknown)?
+            }
+        };
+        if !entry.scope.allows(needed) {
+            return Err(Denied::Forbidden(format!(
+                "key has scope {} but this needs {}",
+                entry.scope.as_str(),
+                needed.as_str()
+            )));
+        }
+        if let Some(pattern) = &entry.dataset {
+            if spans_datasets {
+                return Err(Denied::Forbidden(format!(
+                    "key is limited to datasets matching {pattern:?} and cannot be used here"
+                )));
+            }
+            if let Some(ds) = dataset {
+                if !glob_match(pattern, ds) {
+                    return Err(Denied::Forbidden(format!(
+                        "key is limited to datasets matching {pattern:?}, not {ds:?}"
+                    )));
+                }
+            }
+        }
+        Ok(entry)
+    }
+}
+
+/// The secret a request carries, if any.
+pub fn request_secret(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-honeycomb-team").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+/// Middleware state: the keys and what the routes behind it need.
+#[derive(Debug, Clone)]
+pub struct Require {
+    pub keys: Keys,
+    pub scope: Scope,
+    /// The route spans datasets (e.g. SQL): dataset-limited keys are refused.
+    pub spans_datasets: bool,
+}
+
+/// Axum middleware enforcing [`Require`]. The dataset, when the route has one, is the last
+/// path segment.
+pub async fn require(State(req_state): State<Require>, request: Request, next: Next) -> Response {
+    let dataset = (!req_state.spans_datasets)
+        .then(|| request.uri().path().rsplit('/').next().map(str::to_owned))
+        .flatten();
+    let result = req_state.keys.check(
+        request_secret(request.headers()),
+        req_state.scope,
+        dataset.as_deref(),
+        req_state.spans_datasets,
+    );
+    match result {
+        Ok(entry) => {
+            let mut request = request;
+            request.extensions_mut().insert(entry);
+            next.run(request).await
+        }
+        Err(Denied::Missing) => ApiError::Unauthorized("missing api key: send X-Honeycomb-Team or Authorization: Bearer".into()).into_response(),
+        Err(Denied::Unknown) => ApiError::Unauthorized("unknown api key".into()).into_response(),
+        Err(Denied::Forbidden(m)) => ApiError::Forbidden(m).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_and_patterns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, generated) = Keys::load(Some("ingest:abc,query:q1"), dir.path()).unwrap();
+        assert!(generated.is_empty());
+        assert!(keys.check(Some("abc"), Scope::Ingest, Some("x"), false).is_ok());
+        assert!(matches!(keys.check(Some("abc"), Scope::Query, None, true), Err(Denied::Forbidden(_))));
+        assert_eq!(keys.check(Some("nope"), Scope::Ingest, None, false).unwrap_err(), Denied::Unknown);
+        assert_eq!(keys.check(None, Scope::Ingest, None, false).unwrap_err(), Denied::Missing);
+
+        let secret = create_key(dir.path(), Scope::Ingest, Some("web-*".into())).unwrap();
+        assert!(keys.check(Some(&secret), Scope::Ingest, Some("web-api"), false).is_ok(), "reloaded");
+        assert!(matches!(keys.check(Some(&secret), Scope::Ingest, Some("db"), false), Err(Denied::Forbidden(_))));
+        assert!(!std::fs::read_to_string(dir.path().join(KEYS_FILE)).unwrap().contains(&secret), "only hashes are stored");
+    }
+
+    #[test]
+    fn generates_keys_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, generated) = Keys::load(None, dir.path()).unwrap();
+        assert_eq!(generated.len(), 2);
+        let admin = &generated.iter().find(|(s, _)| *s == Scope::Admin).unwrap().1;
+        assert!(keys.check(Some(admin), Scope::Query, None, true).is_ok());
+        let (_, again) = Keys::load(None, dir.path()).unwrap();
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("web-*", "web-api"));
+        assert!(glob_match("*", "x"));
+        assert!(glob_match("a*c*e", "abcde"));
+        assert!(!glob_match("a*c", "abd"));
+        assert!(glob_match("exact", "exact"));
+    }
+}

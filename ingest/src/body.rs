@@ -1,0 +1,125 @@
+//! Reading request bodies: size limits before and after decompression, gzip and zstd.
+
+use std::io::Read;
+
+use axum::body::Body;
+use axum::http::HeaderMap;
+use bytes::Bytes;
+
+use crate::error::ApiError;
+
+/// Reads the whole body, decompressing `Content-Encoding: gzip|zstd`, refusing more than
+/// `limit` bytes (compressed or not) with 413 and an empty body with 400.
+pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::TooLarge(format!("request body exceeds the limit of {limit} bytes"));
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // to_bytes fails with a length-limit error, or on a broken connection.
+        let msg = e.to_string();
+        if msg.contains("length limit") {
+            too_large()
+        } else {
+            ApiError::BadRequest(format!("could not read request body: {msg}"))
+        }
+    })?;
+    let encoding = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let body = match encoding.as_str() {
+        "" | "identity" => raw,
+        "gzip" | "x-gzip" => decompress(flate2::read::MultiGzDecoder::new(&raw[..]), limit, "gzip")?,
+        "zstd" => {
+            let d = zstd::stream::read::Decoder::new(&raw[..])
+                .map_err(|e| ApiError::BadRequest(format!("body is not valid zstd: {e}")))?;
+            decompress(d, limit, "zstd")?
+        }
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "unsupported content-encoding {other:?}: use gzip or zstd"
+            )));
+        }
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("request body is empty".into()));
+    }
+    Ok(body)
+}
+
+fn decompress(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, ApiError> {
+    let mut out = Vec::new();
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid {what}: {e}")))?;
+    if out.len() > limit {
+        return Err(ApiError::TooLarge(format!(
+            "decompressed request body exceeds the limit of {limit} bytes"
+        )));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Whether JSON text nests deeper than `max` (objects and arrays), ignoring brackets inside
+/// strings. Checked before parsing so no recursive step can exhaust a stack.
+pub fn json_too_deep(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn depth() {
+        assert!(!json_too_deep(br#"{"a":[{"b":"[[[[[["}]}"#, 3));
+        assert!(json_too_deep(br#"{"a":[{"b":[1]}]}"#, 3));
+        assert!(!json_too_deep(br#"{"a":"\"{{{{"}"#, 1));
+    }
+
+    #[tokio::test]
+    async fn decompresses_and_limits() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&vec![b'x'; 1000]).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("content-encoding", "gzip".parse().unwrap());
+        let b = read_body(Body::from(gz.clone()), &h, 2000).await.unwrap();
+        assert_eq!(b.len(), 1000);
+        assert!(matches!(read_body(Body::from(gz), &h, 500).await, Err(ApiError::TooLarge(_))));
+        assert!(matches!(read_body(Body::from("garbage"), &h, 500).await, Err(ApiError::BadRequest(_))));
+        let z = zstd::encode_all(&b"{}"[..], 1).unwrap();
+        h.insert("content-encoding", "zstd".parse().unwrap());
+        assert_eq!(&read_body(Body::from(z), &h, 500).await.unwrap()[..], b"{}");
+        let h = HeaderMap::new();
+        assert!(matches!(read_body(Body::from(vec![b' '; 600]), &h, 500).await, Err(ApiError::TooLarge(_))));
+        assert!(matches!(read_body(Body::from(""), &h, 500).await, Err(ApiError::BadRequest(_))));
+    }
+}
