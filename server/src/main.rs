@@ -1,1 +1,95 @@
-fn main() {}
+//! # eventide (binary)
+//!
+//! The command line and the wiring: `serve` assembles the log, store, query engine and HTTP
+//! routes; `query`, `import` and `keys` are clients and tools. No logic another crate should
+//! own lives here.
+//!
+//! # Layout
+//! - `serve`: configuration, startup order (log → store replay → ingest registry → HTTP),
+//!   graceful shutdown.
+//! - `api`: the query routes and the JSON error shape for them, `/healthz`, fallbacks.
+//! - `cli`: the `query` and `import` clients.
+
+use mimalloc::MiMalloc;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+mod api;
+mod cli;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Eventide: wide events in over HTTP, a durable log, a columnar store, DataFusion queries.
+#[derive(Debug, Parser)]
+#[command(name = "eventide", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: ingest, store and query in one process.
+    Serve(serve::ServeArgs),
+    /// Run SQL or a query spec against a running server and print the result.
+    Query(cli::QueryArgs),
+    /// Bulk-load an NDJSON file (optionally .gz or .zst) into a dataset of a running server.
+    Import(cli::ImportArgs),
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key, store its hash under the data directory and print the secret once.
+    Create {
+        /// What the key may do: ingest (send events), query (run queries) or admin (everything).
+        #[arg(long)]
+        scope: String,
+        /// Limit the key to datasets matching this pattern (`*` matches any characters).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Data directory of the server that will accept the key.
+        #[arg(long, env = "EVENTIDE_DATA_DIR", default_value = "./eventide-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTIDE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Query(args) => cli::query(args).await,
+            Command::Import(args) => cli::import(args).await,
+            Command::Keys {
+                command: KeysCommand::Create { scope, dataset, data_dir },
+            } => {
+                let scope = eventide_ingest::Scope::parse(&scope)
+                    .ok_or_else(|| anyhow::anyhow!("scope must be ingest, query or admin"))?;
+                let secret = eventide_ingest::auth::create_key(&data_dir, scope, dataset)?;
+                println!("{secret}");
+                Ok(())
+            }
+        }
+    })
+}

@@ -1,0 +1,106 @@
+//! HTTP assembly: ingest routes, query routes, health, fallbacks, panics → JSON errors.
+
+use std::any::Any;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use eventide_ingest::error::error_response;
+use eventide_ingest::{IngestState, Keys, Require, Scope};
+use eventide_query::{QueryEngine, QueryError, QuerySpec};
+use serde::Deserialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+fn query_error(e: QueryError) -> Response {
+    match e {
+        QueryError::BadRequest(m) => error_response(StatusCode::BAD_REQUEST, &m),
+        QueryError::Internal(detail) => {
+            tracing::error!(error = %detail, "query failed");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error while running the query")
+        }
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(error_response(StatusCode::BAD_REQUEST, "request body is empty"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| error_response(StatusCode::BAD_REQUEST, &format!("invalid request json: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct SqlRequest {
+    sql: String,
+}
+
+async fn post_sql(State(engine): State<QueryEngine>, body: Bytes) -> Response {
+    let req: SqlRequest = match parse_json(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match engine.sql(&req.sql).await {
+        Ok(result) => Json(result).into_response(),
+        Err(e) => query_error(e),
+    }
+}
+
+async fn post_spec(State(engine): State<QueryEngine>, Path(dataset): Path<String>, body: Bytes) -> Response {
+    let spec: QuerySpec = match parse_json(&body) {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    match engine.run_spec(&dataset, &spec).await {
+        Ok(result) => Json(result).into_response(),
+        Err(e) => query_error(e),
+    }
+}
+
+async fn healthz() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error_response(StatusCode::NOT_FOUND, &format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+/// The whole HTTP API.
+pub fn app(ingest: IngestState, engine: QueryEngine, keys: Keys) -> Router {
+    let sql = Router::new()
+        .route("/api/v1/sql", post(post_sql))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Require { keys: keys.clone(), scope: Scope::Query, spans_datasets: true },
+            eventide_ingest::auth::require,
+        ));
+    let spec = Router::new()
+        .route("/api/v1/query/{dataset}", post(post_spec))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Require { keys: keys.clone(), scope: Scope::Query, spans_datasets: false },
+            eventide_ingest::auth::require,
+        ));
+    Router::new()
+        .merge(sql.with_state(engine.clone()))
+        .merge(spec.with_state(engine))
+        .merge(eventide_ingest::router(ingest, keys))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+}
