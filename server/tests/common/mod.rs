@@ -1,0 +1,109 @@
+//! A real `eventide serve` process for end-to-end tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+pub const INGEST_KEY: &str = "ingest-secret";
+pub const QUERY_KEY: &str = "query-secret";
+pub const ADMIN_KEY: &str = "admin-secret";
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts the binary on a free loopback port and waits for `/healthz`.
+    pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventide"));
+        cmd.args(["serve", "--data-dir"])
+            .arg(dir)
+            .args(["--http", "127.0.0.1:0"])
+            .env("EVENTIDE_KEYS", format!("ingest:{INGEST_KEY},query:{QUERY_KEY},admin:{ADMIN_KEY}"))
+            .env("EVENTIDE_LOG", std::env::var("EVENTIDE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start eventide");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("eventide listening on ") {
+                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let url = rx.recv_timeout(Duration::from_secs(120)).expect("server printed its address");
+        let server = Server { child, url, dir: dir.to_owned(), client: reqwest::Client::new() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = server.client.get(format!("{}/healthz", server.url)).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "server never became healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+
+    pub fn post(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}{path}", self.url)).header("X-Honeycomb-Team", key)
+    }
+
+    pub async fn sql(&self, sql: &str) -> Json {
+        let r = self.post("/api/v1/sql", QUERY_KEY).json(&json!({ "sql": sql })).send().await.unwrap();
+        let status = r.status();
+        let body: Json = r.json().await.unwrap();
+        assert_eq!(status, 200, "{sql}: {body}");
+        body
+    }
+
+    pub async fn spec(&self, dataset: &str, spec: Json) -> Json {
+        let r = self.post(&format!("/api/v1/query/{dataset}"), QUERY_KEY).json(&spec).send().await.unwrap();
+        let status = r.status();
+        let body: Json = r.json().await.unwrap();
+        assert_eq!(status, 200, "{spec}: {body}");
+        body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The median, p99 and max of durations, in milliseconds.
+pub fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
+    v.sort_unstable();
+    if v.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
+    (at(0.5), at(0.99), at(1.0))
+}
