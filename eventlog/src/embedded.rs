@@ -42,6 +42,10 @@ pub struct EmbeddedLogConfig {
     pub max_pending_appends: usize,
     /// Skip fsync (tests of logic only; never in production).
     pub fsync: bool,
+    /// The next offset must be at least this (one past the highest offset a consumer has
+    /// committed). An empty log starts here; a log ending below it was lost or restored from
+    /// an older backup and is refused, since reusing committed offsets would hide new events.
+    pub min_next_offset: Offset,
 }
 
 impl EmbeddedLogConfig {
@@ -52,6 +56,7 @@ impl EmbeddedLogConfig {
             max_pending_bytes: 256 * 1024 * 1024,
             max_pending_appends: 8192,
             fsync: true,
+            min_next_offset: 0,
         }
     }
 }
@@ -116,9 +121,17 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A record as read from a segment file, with its framed size.
+struct RawRecord {
+    offset: Offset,
+    dataset: String,
+    payload: Vec<u8>,
+    framed_len: usize,
+}
+
 /// Reads one record at the reader's position. `Ok(None)` = clean end of file; `Err` with
 /// kind `InvalidData`/`UnexpectedEof` = torn or corrupt.
-fn read_record(r: &mut impl Read) -> io::Result<Option<(Offset, String, Vec<u8>, usize)>> {
+fn read_record(r: &mut impl Read) -> io::Result<Option<RawRecord>> {
     let mut header = [0u8; HEADER];
     let mut got = 0;
     while got < HEADER {
@@ -134,22 +147,36 @@ fn read_record(r: &mut impl Read) -> io::Result<Option<(Offset, String, Vec<u8>,
     let len = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default()) as usize;
     let crc = u32::from_le_bytes(header[4..8].try_into().unwrap_or_default());
     if !(10..=MAX_RECORD).contains(&len) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad record length"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad record length",
+        ));
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
     if crc32fast::hash(&body) != crc {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "checksum mismatch"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "checksum mismatch",
+        ));
     }
     let offset = u64::from_le_bytes(body[0..8].try_into().unwrap_or_default());
     let dlen = u16::from_le_bytes(body[8..10].try_into().unwrap_or_default()) as usize;
     if 10 + dlen > len {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad dataset length"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad dataset length",
+        ));
     }
     let dataset = String::from_utf8(body[10..10 + dlen].to_vec())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "dataset not utf-8"))?;
     let payload = body.split_off(10 + dlen);
-    Ok(Some((offset, dataset, payload, HEADER + len)))
+    Ok(Some(RawRecord {
+        offset,
+        dataset,
+        payload,
+        framed_len: HEADER + len,
+    }))
 }
 
 fn frame(buf: &mut Vec<u8>, offset: Offset, dataset: &str, payload: &[u8]) {
@@ -173,10 +200,10 @@ fn recover(dir: &Path) -> Result<(Vec<Segment>, Offset, u64)> {
         let entry = entry.map_err(|e| io_err(dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(stem) = name.strip_suffix(".log") {
-            if let Ok(base) = stem.parse::<u64>() {
-                bases.push(base);
-            }
+        if let Some(stem) = name.strip_suffix(".log")
+            && let Ok(base) = stem.parse::<u64>()
+        {
+            bases.push(base);
         }
     }
     bases.sort_unstable();
@@ -202,14 +229,17 @@ fn recover(dir: &Path) -> Result<(Vec<Segment>, Offset, u64)> {
         loop {
             match read_record(&mut r) {
                 Ok(None) => break,
-                Ok(Some((off, _, _, n))) if off == expect => {
-                    pos += n as u64;
+                Ok(Some(rec)) if rec.offset == expect => {
+                    pos += rec.framed_len as u64;
                     expect += 1;
                 }
                 Ok(Some(_)) | Err(_) => {
                     warn!(segment = %path.display(), valid_bytes = pos, dropped_bytes = size - pos,
                         "log segment has a torn or corrupt tail; cutting it off");
-                    let f = OpenOptions::new().write(true).open(&path).map_err(|e| io_err(&path, e))?;
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| io_err(&path, e))?;
                     f.set_len(pos).map_err(|e| io_err(&path, e))?;
                     f.sync_all().map_err(|e| io_err(&path, e))?;
                     cut = true;
@@ -229,7 +259,28 @@ impl EmbeddedLog {
     pub fn open(config: EmbeddedLogConfig) -> Result<Self> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-        let (mut segments, next, active_len) = recover(&dir)?;
+        let (mut segments, mut next, mut active_len) = recover(&dir)?;
+        if next < config.min_next_offset {
+            let first = segments.first().map(|s| s.base).unwrap_or(next);
+            if next > first {
+                return Err(LogError::Failed(format!(
+                    "log ends at offset {next} but offsets up to {} were already committed to the store: \
+                     the log directory was lost or restored from an older backup",
+                    config.min_next_offset - 1
+                )));
+            }
+            // An empty log (e.g. a new log directory beside an existing store): start past
+            // every committed offset.
+            for seg in segments.drain(..) {
+                fs::remove_file(&seg.path).map_err(|e| io_err(&seg.path, e))?;
+            }
+            next = config.min_next_offset;
+            active_len = 0;
+            warn!(
+                next,
+                "log is empty but the store has committed data; starting after it"
+            );
+        }
         if segments.is_empty() {
             let path = segment_path(&dir, next);
             File::create(&path).map_err(|e| io_err(&path, e))?;
@@ -309,7 +360,9 @@ impl Writer {
             // Take every append already waiting (up to ~8 MB) into one write and one fsync.
             while let Some(r) = req.take() {
                 if self.shared.failed.load(Ordering::Acquire) {
-                    let _ = r.reply.send(Err(LogError::Failed("earlier write failed".into())));
+                    let _ = r
+                        .reply
+                        .send(Err(LogError::Failed("earlier write failed".into())));
                 } else {
                     let offset = self.next;
                     frame(&mut buf, offset, &r.dataset, &r.payload);
@@ -330,11 +383,11 @@ impl Writer {
                     for (reply, offset) in group.drain(..) {
                         let _ = reply.send(Ok(offset));
                     }
-                    if self.file_len >= self.config.segment_bytes {
-                        if let Err(e) = self.roll() {
-                            error!(error = %e, "could not start a new log segment; refusing writes");
-                            self.shared.failed.store(true, Ordering::Release);
-                        }
+                    if self.file_len >= self.config.segment_bytes
+                        && let Err(e) = self.roll()
+                    {
+                        error!(error = %e, "could not start a new log segment; refusing writes");
+                        self.shared.failed.store(true, Ordering::Release);
                     }
                 }
                 Err(e) => {
@@ -435,7 +488,12 @@ impl Shared {
         let mut bytes = 0usize;
         while cursor.next < durable && (out.is_empty() || bytes < max_bytes) {
             match read_record(&mut cursor.reader)? {
-                Some((offset, dataset, payload, _)) => {
+                Some(RawRecord {
+                    offset,
+                    dataset,
+                    payload,
+                    ..
+                }) => {
                     if offset != cursor.next {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
@@ -578,7 +636,10 @@ mod tests {
         let mut out = Vec::new();
         let mut next = from;
         loop {
-            let recs = log.read(next, 1 << 20, Duration::from_millis(10)).await.unwrap();
+            let recs = log
+                .read(next, 1 << 20, Duration::from_millis(10))
+                .await
+                .unwrap();
             if recs.is_empty() {
                 return out;
             }
@@ -593,7 +654,10 @@ mod tests {
         {
             let log = EmbeddedLog::open(cfg(dir.path())).unwrap();
             for i in 0..10u64 {
-                let off = log.append("ds", Bytes::from(format!("p{i}"))).await.unwrap();
+                let off = log
+                    .append("ds", Bytes::from(format!("p{i}")))
+                    .await
+                    .unwrap();
                 assert_eq!(off, i);
             }
             let recs = read_all(&log, 3).await;
@@ -617,7 +681,9 @@ mod tests {
         for i in 0..200 {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
-                log.append("ds", Bytes::from(vec![i as u8; 1000])).await.unwrap()
+                log.append("ds", Bytes::from(vec![i as u8; 1000]))
+                    .await
+                    .unwrap()
             }));
         }
         let mut offsets = Vec::new();
@@ -627,7 +693,10 @@ mod tests {
         offsets.sort_unstable();
         assert_eq!(offsets, (0..200).collect::<Vec<_>>());
         let fsyncs = log.fsync_count();
-        assert!(fsyncs < 200, "group commit: {fsyncs} fsyncs for 200 appends");
+        assert!(
+            fsyncs < 200,
+            "group commit: {fsyncs} fsyncs for 200 appends"
+        );
         assert_eq!(read_all(&log, 0).await.len(), 200);
     }
 
@@ -637,7 +706,9 @@ mod tests {
         {
             let log = EmbeddedLog::open(cfg(dir.path())).unwrap();
             for i in 0..5u64 {
-                log.append("ds", Bytes::from(format!("p{i}"))).await.unwrap();
+                log.append("ds", Bytes::from(format!("p{i}")))
+                    .await
+                    .unwrap();
             }
         }
         let seg = segment_path(dir.path(), 0);
@@ -649,7 +720,10 @@ mod tests {
             let log = EmbeddedLog::open(cfg(dir.path())).unwrap();
             assert_eq!(log.end_offset(), 5);
             assert_eq!(read_all(&log, 0).await.len(), 5);
-            assert_eq!(log.append("ds", Bytes::from_static(b"p5")).await.unwrap(), 5);
+            assert_eq!(
+                log.append("ds", Bytes::from_static(b"p5")).await.unwrap(),
+                5
+            );
         }
         // Flip a byte inside the last record's payload: that record is dropped, earlier stay.
         let mut bytes = fs::read(&seg).unwrap();
@@ -686,13 +760,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn never_reuses_committed_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path());
+        c.min_next_offset = 42;
+        {
+            let log = EmbeddedLog::open(c.clone()).unwrap();
+            assert_eq!(
+                log.append("ds", Bytes::from_static(b"a")).await.unwrap(),
+                42
+            );
+        }
+        let log = EmbeddedLog::open(c.clone()).unwrap();
+        assert_eq!(log.end_offset(), 43);
+        drop(log);
+        c.min_next_offset = 100;
+        let err = EmbeddedLog::open(c).unwrap_err();
+        assert!(err.to_string().contains("lost or restored"), "{err}");
+    }
+
+    #[tokio::test]
     async fn saturation_is_reported_not_buffered() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = cfg(dir.path());
         c.max_pending_bytes = 4 * 1024;
         let log = Arc::new(EmbeddedLog::open(c).unwrap());
         // A payload larger than the whole budget still goes through (it is clamped) when alone.
-        log.append("ds", Bytes::from(vec![0u8; 64 * 1024])).await.unwrap();
+        log.append("ds", Bytes::from(vec![0u8; 64 * 1024]))
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for _ in 0..64 {
             let log = log.clone();
@@ -706,6 +802,9 @@ mod tests {
                 saturated += 1;
             }
         }
-        assert!(saturated > 0, "a 4 KB budget must refuse some of 64 concurrent 3 KB appends");
+        assert!(
+            saturated > 0,
+            "a 4 KB budget must refuse some of 64 concurrent 3 KB appends"
+        );
     }
 }

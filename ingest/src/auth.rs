@@ -4,7 +4,8 @@
 //! only SHA-256 hashes of the secrets. A request carries its key as `X-Honeycomb-Team: KEY`
 //! or `Authorization: Bearer KEY`. `admin` may do everything; `ingest` sends events (and
 //! markers); `query` runs queries. A key may be limited to datasets matching a pattern
-//! (`*` matches any run of characters).
+//! (`*` matches any run of characters). Changes to the keys file (new or removed keys) take
+//! effect within a second, without a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -92,7 +93,9 @@ fn glob_match(pattern: &str, s: &str) -> bool {
     let mut rest = s;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
@@ -117,10 +120,21 @@ pub enum Denied {
     Forbidden(String),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct KeySet {
     entries: Vec<KeyEntry>,
     file_mtime: Option<SystemTime>,
+    checked: std::time::Instant,
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            file_mtime: None,
+            checked: std::time::Instant::now(),
+        }
+    }
 }
 
 /// The accepted keys. Keys from the keys file are re-read when the file changes, so
@@ -142,7 +156,8 @@ fn read_file(path: &Path) -> Result<(Vec<KeyEntry>, Option<SystemTime>), KeyErro
     };
     match std::fs::read(path) {
         Ok(bytes) => {
-            let entries: Vec<KeyEntry> = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+            let entries: Vec<KeyEntry> =
+                serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
             let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
             Ok((entries, mtime))
         }
@@ -152,7 +167,11 @@ fn read_file(path: &Path) -> Result<(Vec<KeyEntry>, Option<SystemTime>), KeyErro
 }
 
 /// Appends a new key to the keys file and returns its secret.
-pub fn create_key(data_dir: &Path, scope: Scope, dataset: Option<String>) -> Result<String, KeyError> {
+pub fn create_key(
+    data_dir: &Path,
+    scope: Scope,
+    dataset: Option<String>,
+) -> Result<String, KeyError> {
     let path = data_dir.join(KEYS_FILE);
     let (mut entries, _) = read_file(&path)?;
     let secret = new_secret();
@@ -185,11 +204,16 @@ impl Keys {
     /// Keys from an `EVENTIDE_KEYS`-style spec (`ingest:abc,admin:xyz`) plus the keys file in
     /// `data_dir`. When neither holds a key, one ingest and one admin key are generated,
     /// stored hashed, and returned in plain text so the caller can print them once.
-    pub fn load(env_spec: Option<&str>, data_dir: &Path) -> Result<(Self, Vec<(Scope, String)>), KeyError> {
+    pub fn load(
+        env_spec: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<(Self, Vec<(Scope, String)>), KeyError> {
         let mut env = Vec::new();
         if let Some(spec) = env_spec {
             for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let (scope, secret) = part.split_once(':').ok_or_else(|| KeyError::BadSpec(part.into()))?;
+                let (scope, secret) = part
+                    .split_once(':')
+                    .ok_or_else(|| KeyError::BadSpec(part.into()))?;
                 let scope = Scope::parse(scope).ok_or_else(|| KeyError::BadSpec(part.into()))?;
                 if secret.is_empty() {
                     return Err(KeyError::BadSpec(part.into()));
@@ -224,6 +248,7 @@ impl Keys {
                 inner: Arc::new(RwLock::new(KeySet {
                     entries,
                     file_mtime: mtime,
+                    checked: std::time::Instant::now(),
                 })),
                 file: Some(path),
                 env,
@@ -259,8 +284,15 @@ impl Keys {
 
     fn reload_if_changed(&self) {
         let Some(path) = &self.file else { return };
+        if let Ok(mut set) = self.inner.write() {
+            set.checked = std::time::Instant::now();
+        }
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let stale = self.inner.read().map(|s| s.file_mtime != mtime).unwrap_or(true);
+        let stale = self
+            .inner
+            .read()
+            .map(|s| s.file_mtime != mtime)
+            .unwrap_or(true);
         if !stale {
             return;
         }
@@ -276,9 +308,24 @@ impl Keys {
 
     /// Checks a secret for a scope and (optionally) a dataset. `dataset = None` on a route
     /// that spans datasets (SQL) refuses dataset-limited keys.
-    pub fn check(&self, secret: Option<&str>, needed: Scope, dataset: Option<&str>, spans_datasets: bool) -> Result<KeyEntry, Denied> {
+    pub fn check(
+        &self,
+        secret: Option<&str>,
+        needed: Scope,
+        dataset: Option<&str>,
+        spans_datasets: bool,
+    ) -> Result<KeyEntry, Denied> {
         let secret = secret.filter(|s| !s.is_empty()).ok_or(Denied::Missing)?;
         let h = hash(secret);
+        // Pick up keys created or revoked in the keys file, at most once a second.
+        let due = self
+            .inner
+            .read()
+            .map(|s| s.checked.elapsed() >= std::time::Duration::from_secs(1))
+            .unwrap_or(true);
+        if due {
+            self.reload_if_changed();
+        }
         let entry = match self.find(&h) {
             Some(e) => e,
             None => {
@@ -299,12 +346,12 @@ impl Keys {
                     "key is limited to datasets matching {pattern:?} and cannot be used here"
                 )));
             }
-            if let Some(ds) = dataset {
-                if !glob_match(pattern, ds) {
-                    return Err(Denied::Forbidden(format!(
-                        "key is limited to datasets matching {pattern:?}, not {ds:?}"
-                    )));
-                }
+            if let Some(ds) = dataset
+                && !glob_match(pattern, ds)
+            {
+                return Err(Denied::Forbidden(format!(
+                    "key is limited to datasets matching {pattern:?}, not {ds:?}"
+                )));
             }
         }
         Ok(entry)
@@ -313,13 +360,19 @@ impl Keys {
 
 /// The secret a request carries, if any.
 pub fn request_secret(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("x-honeycomb-team").and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get("x-honeycomb-team")
+        .and_then(|v| v.to_str().ok())
+    {
         return Some(v.trim());
     }
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
 }
 
@@ -350,7 +403,10 @@ pub async fn require(State(req_state): State<Require>, request: Request, next: N
             request.extensions_mut().insert(entry);
             next.run(request).await
         }
-        Err(Denied::Missing) => ApiError::Unauthorized("missing api key: send X-Honeycomb-Team or Authorization: Bearer".into()).into_response(),
+        Err(Denied::Missing) => ApiError::Unauthorized(
+            "missing api key: send X-Honeycomb-Team or Authorization: Bearer".into(),
+        )
+        .into_response(),
         Err(Denied::Unknown) => ApiError::Unauthorized("unknown api key".into()).into_response(),
         Err(Denied::Forbidden(m)) => ApiError::Forbidden(m).into_response(),
     }
@@ -365,15 +421,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (keys, generated) = Keys::load(Some("ingest:abc,query:q1"), dir.path()).unwrap();
         assert!(generated.is_empty());
-        assert!(keys.check(Some("abc"), Scope::Ingest, Some("x"), false).is_ok());
-        assert!(matches!(keys.check(Some("abc"), Scope::Query, None, true), Err(Denied::Forbidden(_))));
-        assert_eq!(keys.check(Some("nope"), Scope::Ingest, None, false).unwrap_err(), Denied::Unknown);
-        assert_eq!(keys.check(None, Scope::Ingest, None, false).unwrap_err(), Denied::Missing);
+        assert!(
+            keys.check(Some("abc"), Scope::Ingest, Some("x"), false)
+                .is_ok()
+        );
+        assert!(matches!(
+            keys.check(Some("abc"), Scope::Query, None, true),
+            Err(Denied::Forbidden(_))
+        ));
+        assert_eq!(
+            keys.check(Some("nope"), Scope::Ingest, None, false)
+                .unwrap_err(),
+            Denied::Unknown
+        );
+        assert_eq!(
+            keys.check(None, Scope::Ingest, None, false).unwrap_err(),
+            Denied::Missing
+        );
 
         let secret = create_key(dir.path(), Scope::Ingest, Some("web-*".into())).unwrap();
-        assert!(keys.check(Some(&secret), Scope::Ingest, Some("web-api"), false).is_ok(), "reloaded");
-        assert!(matches!(keys.check(Some(&secret), Scope::Ingest, Some("db"), false), Err(Denied::Forbidden(_))));
-        assert!(!std::fs::read_to_string(dir.path().join(KEYS_FILE)).unwrap().contains(&secret), "only hashes are stored");
+        assert!(
+            keys.check(Some(&secret), Scope::Ingest, Some("web-api"), false)
+                .is_ok(),
+            "reloaded"
+        );
+        assert!(matches!(
+            keys.check(Some(&secret), Scope::Ingest, Some("db"), false),
+            Err(Denied::Forbidden(_))
+        ));
+        assert!(
+            !std::fs::read_to_string(dir.path().join(KEYS_FILE))
+                .unwrap()
+                .contains(&secret),
+            "only hashes are stored"
+        );
     }
 
     #[test]
@@ -381,7 +462,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (keys, generated) = Keys::load(None, dir.path()).unwrap();
         assert_eq!(generated.len(), 2);
-        let admin = &generated.iter().find(|(s, _)| *s == Scope::Admin).unwrap().1;
+        let admin = &generated
+            .iter()
+            .find(|(s, _)| *s == Scope::Admin)
+            .unwrap()
+            .1;
         assert!(keys.check(Some(admin), Scope::Query, None, true).is_ok());
         let (_, again) = Keys::load(None, dir.path()).unwrap();
         assert!(again.is_empty());

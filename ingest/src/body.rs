@@ -8,42 +8,66 @@ use bytes::Bytes;
 
 use crate::error::ApiError;
 
-/// Reads the whole body, decompressing `Content-Encoding: gzip|zstd`, refusing more than
-/// `limit` bytes (compressed or not) with 413 and an empty body with 400.
-pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::TooLarge(format!("request body exceeds the limit of {limit} bytes"));
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // to_bytes fails with a length-limit error, or on a broken connection.
-        let msg = e.to_string();
-        if msg.contains("length limit") {
-            too_large()
-        } else {
-            ApiError::BadRequest(format!("could not read request body: {msg}"))
-        }
-    })?;
-    let encoding = headers
+/// A body's `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+/// Reads `Content-Encoding` (415 for anything but gzip, zstd or identity).
+pub fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let value = headers
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let body = match encoding.as_str() {
-        "" | "identity" => raw,
-        "gzip" | "x-gzip" => decompress(flate2::read::MultiGzDecoder::new(&raw[..]), limit, "gzip")?,
-        "zstd" => {
+    match value.as_str() {
+        "" | "identity" => Ok(Encoding::Identity),
+        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+        "zstd" => Ok(Encoding::Zstd),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported content-encoding {other:?}: use gzip or zstd"
+        ))),
+    }
+}
+
+/// Reads the raw (possibly compressed) body, refusing more than `limit` bytes with 413.
+pub async fn read_raw(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("length limit") {
+            ApiError::TooLarge(format!("request body exceeds the limit of {limit} bytes"))
+        } else {
+            ApiError::BadRequest(format!("could not read request body: {msg}"))
+        }
+    })
+}
+
+/// Decompresses a raw body (CPU work: call it off the async threads for large bodies),
+/// refusing more than `limit` bytes after decompression (413) and an empty body (400).
+pub fn decode_body(raw: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes, ApiError> {
+    let body = match encoding {
+        Encoding::Identity => raw,
+        Encoding::Gzip => decompress(flate2::read::MultiGzDecoder::new(&raw[..]), limit, "gzip")?,
+        Encoding::Zstd => {
             let d = zstd::stream::read::Decoder::new(&raw[..])
                 .map_err(|e| ApiError::BadRequest(format!("body is not valid zstd: {e}")))?;
             decompress(d, limit, "zstd")?
-        }
-        other => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "unsupported content-encoding {other:?}: use gzip or zstd"
-            )));
         }
     };
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("request body is empty".into()));
     }
     Ok(body)
+}
+
+/// Reads, checks and decompresses a whole body.
+pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let enc = encoding(headers)?;
+    let raw = read_raw(body, limit).await?;
+    decode_body(raw, enc, limit)
 }
 
 fn decompress(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, ApiError> {
@@ -113,13 +137,25 @@ mod tests {
         h.insert("content-encoding", "gzip".parse().unwrap());
         let b = read_body(Body::from(gz.clone()), &h, 2000).await.unwrap();
         assert_eq!(b.len(), 1000);
-        assert!(matches!(read_body(Body::from(gz), &h, 500).await, Err(ApiError::TooLarge(_))));
-        assert!(matches!(read_body(Body::from("garbage"), &h, 500).await, Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            read_body(Body::from(gz), &h, 500).await,
+            Err(ApiError::TooLarge(_))
+        ));
+        assert!(matches!(
+            read_body(Body::from("garbage"), &h, 500).await,
+            Err(ApiError::BadRequest(_))
+        ));
         let z = zstd::encode_all(&b"{}"[..], 1).unwrap();
         h.insert("content-encoding", "zstd".parse().unwrap());
         assert_eq!(&read_body(Body::from(z), &h, 500).await.unwrap()[..], b"{}");
         let h = HeaderMap::new();
-        assert!(matches!(read_body(Body::from(vec![b' '; 600]), &h, 500).await, Err(ApiError::TooLarge(_))));
-        assert!(matches!(read_body(Body::from(""), &h, 500).await, Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            read_body(Body::from(vec![b' '; 600]), &h, 500).await,
+            Err(ApiError::TooLarge(_))
+        ));
+        assert!(matches!(
+            read_body(Body::from(""), &h, 500).await,
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

@@ -25,7 +25,10 @@ pub type Item = Result<Event, String>;
 
 fn parse_json(bytes: &[u8], limits: &Limits) -> Result<BorrowedValue<'static>, String> {
     if json_too_deep(bytes, limits.max_json_depth) {
-        return Err(format!("json nests deeper than {} levels", limits.max_json_depth));
+        return Err(format!(
+            "json nests deeper than {} levels",
+            limits.max_json_depth
+        ));
     }
     let mut buf = bytes.to_vec();
     simd_json::to_borrowed_value(&mut buf)
@@ -54,14 +57,17 @@ pub fn batch_item(item: &BorrowedValue<'static>, d: &Defaults, limits: &Limits) 
         Some(s) => parse_samplerate(s).map_err(|e| e.to_string())?,
         None => d.samplerate,
     };
-    flatten_object(data, time.or(d.time_us), d.receive_us, samplerate, limits).map_err(|e| e.to_string())
+    flatten_object(data, time.or(d.time_us), d.receive_us, samplerate, limits)
+        .map_err(|e| e.to_string())
 }
 
 /// `POST /1/batch`: a JSON array of batch items.
 pub fn json_batch(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Vec<Item>, ApiError> {
     let v = parse_json(body, limits).map_err(ApiError::BadRequest)?;
     let BorrowedValue::Array(items) = v else {
-        return Err(ApiError::BadRequest("batch body must be a json array of events".into()));
+        return Err(ApiError::BadRequest(
+            "batch body must be a json array of events".into(),
+        ));
     };
     Ok(items.iter().map(|i| batch_item(i, d, limits)).collect())
 }
@@ -69,7 +75,8 @@ pub fn json_batch(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Vec<Item
 /// `POST /1/events`: one JSON object.
 pub fn json_event(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Event, ApiError> {
     let v = parse_json(body, limits).map_err(ApiError::BadRequest)?;
-    flatten_object(&v, d.time_us, d.receive_us, d.samplerate, limits).map_err(|e| ApiError::BadRequest(e.to_string()))
+    flatten_object(&v, d.time_us, d.receive_us, d.samplerate, limits)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// `POST /api/v1/ingest`: NDJSON. Returns `(line number, item)` for every non-blank line.
@@ -82,12 +89,16 @@ pub fn ndjson(body: &[u8], d: &Defaults, limits: &Limits) -> Vec<(usize, Item)> 
             continue;
         }
         let item = if json_too_deep(line, limits.max_json_depth) {
-            Err(format!("json nests deeper than {} levels", limits.max_json_depth))
+            Err(format!(
+                "json nests deeper than {} levels",
+                limits.max_json_depth
+            ))
         } else {
             buf.clear();
             buf.extend_from_slice(line);
             match simd_json::to_borrowed_value(&mut buf) {
-                Ok(v) => flatten_object(&v, d.time_us, d.receive_us, d.samplerate, limits).map_err(|e| e.to_string()),
+                Ok(v) => flatten_object(&v, d.time_us, d.receive_us, d.samplerate, limits)
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(format!("malformed json: {e}")),
             }
         };
@@ -99,9 +110,12 @@ pub fn ndjson(body: &[u8], d: &Defaults, limits: &Limits) -> Vec<(usize, Item)> 
 /// `POST /1/batch` with `Content-Type: application/msgpack`.
 pub fn msgpack_batch(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Vec<Item>, ApiError> {
     let mut rd = body;
-    let v = rmpv::decode::read_value(&mut rd).map_err(|e| ApiError::BadRequest(format!("malformed msgpack: {e}")))?;
+    let v = rmpv::decode::read_value(&mut rd)
+        .map_err(|e| ApiError::BadRequest(format!("malformed msgpack: {e}")))?;
     let rmpv::Value::Array(items) = v else {
-        return Err(ApiError::BadRequest("batch body must be a msgpack array of events".into()));
+        return Err(ApiError::BadRequest(
+            "batch body must be a msgpack array of events".into(),
+        ));
     };
     Ok(items
         .iter()
@@ -114,7 +128,11 @@ pub fn msgpack_batch(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Vec<I
 
 /// Converts msgpack to the JSON value model. The timestamp extension (type −1) becomes an
 /// RFC3339 string; binary becomes lossy UTF-8 text.
-fn msgpack_to_json(v: &rmpv::Value, depth: usize, max: usize) -> Result<BorrowedValue<'static>, String> {
+fn msgpack_to_json(
+    v: &rmpv::Value,
+    depth: usize,
+    max: usize,
+) -> Result<BorrowedValue<'static>, String> {
     if depth > max {
         return Err(format!("msgpack nests deeper than {max} levels"));
     }
@@ -128,16 +146,28 @@ fn msgpack_to_json(v: &rmpv::Value, depth: usize, max: usize) -> Result<Borrowed
         },
         rmpv::Value::F32(f) => BorrowedValue::Static(StaticNode::F64(f64::from(*f))),
         rmpv::Value::F64(f) => BorrowedValue::Static(StaticNode::F64(*f)),
-        rmpv::Value::String(s) => BorrowedValue::String(Cow::Owned(s.as_str().map(str::to_owned).unwrap_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned()))),
-        rmpv::Value::Binary(b) => BorrowedValue::String(Cow::Owned(String::from_utf8_lossy(b).into_owned())),
+        rmpv::Value::String(s) => BorrowedValue::String(Cow::Owned(
+            s.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        )),
+        rmpv::Value::Binary(b) => {
+            BorrowedValue::String(Cow::Owned(String::from_utf8_lossy(b).into_owned()))
+        }
         rmpv::Value::Array(a) => BorrowedValue::Array(Box::new(
-            a.iter().map(|x| msgpack_to_json(x, depth + 1, max)).collect::<Result<_, _>>()?,
+            a.iter()
+                .map(|x| msgpack_to_json(x, depth + 1, max))
+                .collect::<Result<_, _>>()?,
         )),
         rmpv::Value::Map(m) => {
-            let mut obj = simd_json::borrowed::Object::with_capacity_and_hasher(m.len(), Default::default());
+            let mut obj =
+                simd_json::borrowed::Object::with_capacity_and_hasher(m.len(), Default::default());
             for (k, v) in m {
                 let key = match k {
-                    rmpv::Value::String(s) => s.as_str().map(str::to_owned).unwrap_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                    rmpv::Value::String(s) => s
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned()),
                     other => other.to_string(),
                 };
                 obj.insert(Cow::Owned(key), msgpack_to_json(v, depth + 1, max)?);
@@ -177,7 +207,11 @@ mod tests {
     use eventide_model::Value;
 
     fn d() -> Defaults {
-        Defaults { time_us: None, samplerate: 1, receive_us: 5 }
+        Defaults {
+            time_us: None,
+            samplerate: 1,
+            receive_us: 5,
+        }
     }
 
     #[test]
@@ -188,12 +222,21 @@ mod tests {
         assert_eq!(items.len(), 5);
         let e = items[0].as_ref().unwrap();
         assert_eq!((e.timestamp_us, e.samplerate), (1_700_000_000_000_000, 10));
-        assert_eq!(items[1].as_ref().unwrap_err(), "batch item has no data field");
+        assert_eq!(
+            items[1].as_ref().unwrap_err(),
+            "batch item has no data field"
+        );
         assert!(items[2].is_err());
         assert!(items[3].as_ref().unwrap_err().contains("bogus"));
         assert_eq!(items[4].as_ref().unwrap().timestamp_us, 5);
-        assert!(matches!(json_batch(b"{\"a\":1}", &d(), &Limits::default()), Err(ApiError::BadRequest(_))));
-        assert!(matches!(json_batch(b"[{\"data\":", &d(), &Limits::default()), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            json_batch(b"{\"a\":1}", &d(), &Limits::default()),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            json_batch(b"[{\"data\":", &d(), &Limits::default()),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 
     #[test]
@@ -203,7 +246,13 @@ mod tests {
         let lines: Vec<usize> = items.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, vec![1, 3, 4, 5]);
         assert!(items[0].1.is_ok() && items[2].1.is_ok());
-        assert!(items[1].1.as_ref().unwrap_err().starts_with("malformed json"));
+        assert!(
+            items[1]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .starts_with("malformed json")
+        );
         assert!(items[3].1.is_err(), "invalid utf-8 is refused");
     }
 
@@ -215,7 +264,10 @@ mod tests {
             rmpv::Value::Ext(-1, v.to_be_bytes().to_vec())
         };
         let item = rmpv::Value::Map(vec![
-            ("data".into(), rmpv::Value::Map(vec![("a".into(), 1.into()), ("s".into(), "x".into())])),
+            (
+                "data".into(),
+                rmpv::Value::Map(vec![("a".into(), 1.into()), ("s".into(), "x".into())]),
+            ),
             ("time".into(), ts_ext),
             ("samplerate".into(), 3.into()),
         ]);
@@ -225,7 +277,13 @@ mod tests {
         let e = items[0].as_ref().unwrap();
         assert_eq!(e.timestamp_us, 1_700_000_000_500_000);
         assert_eq!(e.samplerate, 3);
-        assert_eq!(e.fields, vec![("a".into(), Value::Int(1)), ("s".into(), Value::Str("x".into()))]);
+        assert_eq!(
+            e.fields,
+            vec![
+                ("a".into(), Value::Int(1)),
+                ("s".into(), Value::Str("x".into()))
+            ]
+        );
         assert!(msgpack_batch(b"\xc1", &d(), &Limits::default()).is_err());
     }
 }

@@ -60,7 +60,9 @@ impl IntoResponse for ApiError {
 impl From<eventide_eventlog::LogError> for ApiError {
     fn from(e: eventide_eventlog::LogError) -> Self {
         match e {
-            eventide_eventlog::LogError::Saturated(m) => Self::Overloaded(format!("server is overloaded ({m}); retry later"), 1),
+            eventide_eventlog::LogError::Saturated(m) => {
+                Self::Overloaded(format!("server is overloaded ({m}); retry later"), 1)
+            }
             other => Self::Internal(other.to_string()),
         }
     }

@@ -53,7 +53,9 @@ pub struct IngestState {
 
 impl std::fmt::Debug for IngestState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngestState").field("limits", &self.limits).finish()
+        f.debug_struct("IngestState")
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -85,12 +87,20 @@ impl IngestState {
                 }
             }
             if accepted.is_empty() {
-                return Ok(Prepared { outcomes, payload: None });
+                return Ok(Prepared {
+                    outcomes,
+                    payload: None,
+                });
             }
-            events_to_batch(&schema, &accepted).map_err(|e| ApiError::Internal(format!("building arrow batch: {e}")))?
+            events_to_batch(&schema, &accepted)
+                .map_err(|e| ApiError::Internal(format!("building arrow batch: {e}")))?
         };
-        let payload = encode_batch(&batch).map_err(|e| ApiError::Internal(format!("encoding batch: {e}")))?;
-        Ok(Prepared { outcomes, payload: Some(payload) })
+        let payload =
+            encode_batch(&batch).map_err(|e| ApiError::Internal(format!("encoding batch: {e}")))?;
+        Ok(Prepared {
+            outcomes,
+            payload: Some(payload),
+        })
     }
 
     /// Decodes (on a blocking thread), admits, appends durably. Returns per-item outcomes.
@@ -129,7 +139,9 @@ fn defaults(headers: &HeaderMap) -> Result<Defaults, ApiError> {
                     .and_then(eventide_model::time::parse_time_number)
             });
             Some(parsed.ok_or_else(|| {
-                ApiError::BadRequest(format!("x-honeycomb-event-time {s:?} is not an RFC3339 time or Unix seconds"))
+                ApiError::BadRequest(format!(
+                    "x-honeycomb-event-time {s:?} is not an RFC3339 time or Unix seconds"
+                ))
             })?)
         }
     };
@@ -140,7 +152,9 @@ fn defaults(headers: &HeaderMap) -> Result<Defaults, ApiError> {
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok())
             .and_then(eventide_model::event::samplerate_from_f64)
-            .ok_or_else(|| ApiError::BadRequest("x-honeycomb-samplerate must be a positive integer".into()))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest("x-honeycomb-samplerate must be a positive integer".into())
+            })?,
     };
     Ok(Defaults {
         time_us,
@@ -163,12 +177,15 @@ async fn post_batch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let dataset = dataset_name(&dataset)?;
-    let body = body::read_body(body, &headers, s.limits.max_body_bytes).await?;
+    let enc = body::encoding(&headers)?;
+    let limit = s.limits.max_body_bytes;
+    let raw = body::read_raw(body, limit).await?;
     let d = defaults(&headers)?;
     let limits = s.limits.clone();
     let msgpack = is_msgpack(&headers);
     let outcomes = s
         .ingest(dataset, move || {
+            let body = body::decode_body(raw, enc, limit)?;
             if msgpack {
                 decode::msgpack_batch(&body, &d, &limits)
             } else {
@@ -193,11 +210,16 @@ async fn post_event(
     body: Body,
 ) -> Result<Response, ApiError> {
     let dataset = dataset_name(&dataset)?;
-    let body = body::read_body(body, &headers, s.limits.max_event_bytes).await?;
+    let enc = body::encoding(&headers)?;
+    let limit = s.limits.max_event_bytes;
+    let raw = body::read_raw(body, limit).await?;
     let d = defaults(&headers)?;
     let limits = s.limits.clone();
     let outcomes = s
-        .ingest(dataset, move || Ok(vec![Ok(decode::json_event(&body, &d, &limits)?)]))
+        .ingest(dataset, move || {
+            let body = body::decode_body(raw, enc, limit)?;
+            Ok(vec![Ok(decode::json_event(&body, &d, &limits)?)])
+        })
         .await?;
     match outcomes.into_iter().next().flatten() {
         None => Ok(Json(json!({})).into_response()),
@@ -215,14 +237,18 @@ async fn post_ndjson(
     body: Body,
 ) -> Result<Response, ApiError> {
     let dataset = dataset_name(&dataset)?;
-    let body = body::read_body(body, &headers, s.limits.max_body_bytes).await?;
+    let enc = body::encoding(&headers)?;
+    let limit = s.limits.max_body_bytes;
+    let raw = body::read_raw(body, limit).await?;
     let d = defaults(&headers)?;
     let limits = s.limits.clone();
     let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
     let lines_out = lines.clone();
     let outcomes = s
         .ingest(dataset, move || {
-            let (nums, items): (Vec<usize>, Vec<Item>) = decode::ndjson(&body, &d, &limits).into_iter().unzip();
+            let body = body::decode_body(raw, enc, limit)?;
+            let (nums, items): (Vec<usize>, Vec<Item>) =
+                decode::ndjson(&body, &d, &limits).into_iter().unzip();
             *lines_out.lock().unwrap_or_else(|p| p.into_inner()) = nums;
             Ok(items)
         })

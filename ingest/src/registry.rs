@@ -24,13 +24,21 @@ impl SchemaRegistry {
     pub fn seed(&self, schemas: HashMap<String, Vec<(String, ColumnType)>>) {
         let mut map = self.datasets.write().unwrap_or_else(|p| p.into_inner());
         for (name, cols) in schemas {
-            map.insert(name, Arc::new(Mutex::new(DatasetSchema::from_columns(cols))));
+            map.insert(
+                name,
+                Arc::new(Mutex::new(DatasetSchema::from_columns(cols))),
+            );
         }
     }
 
     /// The schema of `dataset`, created empty on first use.
     pub fn dataset(&self, dataset: &str) -> Arc<Mutex<DatasetSchema>> {
-        if let Some(s) = self.datasets.read().unwrap_or_else(|p| p.into_inner()).get(dataset) {
+        if let Some(s) = self
+            .datasets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(dataset)
+        {
             return s.clone();
         }
         self.datasets

@@ -104,7 +104,10 @@ impl ColumnBuilder {
 /// Builds one record batch from events admitted to `schema` (see [`DatasetSchema::admit`]).
 /// Columns are `timestamp`, `_samplerate`, then the schema columns these events use, in
 /// schema order. Fields unknown to the schema are skipped.
-pub fn events_to_batch(schema: &DatasetSchema, events: &[Event]) -> Result<RecordBatch, ArrowError> {
+pub fn events_to_batch(
+    schema: &DatasetSchema,
+    events: &[Event],
+) -> Result<RecordBatch, ArrowError> {
     let n = events.len();
     // slot[i] = position in `builders` of schema column i, if this batch uses it.
     let mut slot: Vec<u32> = vec![u32::MAX; schema.len()];
@@ -187,7 +190,10 @@ mod tests {
             Event {
                 timestamp_us: 1,
                 samplerate: 1,
-                fields: vec![("a".into(), Value::Int(1)), ("s".into(), Value::Str("x".into()))],
+                fields: vec![
+                    ("a".into(), Value::Int(1)),
+                    ("s".into(), Value::Str("x".into())),
+                ],
             },
             Event {
                 timestamp_us: 2,

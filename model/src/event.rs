@@ -1,7 +1,5 @@
 //! Events and their values, and flattening of nested JSON objects into dotted field names.
 
-use std::borrow::Cow;
-
 use simd_json::prelude::Writable;
 use simd_json::{BorrowedValue, StaticNode};
 
@@ -50,7 +48,7 @@ pub struct Event {
 /// Why one event was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EventError {
-    #[error("event data must be a JSON object")]
+    #[error("event data must be a json object")]
     NotAnObject,
     #[error("event has {count} fields, the limit is {limit}")]
     TooManyFields { count: usize, limit: usize },
@@ -100,7 +98,14 @@ pub fn flatten_object(
                 _ => None,
             };
             if own_time.is_none() {
-                push_value(&mut fields, "timestamp_raw".to_owned(), value, limits, 1, &mut size)?;
+                push_value(
+                    &mut fields,
+                    "timestamp_raw".to_owned(),
+                    value,
+                    limits,
+                    1,
+                    &mut size,
+                )?;
             }
             continue;
         }
@@ -176,7 +181,7 @@ fn push_value(
             }
             Value::Float(*f)
         }
-        BorrowedValue::String(s) => Value::Str(cow_to_string(s)),
+        BorrowedValue::String(s) => Value::Str(s.to_string()),
         BorrowedValue::Object(obj) if depth < limits.flatten_depth => {
             for (k, v) in obj.iter() {
                 if k.is_empty() {
@@ -193,22 +198,18 @@ fn push_value(
         // Arrays and objects nested deeper than the flatten depth are stored as JSON text.
         BorrowedValue::Object(_) | BorrowedValue::Array(_) => Value::Str(value.encode()),
     };
-    if let Value::Str(s) = &v {
-        if s.len() > limits.max_string_bytes {
-            return Err(EventError::StringTooLong {
-                field: name,
-                len: s.len(),
-                limit: limits.max_string_bytes,
-            });
-        }
+    if let Value::Str(s) = &v
+        && s.len() > limits.max_string_bytes
+    {
+        return Err(EventError::StringTooLong {
+            field: name,
+            len: s.len(),
+            limit: limits.max_string_bytes,
+        });
     }
     *size += name.len() + v.size();
     out.push((name, v));
     Ok(())
-}
-
-fn cow_to_string(s: &Cow<'_, str>) -> String {
-    s.as_ref().to_owned()
 }
 
 /// Reads a sample rate from an envelope value: positive integers (or integral floats); 0 is
@@ -285,7 +286,10 @@ mod tests {
         let v = parse(r#"{"timestamp":"soon"}"#);
         let e = flatten_object(&v, None, 42, 1, &Limits::default()).unwrap();
         assert_eq!(e.timestamp_us, 42);
-        assert_eq!(e.fields, vec![("timestamp_raw".into(), Value::Str("soon".into()))]);
+        assert_eq!(
+            e.fields,
+            vec![("timestamp_raw".into(), Value::Str("soon".into()))]
+        );
     }
 
     #[test]

@@ -256,7 +256,10 @@ mod tests {
         s.admit(&mut e, 100).unwrap();
         assert_eq!(
             e.fields,
-            vec![("d".into(), Value::Float(2.0)), ("s".into(), Value::Str("true".into()))]
+            vec![
+                ("d".into(), Value::Float(2.0)),
+                ("s".into(), Value::Str("true".into()))
+            ]
         );
 
         let mut e = ev(vec![("new", Value::Int(1)), ("n", Value::Str("x".into()))]);

@@ -64,7 +64,10 @@ mod tests {
         assert_eq!(parse_time_str("2023-11-14T22:13:20.000000Z"), Some(want));
         assert_eq!(parse_time_str("2023-11-14T23:13:20+01:00"), Some(want));
         assert_eq!(parse_time_str("2023-11-14T22:13:20"), Some(want));
-        assert_eq!(parse_time_str("2023-11-14 22:13:20.5"), Some(want + 500_000));
+        assert_eq!(
+            parse_time_str("2023-11-14 22:13:20.5"),
+            Some(want + 500_000)
+        );
         assert_eq!(parse_time_str("yesterday"), None);
         assert_eq!(parse_time_number(1_700_000_000.0), Some(want));
         assert_eq!(parse_time_number(1_700_000_000_000.0), Some(want));

@@ -52,10 +52,25 @@ pub fn cell(array: &ArrayRef, row: usize) -> Json {
         DataType::Utf8View => Json::String(array.as_string_view().value(row).to_owned()),
         DataType::Timestamp(unit, _) => {
             let v = match unit {
-                TimeUnit::Second => array.as_primitive::<arrow::datatypes::TimestampSecondType>().value(row) * 1_000_000,
-                TimeUnit::Millisecond => array.as_primitive::<arrow::datatypes::TimestampMillisecondType>().value(row) * 1_000,
-                TimeUnit::Microsecond => array.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(row),
-                TimeUnit::Nanosecond => array.as_primitive::<arrow::datatypes::TimestampNanosecondType>().value(row).div_euclid(1_000),
+                TimeUnit::Second => {
+                    array
+                        .as_primitive::<arrow::datatypes::TimestampSecondType>()
+                        .value(row)
+                        * 1_000_000
+                }
+                TimeUnit::Millisecond => {
+                    array
+                        .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                        .value(row)
+                        * 1_000
+                }
+                TimeUnit::Microsecond => array
+                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                    .value(row),
+                TimeUnit::Nanosecond => array
+                    .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+                    .value(row)
+                    .div_euclid(1_000),
             };
             Json::String(eventide_model::time::format_micros(v))
         }
@@ -88,8 +103,14 @@ mod tests {
 
     #[test]
     fn encodes_cells() {
-        let ts: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![Some(1_700_000_000_000_001), None]).with_timezone("UTC"));
-        assert_eq!(cell(&ts, 0), Json::String("2023-11-14T22:13:20.000001Z".into()));
+        let ts: ArrayRef = Arc::new(
+            TimestampMicrosecondArray::from(vec![Some(1_700_000_000_000_001), None])
+                .with_timezone("UTC"),
+        );
+        assert_eq!(
+            cell(&ts, 0),
+            Json::String("2023-11-14T22:13:20.000001Z".into())
+        );
         assert_eq!(cell(&ts, 1), Json::Null);
         let f: ArrayRef = Arc::new(Float64Array::from(vec![1.5, f64::NAN]));
         assert_eq!(cell(&f, 0), serde_json::json!(1.5));

@@ -48,15 +48,23 @@ impl QueryEngine {
     pub fn new(store: Store) -> Result<Self> {
         let config = SessionConfig::new()
             .with_information_schema(true)
-            .with_target_partitions(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+            .with_target_partitions(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            );
         let ctx = SessionContext::new_with_config(config);
-        let url = ObjectStoreUrl::parse(SEGMENTS_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
+        let url =
+            ObjectStoreUrl::parse(SEGMENTS_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
         ctx.register_object_store(url.as_ref(), store.object_store());
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| QueryError::Internal("default catalog missing".into()))?;
         catalog
-            .register_schema("public", Arc::new(DatasetSchemaProvider::new(store.clone())))
+            .register_schema(
+                "public",
+                Arc::new(DatasetSchemaProvider::new(store.clone())),
+            )
             .map_err(QueryError::from_datafusion)?;
         Ok(Self { ctx, store })
     }
@@ -66,7 +74,10 @@ impl QueryEngine {
     }
 
     /// Runs read-only SQL and returns the result schema and Arrow batches.
-    pub async fn sql_batches(&self, sql: &str) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    pub async fn sql_batches(
+        &self,
+        sql: &str,
+    ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

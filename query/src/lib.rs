@@ -47,10 +47,14 @@ impl QueryError {
         let root = e.find_root();
         let message = shorten(&root.to_string());
         match root {
-            E::SQL(..) | E::Plan(..) | E::SchemaError(..) | E::NotImplemented(..) | E::ArrowError(..) => {
+            E::SQL(..)
+            | E::Plan(..)
+            | E::SchemaError(..)
+            | E::NotImplemented(..)
+            | E::ArrowError(..) => Self::BadRequest(message.to_lowercase_first()),
+            E::Execution(m) if !m.contains("panicked") => {
                 Self::BadRequest(message.to_lowercase_first())
             }
-            E::Execution(m) if !m.contains("panicked") => Self::BadRequest(message.to_lowercase_first()),
             _ => Self::Internal(message),
         }
     }
@@ -62,10 +66,13 @@ trait LowerFirst {
 
 impl LowerFirst for String {
     fn to_lowercase_first(&self) -> String {
+        // "Error during planning" → "error during planning"; acronyms ("SQL error") stay.
         let mut c = self.chars();
-        match c.next() {
-            Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-            None => String::new(),
+        match (c.next(), c.clone().next()) {
+            (Some(f), Some(second)) if !second.is_uppercase() => {
+                f.to_lowercase().collect::<String>() + c.as_str()
+            }
+            _ => self.clone(),
         }
     }
 }

@@ -6,12 +6,12 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::ScalarValue;
+use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
-use datafusion::datasource::TableType;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -210,7 +210,8 @@ impl TableProvider for DatasetTable {
             .collect();
         if !files.is_empty() {
             let partitions = state.config().target_partitions().max(1);
-            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions.min(files.len())];
+            let mut groups: Vec<Vec<PartitionedFile>> =
+                vec![Vec::new(); partitions.min(files.len())];
             let n_groups = groups.len();
             for (i, seg) in files.iter().enumerate() {
                 groups[i % n_groups].push(PartitionedFile::new(seg.path.clone(), seg.bytes));
@@ -221,7 +222,11 @@ impl TableProvider for DatasetTable {
                 .with_projection_indices(projection.cloned())?
                 .with_limit(limit)
                 .build();
-            inputs.push(ParquetFormat::default().create_physical_plan(state, config).await?);
+            inputs.push(
+                ParquetFormat::default()
+                    .create_physical_plan(state, config)
+                    .await?,
+            );
         }
 
         let hot: Vec<_> = self
@@ -260,9 +265,21 @@ mod tests {
 
     #[test]
     fn time_bounds_from_filters() {
-        let ts = |v| lit(ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into())));
-        let f = vec![col("timestamp").gt_eq(ts(10)), col("timestamp").lt(ts(20)), col("x").eq(lit(1))];
-        assert_eq!(TimeBounds::from_filters(&f), TimeBounds { min: 10, max: 19 });
+        let ts = |v| {
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(v),
+                Some("UTC".into()),
+            ))
+        };
+        let f = vec![
+            col("timestamp").gt_eq(ts(10)),
+            col("timestamp").lt(ts(20)),
+            col("x").eq(lit(1)),
+        ];
+        assert_eq!(
+            TimeBounds::from_filters(&f),
+            TimeBounds { min: 10, max: 19 }
+        );
         let f = vec![ts(15).lt_eq(col("timestamp"))];
         assert_eq!(TimeBounds::from_filters(&f).min, 15);
         let seg = |lo, hi| SegmentMeta {

@@ -140,7 +140,9 @@ fn parse_op(s: &str) -> Result<Op> {
         "P999" => Op::Percentile(0.999),
         "HEATMAP" => Op::Heatmap,
         "CONCURRENCY" | "RATE_SUM" | "RATE_AVG" | "RATE_MAX" => {
-            return Err(QueryError::bad(format!("calculation {s} is not supported yet")));
+            return Err(QueryError::bad(format!(
+                "calculation {s} is not supported yet"
+            )));
         }
         _ => return Err(QueryError::bad(format!("unknown calculation {s:?}"))),
     })
@@ -189,16 +191,16 @@ impl Calc {
                 )));
             }
         };
-        if let Some(col) = &column {
-            if op != Op::Count {
-                let t = schema.get(col)?;
-                let needs_number = matches!(op, Op::Sum | Op::Avg | Op::Percentile(_) | Op::Heatmap);
-                if needs_number && !is_numeric(t) {
-                    return Err(QueryError::bad(format!(
-                        "calculation {name} needs a numeric column, {col:?} is {}",
-                        crate::encode::type_name(t)
-                    )));
-                }
+        if let Some(col) = &column
+            && op != Op::Count
+        {
+            let t = schema.get(col)?;
+            let needs_number = matches!(op, Op::Sum | Op::Avg | Op::Percentile(_) | Op::Heatmap);
+            if needs_number && !is_numeric(t) {
+                return Err(QueryError::bad(format!(
+                    "calculation {name} needs a numeric column, {col:?} is {}",
+                    crate::encode::type_name(t)
+                )));
             }
         }
         Ok(Self {
@@ -249,7 +251,10 @@ impl Columns {
 
     fn get(&self, name: &str) -> Result<&DataType> {
         self.types.get(name).ok_or_else(|| {
-            QueryError::bad(format!("unknown column {name:?} in dataset {:?}", self.dataset))
+            QueryError::bad(format!(
+                "unknown column {name:?} in dataset {:?}",
+                self.dataset
+            ))
         })
     }
 }
@@ -305,7 +310,9 @@ fn text_arg(v: &Option<Json>, op: &str) -> Result<String> {
         Some(Json::String(s)) => Ok(string_lit(s)),
         Some(Json::Number(n)) => Ok(string_lit(&n.to_string())),
         Some(Json::Bool(b)) => Ok(string_lit(&b.to_string())),
-        _ => Err(QueryError::bad(format!("filter op {op} needs a string value"))),
+        _ => Err(QueryError::bad(format!(
+            "filter op {op} needs a string value"
+        ))),
     }
 }
 
@@ -325,9 +332,9 @@ fn filter_sql(f: &Filter, cols: &Columns) -> Result<String> {
     };
     let c = ident(&f.column);
     let value = || {
-        f.value
-            .as_ref()
-            .ok_or_else(|| QueryError::bad(format!("filter op {op} on {:?} needs a value", f.column)))
+        f.value.as_ref().ok_or_else(|| {
+            QueryError::bad(format!("filter op {op} on {:?} needs a value", f.column))
+        })
     };
     let text = format!("CAST({c} AS VARCHAR)");
     Ok(match op {
@@ -336,20 +343,32 @@ fn filter_sql(f: &Filter, cols: &Columns) -> Result<String> {
         ">" | ">=" | "<" | "<=" => format!("{c} {op} {}", literal(t, value()?, &f.column)?),
         "starts-with" => format!("starts_with({text}, {})", text_arg(&f.value, op)?),
         "does-not-start-with" => {
-            format!("({c} IS NULL OR NOT starts_with({text}, {}))", text_arg(&f.value, op)?)
+            format!(
+                "({c} IS NULL OR NOT starts_with({text}, {}))",
+                text_arg(&f.value, op)?
+            )
         }
         "contains" => format!("strpos({text}, {}) > 0", text_arg(&f.value, op)?),
         "does-not-contain" => {
-            format!("({c} IS NULL OR strpos({text}, {}) = 0)", text_arg(&f.value, op)?)
+            format!(
+                "({c} IS NULL OR strpos({text}, {}) = 0)",
+                text_arg(&f.value, op)?
+            )
         }
         "exists" => format!("{c} IS NOT NULL"),
         "does-not-exist" => format!("{c} IS NULL"),
         "in" | "not-in" => {
             let Some(Json::Array(items)) = &f.value else {
-                return Err(QueryError::bad(format!("filter op {op} needs an array value")));
+                return Err(QueryError::bad(format!(
+                    "filter op {op} needs an array value"
+                )));
             };
             if items.is_empty() {
-                return Ok(if op == "in" { "FALSE".into() } else { "TRUE".into() });
+                return Ok(if op == "in" {
+                    "FALSE".into()
+                } else {
+                    "TRUE".into()
+                });
             }
             let list = items
                 .iter()
@@ -373,10 +392,10 @@ fn window(spec: &QuerySpec, now_us: i64) -> Result<(i64, i64)> {
             .ok_or_else(|| QueryError::bad(format!("time {s} is not a valid Unix time")))
     };
     let range = spec.time_range.map(|r| r.saturating_mul(1_000_000));
-    if let Some(r) = range {
-        if r <= 0 {
-            return Err(QueryError::bad("time_range must be positive"));
-        }
+    if let Some(r) = range
+        && r <= 0
+    {
+        return Err(QueryError::bad("time_range must be positive"));
     }
     let (start, end) = match (spec.start_time, spec.end_time, range) {
         (Some(s), Some(e), _) => (secs(s)?, secs(e)?),
@@ -384,9 +403,15 @@ fn window(spec: &QuerySpec, now_us: i64) -> Result<(i64, i64)> {
         (Some(s), None, None) => (secs(s)?, now_us),
         (None, Some(e), r) => {
             let e = secs(e)?;
-            (e.saturating_sub(r.unwrap_or(DEFAULT_TIME_RANGE * 1_000_000)), e)
+            (
+                e.saturating_sub(r.unwrap_or(DEFAULT_TIME_RANGE * 1_000_000)),
+                e,
+            )
         }
-        (None, None, r) => (now_us.saturating_sub(r.unwrap_or(DEFAULT_TIME_RANGE * 1_000_000)), now_us),
+        (None, None, r) => (
+            now_us.saturating_sub(r.unwrap_or(DEFAULT_TIME_RANGE * 1_000_000)),
+            now_us,
+        ),
     };
     if end <= start {
         return Err(QueryError::bad("end_time must be after start_time"));
@@ -427,14 +452,31 @@ fn plan(dataset: &str, schema: &SchemaRef, spec: &QuerySpec, now_us: i64) -> Res
     let cols = Columns::new(dataset, schema);
     let (start, end) = window(spec, now_us)?;
     let mut conds = vec![
-        format!("{} >= {}", ident("timestamp"), string_lit(&eventide_model::time::format_micros(start))),
-        format!("{} < {}", ident("timestamp"), string_lit(&eventide_model::time::format_micros(end))),
+        format!(
+            "{} >= {}",
+            ident("timestamp"),
+            string_lit(&eventide_model::time::format_micros(start))
+        ),
+        format!(
+            "{} < {}",
+            ident("timestamp"),
+            string_lit(&eventide_model::time::format_micros(end))
+        ),
     ];
     if !spec.filters.is_empty() {
-        let joiner = match spec.filter_combination.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        let joiner = match spec
+            .filter_combination
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
             None | Some("AND") => " AND ",
             Some("OR") => " OR ",
-            Some(other) => return Err(QueryError::bad(format!("filter_combination must be AND or OR, got {other:?}"))),
+            Some(other) => {
+                return Err(QueryError::bad(format!(
+                    "filter_combination must be AND or OR, got {other:?}"
+                )));
+            }
         };
         let parts = spec
             .filters
@@ -447,7 +489,13 @@ fn plan(dataset: &str, schema: &SchemaRef, spec: &QuerySpec, now_us: i64) -> Res
         cols.get(b)?;
     }
     let calcs = if spec.calculations.is_empty() {
-        vec![Calc::new(&Calculation { op: "COUNT".into(), column: None }, &cols)?]
+        vec![Calc::new(
+            &Calculation {
+                op: "COUNT".into(),
+                column: None,
+            },
+            &cols,
+        )?]
     } else {
         spec.calculations
             .iter()
@@ -457,7 +505,10 @@ fn plan(dataset: &str, schema: &SchemaRef, spec: &QuerySpec, now_us: i64) -> Res
     let mut names = HashSet::new();
     for c in &calcs {
         if !names.insert(c.name.clone()) {
-            return Err(QueryError::bad(format!("calculation {} is listed twice", c.name)));
+            return Err(QueryError::bad(format!(
+                "calculation {} is listed twice",
+                c.name
+            )));
         }
     }
     let havings = spec
@@ -470,37 +521,59 @@ fn plan(dataset: &str, schema: &SchemaRef, spec: &QuerySpec, now_us: i64) -> Res
         let dir = match o.order.as_deref() {
             None | Some("ascending") | Some("asc") => "ASC",
             Some("descending") | Some("desc") => "DESC",
-            Some(other) => return Err(QueryError::bad(format!("order must be ascending or descending, got {other:?}"))),
+            Some(other) => {
+                return Err(QueryError::bad(format!(
+                    "order must be ascending or descending, got {other:?}"
+                )));
+            }
         };
         if let Some(op) = &o.op {
-            let probe = Calc::new(&Calculation { op: op.clone(), column: o.column.clone() }, &cols)?;
-            let idx = calcs.iter().position(|c| c.name == probe.name).ok_or_else(|| {
-                QueryError::bad(format!("order by {} which is not among the calculations", probe.name))
-            })?;
+            let probe = Calc::new(
+                &Calculation {
+                    op: op.clone(),
+                    column: o.column.clone(),
+                },
+                &cols,
+            )?;
+            let idx = calcs
+                .iter()
+                .position(|c| c.name == probe.name)
+                .ok_or_else(|| {
+                    QueryError::bad(format!(
+                        "order by {} which is not among the calculations",
+                        probe.name
+                    ))
+                })?;
             if calcs[idx].op == Op::Heatmap {
                 return Err(QueryError::bad("results cannot be ordered by a HEATMAP"));
             }
             order.push(format!("c{idx} {dir} NULLS LAST"));
         } else if let Some(col) = &o.column {
-            let idx = spec.breakdowns.iter().position(|b| b == col).ok_or_else(|| {
-                QueryError::bad(format!("order by column {col:?} which is not a breakdown"))
-            })?;
+            let idx = spec
+                .breakdowns
+                .iter()
+                .position(|b| b == col)
+                .ok_or_else(|| {
+                    QueryError::bad(format!("order by column {col:?} which is not a breakdown"))
+                })?;
             order.push(format!("b{idx} {dir} NULLS LAST"));
         } else {
             return Err(QueryError::bad("an order needs an op or a column"));
         }
     }
-    if spec.orders.is_empty() {
-        if let Some(idx) = calcs.iter().position(|c| c.op != Op::Heatmap) {
-            order.push(format!("c{idx} DESC NULLS LAST"));
-        }
+    if spec.orders.is_empty()
+        && let Some(idx) = calcs.iter().position(|c| c.op != Op::Heatmap)
+    {
+        order.push(format!("c{idx} DESC NULLS LAST"));
     }
     for i in 0..spec.breakdowns.len() {
         order.push(format!("b{i} ASC NULLS LAST"));
     }
     let limit = spec.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(QueryError::bad(format!("limit must be between 1 and {MAX_LIMIT}")));
+        return Err(QueryError::bad(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
     }
     let granularity_us = match spec.granularity {
         None | Some(0) => None,
@@ -528,7 +601,9 @@ fn plan(dataset: &str, schema: &SchemaRef, spec: &QuerySpec, now_us: i64) -> Res
 
 impl Plan {
     fn group_cols(&self) -> Vec<String> {
-        (0..self.breakdowns.len()).map(|i| format!("b{i}")).collect()
+        (0..self.breakdowns.len())
+            .map(|i| format!("b{i}"))
+            .collect()
     }
 
     fn select_breakdowns(&self) -> Vec<String> {
@@ -553,7 +628,12 @@ impl Plan {
     fn results_sql(&self) -> String {
         let mut select = self.select_breakdowns();
         select.extend(self.select_calcs());
-        let mut sql = format!("SELECT {} FROM {} WHERE {}", select.join(", "), self.table, self.where_sql);
+        let mut sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            select.join(", "),
+            self.table,
+            self.where_sql
+        );
         let groups = self.group_cols();
         if !groups.is_empty() {
             sql += &format!(" GROUP BY {}", groups.join(", "));
@@ -598,7 +678,11 @@ fn group_key(batch: &RecordBatch, row: usize, n_breakdowns: usize, offset: usize
 
 /// Turns result batches into JSON objects keyed by breakdown and calculation names.
 /// `time_col` marks series batches (first column is the bucket, µs).
-fn rows_to_objects(plan: &Plan, batches: &[RecordBatch], time_col: bool) -> Vec<(String, Map<String, Json>)> {
+fn rows_to_objects(
+    plan: &Plan,
+    batches: &[RecordBatch],
+    time_col: bool,
+) -> Vec<(String, Map<String, Json>)> {
     let offset = usize::from(time_col);
     let mut out = Vec::new();
     for b in batches {
@@ -625,7 +709,10 @@ fn rows_to_objects(plan: &Plan, batches: &[RecordBatch], time_col: bool) -> Vec<
             }
             let mut key = group_key(b, r, plan.breakdowns.len(), offset);
             if time_col {
-                key = format!("{}|{key}", obj.get("time").map(|t| t.to_string()).unwrap_or_default());
+                key = format!(
+                    "{}|{key}",
+                    obj.get("time").map(|t| t.to_string()).unwrap_or_default()
+                );
             }
             out.push((key, obj));
         }
@@ -641,7 +728,12 @@ impl QueryEngine {
             .store()
             .snapshot(dataset)
             .ok_or_else(|| QueryError::bad(format!("unknown dataset {dataset:?}")))?;
-        let plan = plan(dataset, &snapshot.schema, spec, eventide_model::time::now_micros())?;
+        let plan = plan(
+            dataset,
+            &snapshot.schema,
+            spec,
+            eventide_model::time::now_micros(),
+        )?;
         let (_, batches) = self.sql_batches(&plan.results_sql()).await?;
         let mut results = rows_to_objects(&plan, &batches, false);
         let heatmaps: Vec<&Calc> = plan.calcs.iter().filter(|c| c.op == Op::Heatmap).collect();
@@ -653,13 +745,14 @@ impl QueryEngine {
             Some(g) => {
                 let (_, batches) = self.sql_batches(&plan.series_sql(g)).await?;
                 let keep: HashSet<String> = results.iter().map(|(k, _)| k.clone()).collect();
-                let mut rows: Vec<(String, Map<String, Json>)> = rows_to_objects(&plan, &batches, true)
-                    .into_iter()
-                    .filter(|(k, _)| {
-                        let group = k.split_once('|').map(|(_, g)| g).unwrap_or(k);
-                        keep.contains(group)
-                    })
-                    .collect();
+                let mut rows: Vec<(String, Map<String, Json>)> =
+                    rows_to_objects(&plan, &batches, true)
+                        .into_iter()
+                        .filter(|(k, _)| {
+                            let group = k.split_once('|').map(|(_, g)| g).unwrap_or(k);
+                            keep.contains(group)
+                        })
+                        .collect();
                 for h in &heatmaps {
                     self.attach_heatmap(&plan, h, Some(g), &mut rows).await?;
                 }
@@ -689,9 +782,14 @@ impl QueryEngine {
                 plan.table
             ))
             .await?;
-        let bounds = b.first().filter(|b| b.num_rows() > 0).map(|b| (cell(b.column(0), 0), cell(b.column(1), 0)));
+        let bounds = b
+            .first()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| (cell(b.column(0), 0), cell(b.column(1), 0)));
         let (lo, hi) = match bounds {
-            Some((Json::Number(lo), Json::Number(hi))) => (lo.as_f64().unwrap_or(0.0), hi.as_f64().unwrap_or(0.0)),
+            Some((Json::Number(lo), Json::Number(hi))) => {
+                (lo.as_f64().unwrap_or(0.0), hi.as_f64().unwrap_or(0.0))
+            }
             _ => {
                 for (_, obj) in rows.iter_mut() {
                     obj.insert(calc.name.clone(), Json::Null);
@@ -699,7 +797,11 @@ impl QueryEngine {
                 return Ok(());
             }
         };
-        let width = if hi > lo { (hi - lo) / HEATMAP_BUCKETS as f64 } else { 1.0 };
+        let width = if hi > lo {
+            (hi - lo) / HEATMAP_BUCKETS as f64
+        } else {
+            1.0
+        };
         let bucket = format!(
             "CAST(LEAST(FLOOR((CAST({col} AS DOUBLE) - {}) / {}), {}) AS BIGINT)",
             float_lit(lo)?,
@@ -715,7 +817,10 @@ impl QueryEngine {
         select.extend(plan.select_breakdowns());
         groups.extend(plan.group_cols());
         select.push(format!("{bucket} AS h__bucket"));
-        select.push(format!("SUM({}) AS h__count", ident(eventide_model::SAMPLERATE)));
+        select.push(format!(
+            "SUM({}) AS h__count",
+            ident(eventide_model::SAMPLERATE)
+        ));
         groups.push("h__bucket".into());
         let sql = format!(
             "SELECT {} FROM {} WHERE {where_sql} GROUP BY {} ORDER BY {}",
@@ -777,10 +882,22 @@ mod tests {
             time_range: r,
             ..QuerySpec::default()
         };
-        assert_eq!(window(&spec(None, None, None), now).unwrap(), (now - 7_200_000_000, now));
-        assert_eq!(window(&spec(Some(100.0), Some(200.0), None), now).unwrap(), (100_000_000, 200_000_000));
-        assert_eq!(window(&spec(Some(100.0), None, Some(10)), now).unwrap(), (100_000_000, 110_000_000));
-        assert_eq!(window(&spec(None, Some(200.0), Some(10)), now).unwrap(), (190_000_000, 200_000_000));
+        assert_eq!(
+            window(&spec(None, None, None), now).unwrap(),
+            (now - 7_200_000_000, now)
+        );
+        assert_eq!(
+            window(&spec(Some(100.0), Some(200.0), None), now).unwrap(),
+            (100_000_000, 200_000_000)
+        );
+        assert_eq!(
+            window(&spec(Some(100.0), None, Some(10)), now).unwrap(),
+            (100_000_000, 110_000_000)
+        );
+        assert_eq!(
+            window(&spec(None, Some(200.0), Some(10)), now).unwrap(),
+            (190_000_000, 200_000_000)
+        );
         assert!(window(&spec(Some(200.0), Some(100.0), None), now).is_err());
     }
 
@@ -789,18 +906,34 @@ mod tests {
         let s = schema();
         let err = |spec: QuerySpec| match plan("ds", &s, &spec, 0) {
             Err(QueryError::BadRequest(m)) => m,
-            other => panic!("expected a bad request, got {:?}", other.map(|p| p.results_sql())),
+            other => panic!(
+                "expected a bad request, got {:?}",
+                other.map(|p| p.results_sql())
+            ),
         };
         let calc = |op: &str, col: Option<&str>| QuerySpec {
-            calculations: vec![Calculation { op: op.into(), column: col.map(Into::into) }],
+            calculations: vec![Calculation {
+                op: op.into(),
+                column: col.map(Into::into),
+            }],
             ..QuerySpec::default()
         };
-        assert_eq!(err(calc("P99", Some("nope"))), "unknown column \"nope\" in dataset \"ds\"");
-        assert_eq!(err(calc("SUM", Some("name"))), "calculation SUM(name) needs a numeric column, \"name\" is string");
+        assert_eq!(
+            err(calc("P99", Some("nope"))),
+            "unknown column \"nope\" in dataset \"ds\""
+        );
+        assert_eq!(
+            err(calc("SUM", Some("name"))),
+            "calculation SUM(name) needs a numeric column, \"name\" is string"
+        );
         assert_eq!(err(calc("FOO", None)), "unknown calculation \"FOO\"");
         assert_eq!(err(calc("AVG", None)), "calculation AVG needs a column");
         let mut spec = calc("COUNT", None);
-        spec.filters = vec![Filter { column: "status".into(), op: "=".into(), value: Some(Json::String("abc".into())) }];
+        spec.filters = vec![Filter {
+            column: "status".into(),
+            op: "=".into(),
+            value: Some(Json::String("abc".into())),
+        }];
         assert!(err(spec).contains("does not fit column \"status\""));
         let mut spec = calc("COUNT", None);
         spec.breakdowns = vec!["missing".into()];

@@ -20,9 +20,14 @@ struct Fixture {
 }
 
 fn event(t: i64, sr: i64, fields: Vec<(&str, Value)>) -> Event {
-    let mut fields: Vec<(String, Value)> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let mut fields: Vec<(String, Value)> =
+        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     fields.sort_by(|a, b| a.0.cmp(&b.0));
-    Event { timestamp_us: (T0 + t) * 1_000_000, samplerate: sr, fields }
+    Event {
+        timestamp_us: (T0 + t) * 1_000_000,
+        samplerate: sr,
+        fields,
+    }
 }
 
 fn s(v: &str) -> Value {
@@ -45,7 +50,11 @@ fn s(v: &str) -> Value {
 /// Events 1–4 are flushed to a Parquet segment; 5–8 stay in the hot tail.
 fn shop() -> Vec<Vec<Event>> {
     let row = |t, svc, ep, status, dur: Option<f64>, user: Option<&str>, sr, flag: Option<bool>| {
-        let mut f = vec![("service.name", s(svc)), ("endpoint", s(ep)), ("status", Value::Int(status))];
+        let mut f = vec![
+            ("service.name", s(svc)),
+            ("endpoint", s(ep)),
+            ("status", Value::Int(status)),
+        ];
         if let Some(d) = dur {
             f.push(("duration_ms", Value::Float(d)));
         }
@@ -90,7 +99,12 @@ fn high_cardinality() -> Vec<Event> {
         .collect()
 }
 
-async fn append(log: &EmbeddedLog, schema: &mut DatasetSchema, ds: &str, mut events: Vec<Event>) -> u64 {
+async fn append(
+    log: &EmbeddedLog,
+    schema: &mut DatasetSchema,
+    ds: &str,
+    mut events: Vec<Event>,
+) -> u64 {
     for e in &mut events {
         schema.admit(e, 10_000).unwrap();
     }
@@ -101,7 +115,12 @@ async fn append(log: &EmbeddedLog, schema: &mut DatasetSchema, ds: &str, mut eve
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(dir.path().join("log"))).unwrap());
-    let store = Store::open(StoreConfig::new(dir.path()), log.clone() as Arc<dyn EventLog>).await.unwrap();
+    let store = Store::open(
+        StoreConfig::new(dir.path()),
+        log.clone() as Arc<dyn EventLog>,
+    )
+    .await
+    .unwrap();
     let mut shop_schema = DatasetSchema::new();
     let mut parts = shop().into_iter();
     let first = parts.next().unwrap();
@@ -118,8 +137,15 @@ async fn fixture() -> Fixture {
     store.wait_applied(o + 1).await;
     let snap = store.snapshot("shop").unwrap();
     assert_eq!(snap.segments.len(), 1, "first half in parquet");
-    assert_eq!(snap.hot.iter().map(|b| b.num_rows()).sum::<usize>(), 4, "second half hot");
-    Fixture { _dir: dir, engine: QueryEngine::new(store).unwrap() }
+    assert_eq!(
+        snap.hot.iter().map(|b| b.num_rows()).sum::<usize>(),
+        4,
+        "second half hot"
+    );
+    Fixture {
+        _dir: dir,
+        engine: QueryEngine::new(store).unwrap(),
+    }
 }
 
 fn near(a: &Json, b: &Json) -> bool {
@@ -129,7 +155,9 @@ fn near(a: &Json, b: &Json) -> bool {
             // DataFusion's percentile_cont interpolation carries ~1e-6 relative error.
             (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1.0)
         }
-        (Json::Array(x), Json::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| near(a, b)),
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| near(a, b))
+        }
         (Json::Object(x), Json::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| near(v, w)))
         }
@@ -150,7 +178,11 @@ async fn spec(f: &Fixture, ds: &str, mut spec: Json) -> Json {
         spec["end_time"] = json!(T0 + 3600);
     }
     let parsed: QuerySpec = serde_json::from_value(spec.clone()).unwrap();
-    let r = f.engine.run_spec(ds, &parsed).await.unwrap_or_else(|e| panic!("{spec}: {e}"));
+    let r = f
+        .engine
+        .run_spec(ds, &parsed)
+        .await
+        .unwrap_or_else(|e| panic!("{spec}: {e}"));
     serde_json::to_value(&r).unwrap()
 }
 
@@ -177,8 +209,23 @@ async fn golden() {
 
     // Every calculation, no breakdown.
     let calcs = [
-        "COUNT", "SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT", "P001", "P01", "P05", "P10", "P25", "P50",
-        "P75", "P90", "P95", "P99", "P999",
+        "COUNT",
+        "SUM",
+        "AVG",
+        "MIN",
+        "MAX",
+        "COUNT_DISTINCT",
+        "P001",
+        "P01",
+        "P05",
+        "P10",
+        "P25",
+        "P50",
+        "P75",
+        "P90",
+        "P95",
+        "P99",
+        "P999",
     ];
     let list: Vec<Json> = calcs
         .iter()
@@ -214,21 +261,48 @@ async fn golden() {
         (json!([{"column": "status", "op": ">", "value": 404}]), 3),
         (json!([{"column": "status", "op": ">=", "value": 404}]), 8),
         (json!([{"column": "status", "op": "<", "value": 404}]), 5),
-        (json!([{"column": "status", "op": "<=", "value": "404"}]), 10),
-        (json!([{"column": "endpoint", "op": "starts-with", "value": "/a"}]), 4),
-        (json!([{"column": "endpoint", "op": "does-not-start-with", "value": "/a"}]), 9),
-        (json!([{"column": "endpoint", "op": "contains", "value": "b"}]), 8),
-        (json!([{"column": "endpoint", "op": "does-not-contain", "value": "b"}]), 5),
+        (
+            json!([{"column": "status", "op": "<=", "value": "404"}]),
+            10,
+        ),
+        (
+            json!([{"column": "endpoint", "op": "starts-with", "value": "/a"}]),
+            4,
+        ),
+        (
+            json!([{"column": "endpoint", "op": "does-not-start-with", "value": "/a"}]),
+            9,
+        ),
+        (
+            json!([{"column": "endpoint", "op": "contains", "value": "b"}]),
+            8,
+        ),
+        (
+            json!([{"column": "endpoint", "op": "does-not-contain", "value": "b"}]),
+            5,
+        ),
         (json!([{"column": "user", "op": "exists"}]), 12),
         (json!([{"column": "user", "op": "does-not-exist"}]), 1),
-        (json!([{"column": "duration_ms", "op": "does-not-exist"}]), 1),
+        (
+            json!([{"column": "duration_ms", "op": "does-not-exist"}]),
+            1,
+        ),
         (json!([{"column": "flag", "op": "exists"}]), 2),
         (json!([{"column": "flag", "op": "=", "value": true}]), 1),
         (json!([{"column": "nope", "op": "exists"}]), 0),
         (json!([{"column": "nope", "op": "does-not-exist"}]), 13),
-        (json!([{"column": "service.name", "op": "in", "value": ["api", "db"]}]), 6),
-        (json!([{"column": "service.name", "op": "not-in", "value": ["api", "db"]}]), 7),
-        (json!([{"column": "duration_ms", "op": ">", "value": 45}, {"column": "status", "op": "=", "value": 200}]), 1),
+        (
+            json!([{"column": "service.name", "op": "in", "value": ["api", "db"]}]),
+            6,
+        ),
+        (
+            json!([{"column": "service.name", "op": "not-in", "value": ["api", "db"]}]),
+            7,
+        ),
+        (
+            json!([{"column": "duration_ms", "op": ">", "value": 45}, {"column": "status", "op": "=", "value": 200}]),
+            1,
+        ),
     ];
     for (filters, want) in cases {
         let got = count_where(&f, filters.clone(), None).await;
@@ -243,7 +317,11 @@ async fn golden() {
     assert_eq!(got, json!(2), "OR combination");
 
     // Breakdown, default order (first calculation descending).
-    let r = results(&f, json!({"calculations": [{"op": "COUNT"}], "breakdowns": ["service.name"]})).await;
+    let r = results(
+        &f,
+        json!({"calculations": [{"op": "COUNT"}], "breakdowns": ["service.name"]}),
+    )
+    .await;
     assert_eq!(
         r,
         json!([{"service.name": "web", "COUNT": 7}, {"service.name": "api", "COUNT": 5}, {"service.name": "db", "COUNT": 1}])
@@ -262,7 +340,12 @@ async fn golden() {
     );
     // Order by a breakdown ascending, by a calculation descending, having, limit.
     let r = results(&f, json!({"breakdowns": ["service.name"], "orders": [{"column": "service.name", "order": "ascending"}]})).await;
-    let names: Vec<&str> = r.as_array().unwrap().iter().map(|x| x["service.name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["service.name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["api", "db", "web"]);
     let r = results(
         &f,
@@ -277,9 +360,15 @@ async fn golden() {
         "order by AVG descending",
     );
     let r = results(&f, json!({"breakdowns": ["service.name"], "havings": [{"calculate_op": "COUNT", "op": ">", "value": 4}]})).await;
-    assert_eq!(r, json!([{"service.name": "web", "COUNT": 7}, {"service.name": "api", "COUNT": 5}]));
+    assert_eq!(
+        r,
+        json!([{"service.name": "web", "COUNT": 7}, {"service.name": "api", "COUNT": 5}])
+    );
     let r = results(&f, json!({"breakdowns": ["service.name"], "havings": [{"calculate_op": "MAX", "column": "duration_ms", "op": "<", "value": 61}]})).await;
-    assert_eq!(r, json!([{"service.name": "api", "COUNT": 5}, {"service.name": "db", "COUNT": 1}]));
+    assert_eq!(
+        r,
+        json!([{"service.name": "api", "COUNT": 5}, {"service.name": "db", "COUNT": 1}])
+    );
     let r = results(&f, json!({"breakdowns": ["service.name"], "limit": 1})).await;
     assert_eq!(r, json!([{"service.name": "web", "COUNT": 7}]));
 
@@ -296,7 +385,12 @@ async fn golden() {
             {"time": "2023-11-14T22:15:00.000000Z", "COUNT": 3}
         ])
     );
-    let r = spec(&f, "shop", json!({"granularity": 60, "breakdowns": ["service.name"], "limit": 1})).await;
+    let r = spec(
+        &f,
+        "shop",
+        json!({"granularity": 60, "breakdowns": ["service.name"], "limit": 1}),
+    )
+    .await;
     assert_eq!(
         r["series"],
         json!([{"time": "2023-11-14T22:14:00.000000Z", "service.name": "web", "COUNT": 6},
@@ -306,11 +400,24 @@ async fn golden() {
     // Time range: the last 100 s of the fixture (ends at T0+151) holds events at +80..+150.
     let r = spec(&f, "shop", json!({"end_time": T0 + 151, "time_range": 100})).await;
     assert_eq!(r["results"], json!([{"COUNT": 9}]));
-    let r = spec(&f, "shop", json!({"start_time": T0 + 70, "end_time": T0 + 71})).await;
-    assert_eq!(r["results"], json!([{"COUNT": 1}]), "end is exclusive, start inclusive");
+    let r = spec(
+        &f,
+        "shop",
+        json!({"start_time": T0 + 70, "end_time": T0 + 71}),
+    )
+    .await;
+    assert_eq!(
+        r["results"],
+        json!([{"COUNT": 1}]),
+        "end is exclusive, start inclusive"
+    );
 
     // HEATMAP: min 10, max 100, width 90/40 = 2.25; bucket = floor((v-10)/2.25), capped at 39.
-    let r = results(&f, json!({"calculations": [{"op": "HEATMAP", "column": "duration_ms"}]})).await;
+    let r = results(
+        &f,
+        json!({"calculations": [{"op": "HEATMAP", "column": "duration_ms"}]}),
+    )
+    .await;
     let b = |lower: f64, count: i64| json!({"lower": lower, "upper": lower + 2.25, "count": count});
     assert_near(
         &r,
@@ -321,7 +428,12 @@ async fn golden() {
     );
 
     // High-cardinality breakdown: 100,000 distinct user_id values.
-    let r = spec(&f, "hc", json!({"breakdowns": ["user_id"], "limit": 100_000})).await;
+    let r = spec(
+        &f,
+        "hc",
+        json!({"breakdowns": ["user_id"], "limit": 100_000}),
+    )
+    .await;
     let rows = r["results"].as_array().unwrap();
     assert_eq!(rows.len(), 100_000);
     assert!(rows.iter().all(|r| r["COUNT"] == json!(1)));
@@ -334,21 +446,34 @@ async fn golden() {
                {"user_id": "user-99998", "MAX(value)": 99998, "COUNT_DISTINCT(user_id)": 1},
                {"user_id": "user-99997", "MAX(value)": 99997, "COUNT_DISTINCT(user_id)": 1}])
     );
-    let r = spec(&f, "hc", json!({"calculations": [{"op": "COUNT_DISTINCT", "column": "user_id"}]})).await;
+    let r = spec(
+        &f,
+        "hc",
+        json!({"calculations": [{"op": "COUNT_DISTINCT", "column": "user_id"}]}),
+    )
+    .await;
     assert_eq!(r["results"], json!([{"COUNT_DISTINCT(user_id)": 100_000}]));
 
     // Needle lookups by a unique id, through both endpoints.
     let r = spec(&f, "hc", json!({"calculations": [{"op": "MAX", "column": "value"}], "filters": [{"column": "trace_id", "op": "=", "value": "trace-0042424"}]})).await;
     assert_eq!(r["results"], json!([{"MAX(value)": 42424}]));
     assert_eq!(
-        sql(&f, "SELECT user_id, value, timestamp FROM hc WHERE trace_id = 'trace-0042424'").await,
+        sql(
+            &f,
+            "SELECT user_id, value, timestamp FROM hc WHERE trace_id = 'trace-0042424'"
+        )
+        .await,
         // 42424 % 3000 = 424 s after T0.
         json!([["user-42424", 42424, "2023-11-14T22:20:24.000000Z"]])
     );
 
     // SQL over the union of segment and hot tail, sparse columns as nulls.
     assert_eq!(
-        sql(&f, "SELECT \"service.name\", flag FROM shop WHERE flag IS NOT NULL ORDER BY timestamp").await,
+        sql(
+            &f,
+            "SELECT \"service.name\", flag FROM shop WHERE flag IS NOT NULL ORDER BY timestamp"
+        )
+        .await,
         json!([["api", true], ["web", false]])
     );
     assert_eq!(
@@ -379,7 +504,9 @@ async fn errors_name_the_problem() {
         "order by P99(duration_ms) which is not among the calculations"
     );
     match f.engine.run_spec("nosuch", &QuerySpec::default()).await {
-        Err(eventide_query::QueryError::BadRequest(m)) => assert_eq!(m, "unknown dataset \"nosuch\""),
+        Err(eventide_query::QueryError::BadRequest(m)) => {
+            assert_eq!(m, "unknown dataset \"nosuch\"")
+        }
         other => panic!("{other:?}"),
     }
     for (q, needle) in [

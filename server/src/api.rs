@@ -2,14 +2,13 @@
 
 use std::any::Any;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use eventide_ingest::error::error_response;
-use eventide_ingest::{IngestState, Keys, Require, Scope};
+use eventide_ingest::{ApiError, IngestState, Keys, Require, Scope};
 use eventide_query::{QueryEngine, QueryError, QuerySpec};
 use serde::Deserialize;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -20,17 +19,25 @@ fn query_error(e: QueryError) -> Response {
         QueryError::BadRequest(m) => error_response(StatusCode::BAD_REQUEST, &m),
         QueryError::Internal(detail) => {
             tracing::error!(error = %detail, "query failed");
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error while running the query")
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error while running the query",
+            )
         }
     }
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
+/// Largest query request body.
+const MAX_QUERY_BODY: usize = 1024 * 1024;
+
+/// Reads a query request body as JSON (≤ 1 MB; errors as JSON like everything else).
+async fn read_json<T: for<'de> Deserialize<'de>>(body: axum::body::Body) -> Result<T, ApiError> {
+    let body = eventide_ingest::body::read_raw(body, MAX_QUERY_BODY).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(error_response(StatusCode::BAD_REQUEST, "request body is empty"));
+        return Err(ApiError::BadRequest("request body is empty".into()));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| error_response(StatusCode::BAD_REQUEST, &format!("invalid request json: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid request json: {e}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,10 +45,10 @@ struct SqlRequest {
     sql: String,
 }
 
-async fn post_sql(State(engine): State<QueryEngine>, body: Bytes) -> Response {
-    let req: SqlRequest = match parse_json(&body) {
+async fn post_sql(State(engine): State<QueryEngine>, body: axum::body::Body) -> Response {
+    let req: SqlRequest = match read_json(body).await {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match engine.sql(&req.sql).await {
         Ok(result) => Json(result).into_response(),
@@ -49,10 +56,14 @@ async fn post_sql(State(engine): State<QueryEngine>, body: Bytes) -> Response {
     }
 }
 
-async fn post_spec(State(engine): State<QueryEngine>, Path(dataset): Path<String>, body: Bytes) -> Response {
-    let spec: QuerySpec = match parse_json(&body) {
+async fn post_spec(
+    State(engine): State<QueryEngine>,
+    Path(dataset): Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    let spec: QuerySpec = match read_json(body).await {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match engine.run_spec(&dataset, &spec).await {
         Ok(result) => Json(result).into_response(),
@@ -65,7 +76,10 @@ async fn healthz() -> Response {
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
-    error_response(StatusCode::NOT_FOUND, &format!("no route for {method} {}", uri.path()))
+    error_response(
+        StatusCode::NOT_FOUND,
+        &format!("no route for {method} {}", uri.path()),
+    )
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
@@ -85,13 +99,21 @@ pub fn app(ingest: IngestState, engine: QueryEngine, keys: Keys) -> Router {
     let sql = Router::new()
         .route("/api/v1/sql", post(post_sql))
         .route_layer(axum::middleware::from_fn_with_state(
-            Require { keys: keys.clone(), scope: Scope::Query, spans_datasets: true },
+            Require {
+                keys: keys.clone(),
+                scope: Scope::Query,
+                spans_datasets: true,
+            },
             eventide_ingest::auth::require,
         ));
     let spec = Router::new()
         .route("/api/v1/query/{dataset}", post(post_spec))
         .route_layer(axum::middleware::from_fn_with_state(
-            Require { keys: keys.clone(), scope: Scope::Query, spans_datasets: false },
+            Require {
+                keys: keys.clone(),
+                scope: Scope::Query,
+                spans_datasets: false,
+            },
             eventide_ingest::auth::require,
         ));
     Router::new()

@@ -56,7 +56,10 @@ async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<Json> {
     let status = resp.status();
     let body: Json = resp.json().await.context("server reply is not json")?;
     if !status.is_success() {
-        let msg = body.get("error").and_then(Json::as_str).unwrap_or("unknown error");
+        let msg = body
+            .get("error")
+            .and_then(Json::as_str)
+            .unwrap_or("unknown error");
         bail!("server answered {status}: {msg}");
     }
     Ok(body)
@@ -91,7 +94,14 @@ fn print_table(header: &[String], rows: &[Vec<String>]) {
             .join(" | ")
     };
     println!("{}", line(header));
-    println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    println!(
+        "{}",
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-")
+    );
     for r in rows {
         println!("{}", line(r));
     }
@@ -100,7 +110,12 @@ fn print_table(header: &[String], rows: &[Vec<String>]) {
 pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     if let Some(sql) = &args.sql {
-        let reply = send(args.conn.request(&client, "/api/v1/sql").json(&serde_json::json!({"sql": sql}))).await?;
+        let reply = send(
+            args.conn
+                .request(&client, "/api/v1/sql")
+                .json(&serde_json::json!({"sql": sql})),
+        )
+        .await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&reply)?);
             return Ok(());
@@ -113,20 +128,35 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
             .as_array()
             .map(|rows| {
                 rows.iter()
-                    .map(|r| r.as_array().map(|r| r.iter().map(text).collect()).unwrap_or_default())
+                    .map(|r| {
+                        r.as_array()
+                            .map(|r| r.iter().map(text).collect())
+                            .unwrap_or_default()
+                    })
                     .collect()
             })
             .unwrap_or_default();
         print_table(&header, &rows);
-        eprintln!("{} rows in {:.1} ms", rows.len(), reply["elapsed_ms"].as_f64().unwrap_or(0.0));
+        eprintln!(
+            "{} rows in {:.1} ms",
+            rows.len(),
+            reply["elapsed_ms"].as_f64().unwrap_or(0.0)
+        );
         return Ok(());
     }
     let (Some(dataset), Some(spec)) = (&args.dataset, &args.spec) else {
         bail!("give --sql \"SELECT …\" or DATASET --spec FILE.json");
     };
-    let spec: Json = serde_json::from_slice(&std::fs::read(spec).with_context(|| format!("reading {}", spec.display()))?)
-        .context("spec file is not json")?;
-    let reply = send(args.conn.request(&client, &format!("/api/v1/query/{dataset}")).json(&spec)).await?;
+    let spec: Json = serde_json::from_slice(
+        &std::fs::read(spec).with_context(|| format!("reading {}", spec.display()))?,
+    )
+    .context("spec file is not json")?;
+    let reply = send(
+        args.conn
+            .request(&client, &format!("/api/v1/query/{dataset}"))
+            .json(&spec),
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
         return Ok(());
@@ -142,9 +172,16 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let rows: Vec<Vec<String>> = results.iter().map(|r| header.iter().map(|h| text(&r[h])).collect()).collect();
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| header.iter().map(|h| text(&r[h])).collect())
+        .collect();
     print_table(&header, &rows);
-    eprintln!("{} groups in {:.1} ms", rows.len(), reply["elapsed_ms"].as_f64().unwrap_or(0.0));
+    eprintln!(
+        "{} groups in {:.1} ms",
+        rows.len(),
+        reply["elapsed_ms"].as_f64().unwrap_or(0.0)
+    );
     Ok(())
 }
 
@@ -179,7 +216,12 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-async fn send_chunk(client: &reqwest::Client, conn: &Conn, dataset: &str, chunk: Vec<u8>) -> anyhow::Result<(u64, u64)> {
+async fn send_chunk(
+    client: &reqwest::Client,
+    conn: &Conn,
+    dataset: &str,
+    chunk: Vec<u8>,
+) -> anyhow::Result<(u64, u64)> {
     let body = bytes::Bytes::from(chunk);
     let mut backoff = Duration::from_millis(200);
     for _ in 0..50 {
@@ -212,16 +254,23 @@ async fn send_chunk(client: &reqwest::Client, conn: &Conn, dataset: &str, chunk:
                 tracing::warn!(line = %e["line"], error = %text(&e["error"]), "line rejected (line number within its request)");
             }
         }
-        return Ok((reply["accepted"].as_u64().unwrap_or(0), reply["rejected"].as_u64().unwrap_or(0)));
+        return Ok((
+            reply["accepted"].as_u64().unwrap_or(0),
+            reply["rejected"].as_u64().unwrap_or(0),
+        ));
     }
     bail!("server stayed overloaded; giving up")
 }
 
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
-    let file = File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+    let file =
+        File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let read = Arc::new(AtomicU64::new(0));
-    let counting = Counting { inner: file, count: read.clone() };
+    let counting = Counting {
+        inner: file,
+        count: read.clone(),
+    };
     let name = args.file.to_string_lossy().to_string();
     let reader: Box<dyn Read + Send> = if name.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(counting))
@@ -232,8 +281,10 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     };
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     // Chunks are cut on line boundaries by a blocking reader thread.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(args.concurrency.max(1) * 2);
@@ -251,10 +302,11 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
             if !line.ends_with(b"\n") {
                 line.push(b'\n');
             }
-            if !chunk.is_empty() && chunk.len() + line.len() > chunk_bytes {
-                if tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
-                    return Ok(());
-                }
+            if !chunk.is_empty()
+                && chunk.len() + line.len() > chunk_bytes
+                && tx.blocking_send(std::mem::take(&mut chunk)).is_err()
+            {
+                return Ok(());
             }
             chunk.extend_from_slice(&line);
         }

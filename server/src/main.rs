@@ -75,14 +75,21 @@ fn init_tracing() {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Query(args) => cli::query(args).await,
             Command::Import(args) => cli::import(args).await,
             Command::Keys {
-                command: KeysCommand::Create { scope, dataset, data_dir },
+                command:
+                    KeysCommand::Create {
+                        scope,
+                        dataset,
+                        data_dir,
+                    },
             } => {
                 let scope = eventide_ingest::Scope::parse(&scope)
                     .ok_or_else(|| anyhow::anyhow!("scope must be ingest, query or admin"))?;

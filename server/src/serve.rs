@@ -44,16 +44,22 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-    let (keys, generated) = Keys::load(args.keys.as_deref(), &args.data_dir).context("loading api keys")?;
+    let (keys, generated) =
+        Keys::load(args.keys.as_deref(), &args.data_dir).context("loading api keys")?;
 
     let mut log_config = EmbeddedLogConfig::new(args.data_dir.join("log"));
     log_config.segment_bytes = args.log_segment_bytes;
-    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(log_config).context("opening the embedded log")?);
+    log_config.min_next_offset =
+        eventide_store::committed_high_water(&args.data_dir).context("reading the catalog")?;
+    let log: Arc<dyn EventLog> =
+        Arc::new(EmbeddedLog::open(log_config).context("opening the embedded log")?);
 
     let mut store_config = StoreConfig::new(&args.data_dir);
     store_config.flush_age = Duration::from_secs(args.flush_seconds.max(1));
     store_config.flush_rows = args.flush_rows.max(1);
-    let store = Store::open(store_config, log.clone()).await.context("opening the store")?;
+    let store = Store::open(store_config, log.clone())
+        .await
+        .context("opening the store")?;
 
     let registry = Arc::new(SchemaRegistry::new());
     registry.seed(store.schemas());
@@ -61,7 +67,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         ..Limits::default()
     };
-    let ingest = IngestState { log, registry, limits };
+    let ingest = IngestState {
+        log,
+        registry,
+        limits,
+    };
     let engine = QueryEngine::new(store.clone()).context("starting the query engine")?;
     let app = crate::api::app(ingest, engine, keys);
 
@@ -69,7 +79,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.http))?;
     let addr = listener.local_addr()?;
-    println!("eventide listening on http://{addr} (data in {})", args.data_dir.display());
+    println!(
+        "eventide listening on http://{addr} (data in {})",
+        args.data_dir.display()
+    );
     for (scope, secret) in &generated {
         println!("generated {} key: {secret}", scope.as_str());
     }

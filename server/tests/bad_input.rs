@@ -11,12 +11,15 @@ use serde_json::{Value as Json, json};
 async fn reply(resp: reqwest::Response) -> (u16, Json) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    let body: Json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("reply is not json: {text:?}"));
+    let body: Json =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("reply is not json: {text:?}"));
     (status, body)
 }
 
 fn error_of(body: &Json) -> &str {
-    body["error"].as_str().unwrap_or_else(|| panic!("no error field in {body}"))
+    body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error field in {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,14 +29,24 @@ async fn bad_input_is_refused_clearly_and_never_poisons_a_batch() {
     let batch = |body: Vec<u8>| s.post("/1/batch/bad", INGEST_KEY).body(body);
 
     // Malformed JSON: the whole body is refused.
-    let (st, b) = reply(batch(b"[{\"data\": {\"a\": 1}".to_vec()).send().await.unwrap()).await;
+    let (st, b) = reply(
+        batch(b"[{\"data\": {\"a\": 1}".to_vec())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(error_of(&b).starts_with("malformed json"), "{b}");
     let (st, b) = reply(batch(b"{\"data\": {}}".to_vec()).send().await.unwrap()).await;
-    assert_eq!((st, error_of(&b)), (400, "batch body must be a json array of events"));
+    assert_eq!(
+        (st, error_of(&b)),
+        (400, "batch body must be a json array of events")
+    );
 
     // Wrong types, 10,000 fields, deep nesting: refused per item; the valid items are stored.
-    let wide: serde_json::Map<String, Json> = (0..10_000).map(|i| (format!("f{i}"), json!(i))).collect();
+    let wide: serde_json::Map<String, Json> =
+        (0..10_000).map(|i| (format!("f{i}"), json!(i))).collect();
     let mut deep = json!({"leaf": 1});
     for _ in 0..10 {
         deep = json!({ "n": deep });
@@ -48,23 +61,52 @@ async fn bad_input_is_refused_clearly_and_never_poisons_a_batch() {
         {"data": {"id": 5, "n": 7}, "time": "not a time"},
         {"data": {"id": 6, "n": 8}}
     ]);
-    let (st, b) = reply(batch(serde_json::to_vec(&items).unwrap()).send().await.unwrap()).await;
+    let (st, b) = reply(
+        batch(serde_json::to_vec(&items).unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(st, 200);
-    let statuses: Vec<i64> = b.as_array().unwrap().iter().map(|x| x["status"].as_i64().unwrap()).collect();
+    let statuses: Vec<i64> = b
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["status"].as_i64().unwrap())
+        .collect();
     assert_eq!(statuses, vec![202, 400, 400, 202, 400, 400, 400, 202]);
-    assert_eq!(b[1]["error"], "field \"n\" is string but the column is int64");
+    assert_eq!(
+        b[1]["error"],
+        "field \"n\" is string but the column is int64"
+    );
     assert_eq!(b[2]["error"], "event has 10000 fields, the limit is 2000");
-    assert_eq!(b[4]["error"], "event data must be a JSON object");
-    assert_eq!(b[5]["error"], "samplerate must be a positive integer, got -3");
-    assert_eq!(b[6]["error"], "time \"not a time\" is not an RFC3339 string or a number of Unix seconds");
+    assert_eq!(b[4]["error"], "event data must be a json object");
+    assert_eq!(
+        b[5]["error"],
+        "samplerate must be a positive integer, got -3"
+    );
+    assert_eq!(
+        b[6]["error"],
+        "time \"not a time\" is not an RFC3339 string or a number of Unix seconds"
+    );
 
     // Absurd nesting: refused before parsing.
     let nested = "[".repeat(100_000) + &"]".repeat(100_000);
     let (st, b) = reply(batch(nested.into_bytes()).send().await.unwrap()).await;
-    assert_eq!((st, error_of(&b)), (400, "json nests deeper than 64 levels"));
+    assert_eq!(
+        (st, error_of(&b)),
+        (400, "json nests deeper than 64 levels")
+    );
 
     // Invalid UTF-8, an empty body.
-    let (st, b) = reply(batch(b"[{\"data\": {\"s\": \"\xff\xfe\"}}]".to_vec()).send().await.unwrap()).await;
+    let (st, b) = reply(
+        batch(b"[{\"data\": {\"s\": \"\xff\xfe\"}}]".to_vec())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(error_of(&b).starts_with("malformed json"), "{b}");
     let (st, b) = reply(batch(Vec::new()).send().await.unwrap()).await;
@@ -75,34 +117,102 @@ async fn bad_input_is_refused_clearly_and_never_poisons_a_batch() {
     // A 10 MB body, plain and as a small gzip bomb.
     let big = vec![b' '; 10 * 1024 * 1024];
     let (st, b) = reply(batch(big.clone()).send().await.unwrap()).await;
-    assert_eq!((st, error_of(&b)), (413, "request body exceeds the limit of 5242880 bytes"));
+    assert_eq!(
+        (st, error_of(&b)),
+        (413, "request body exceeds the limit of 5242880 bytes")
+    );
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&big).unwrap();
     let gz = gz.finish().unwrap();
-    let (st, b) = reply(batch(gz).header("Content-Encoding", "gzip").send().await.unwrap()).await;
-    assert_eq!((st, error_of(&b)), (413, "decompressed request body exceeds the limit of 5242880 bytes"));
-    let (st, b) = reply(batch(b"not gzip".to_vec()).header("Content-Encoding", "gzip").send().await.unwrap()).await;
+    let (st, b) = reply(
+        batch(gz)
+            .header("Content-Encoding", "gzip")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, error_of(&b)),
+        (
+            413,
+            "decompressed request body exceeds the limit of 5242880 bytes"
+        )
+    );
+    let (st, b) = reply(
+        batch(b"not gzip".to_vec())
+            .header("Content-Encoding", "gzip")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(error_of(&b).starts_with("body is not valid gzip"), "{b}");
-    let (st, b) = reply(batch(b"[]".to_vec()).header("Content-Encoding", "br").send().await.unwrap()).await;
-    assert_eq!((st, error_of(&b)), (415, "unsupported content-encoding \"br\": use gzip or zstd"));
+    let (st, b) = reply(
+        batch(b"[]".to_vec())
+            .header("Content-Encoding", "br")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, error_of(&b)),
+        (415, "unsupported content-encoding \"br\": use gzip or zstd")
+    );
 
     // Dataset names.
-    let (st, b) = reply(s.post("/1/batch/bad%20name!", INGEST_KEY).body("[]").send().await.unwrap()).await;
+    let (st, b) = reply(
+        s.post("/1/batch/bad%20name!", INGEST_KEY)
+            .body("[]")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(error_of(&b).contains("invalid character ' '"), "{b}");
     let long = "d".repeat(129);
-    let (st, b) = reply(s.post(&format!("/1/events/{long}"), INGEST_KEY).body("{}").send().await.unwrap()).await;
-    assert_eq!((st, error_of(&b)), (400, "dataset name is longer than 128 characters"));
-
-    // Single events and NDJSON.
-    let (st, b) = reply(s.post("/1/events/bad", INGEST_KEY).body("{\"n\": true}").send().await.unwrap()).await;
-    assert_eq!((st, error_of(&b)), (400, "field \"n\" is bool but the column is int64"));
     let (st, b) = reply(
-        s.post("/1/events/bad", INGEST_KEY).header("X-Honeycomb-Samplerate", "abc").body("{}").send().await.unwrap(),
+        s.post(&format!("/1/events/{long}"), INGEST_KEY)
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
-    assert_eq!((st, error_of(&b)), (400, "x-honeycomb-samplerate must be a positive integer"));
+    assert_eq!(
+        (st, error_of(&b)),
+        (400, "dataset name is longer than 128 characters")
+    );
+
+    // Single events and NDJSON.
+    let (st, b) = reply(
+        s.post("/1/events/bad", INGEST_KEY)
+            .body("{\"n\": true}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, error_of(&b)),
+        (400, "field \"n\" is bool but the column is int64")
+    );
+    let (st, b) = reply(
+        s.post("/1/events/bad", INGEST_KEY)
+            .header("X-Honeycomb-Samplerate", "abc")
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, error_of(&b)),
+        (400, "x-honeycomb-samplerate must be a positive integer")
+    );
     let (st, b) = reply(
         s.post("/api/v1/ingest/bad", INGEST_KEY)
             .body("{\"id\": 7, \"n\": 9}\nnope\n{\"id\": 8, \"n\": \"x\"}\n")
@@ -115,18 +225,56 @@ async fn bad_input_is_refused_clearly_and_never_poisons_a_batch() {
     assert_eq!(b["accepted"], 1);
     assert_eq!(b["rejected"], 2);
     assert_eq!(b["errors"][0]["line"], 2);
-    assert_eq!(b["errors"][1], json!({"line": 3, "error": "field \"n\" is string but the column is int64"}));
+    assert_eq!(
+        b["errors"][1],
+        json!({"line": 3, "error": "field \"n\" is string but the column is int64"})
+    );
 
     // Keys and routes.
-    let (st, b) = reply(s.client.post(format!("{}/1/batch/bad", s.url)).body("[]").send().await.unwrap()).await;
+    let (st, b) = reply(
+        s.client
+            .post(format!("{}/1/batch/bad", s.url))
+            .body("[]")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(st, 401);
     assert!(error_of(&b).starts_with("missing api key"));
-    let (st, b) = reply(s.post("/1/batch/bad", "wrong").body("[]").send().await.unwrap()).await;
+    let (st, b) = reply(
+        s.post("/1/batch/bad", "wrong")
+            .body("[]")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, error_of(&b)), (401, "unknown api key"));
-    let (st, b) = reply(s.post("/1/batch/bad", QUERY_KEY).body("[]").send().await.unwrap()).await;
-    assert_eq!((st, error_of(&b)), (403, "key has scope query but this needs ingest"));
-    let (st, b) = reply(s.post("/api/v1/sql", INGEST_KEY).json(&json!({"sql": "SELECT 1"})).send().await.unwrap()).await;
-    assert_eq!((st, error_of(&b)), (403, "key has scope ingest but this needs query"));
+    let (st, b) = reply(
+        s.post("/1/batch/bad", QUERY_KEY)
+            .body("[]")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, error_of(&b)),
+        (403, "key has scope query but this needs ingest")
+    );
+    let (st, b) = reply(
+        s.post("/api/v1/sql", INGEST_KEY)
+            .json(&json!({"sql": "SELECT 1"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, error_of(&b)),
+        (403, "key has scope ingest but this needs query")
+    );
     let resp = s
         .client
         .post(format!("{}/api/v1/sql", s.url))
@@ -135,26 +283,71 @@ async fn bad_input_is_refused_clearly_and_never_poisons_a_batch() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "admin keys work everywhere, also as a bearer token");
-    let (st, b) = reply(s.client.get(format!("{}/nope", s.url)).send().await.unwrap()).await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "admin keys work everywhere, also as a bearer token"
+    );
+    let (st, b) = reply(
+        s.client
+            .get(format!("{}/nope", s.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, error_of(&b)), (404, "no route for GET /nope"));
-    let (st, b) = reply(s.client.get(format!("{}/1/batch/x", s.url)).send().await.unwrap()).await;
-    assert_eq!((st, error_of(&b)), (405, "method GET is not allowed on /1/batch/x"));
+    let (st, b) = reply(
+        s.client
+            .get(format!("{}/1/batch/x", s.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, error_of(&b)),
+        (405, "method GET is not allowed on /1/batch/x")
+    );
 
     // Query errors.
-    let (st, b) = reply(s.post("/api/v1/sql", QUERY_KEY).body("{").send().await.unwrap()).await;
+    let (st, b) = reply(
+        s.post("/api/v1/sql", QUERY_KEY)
+            .body("{")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(error_of(&b).starts_with("invalid request json"));
-    let (st, b) = reply(s.post("/api/v1/query/nosuch", QUERY_KEY).json(&json!({})).send().await.unwrap()).await;
+    let (st, b) = reply(
+        s.post("/api/v1/query/nosuch", QUERY_KEY)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, error_of(&b)), (400, "unknown dataset \"nosuch\""));
 
     // The server is up and holds exactly the valid items: ids 1, 3, 6 and 7, with the deep
     // object flattened to depth 5 and the rest kept as JSON text.
-    let (st, _) = reply(s.client.get(format!("{}/healthz", s.url)).send().await.unwrap()).await;
+    let (st, _) = reply(
+        s.client
+            .get(format!("{}/healthz", s.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(st, 200);
     let mut rows = Json::Null;
     for _ in 0..100 {
-        rows = s.sql("SELECT id FROM bad WHERE id IS NOT NULL ORDER BY id").await["rows"].clone();
+        rows = s
+            .sql("SELECT id FROM bad WHERE id IS NOT NULL ORDER BY id")
+            .await["rows"]
+            .clone();
         if rows == json!([[1], [3], [6], [7]]) {
             break;
         }

@@ -24,14 +24,14 @@ fn data(i: u64, kind: &str) -> Json {
         "dur": (i % 1000) as f64 / 10.0,
         "http": {"status": status},
     });
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         d["user"] = json!(format!("u{}", i % 1000));
     }
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         d["deep"] = json!({"a": {"b": {"c": {"d": {"e": {"f": i}}}}}});
     }
-    if i % 11 == 0 {
-        d["flag"] = json!(i % 2 == 0);
+    if i.is_multiple_of(11) {
+        d["flag"] = json!(i.is_multiple_of(2));
     }
     if i % 1000 == 999 {
         // A string in the float column `dur`: refused on its own.
@@ -57,10 +57,13 @@ impl Expect {
         self.sum_id += i;
         self.sum_sr += sr;
         self.sum_dur_sr += (i % 1000) as f64 / 10.0 * sr as f64;
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             self.deep += 1;
         }
-        *self.by_service.entry(SERVICES[(i % 5) as usize].into()).or_default() += 1;
+        *self
+            .by_service
+            .entry(SERVICES[(i % 5) as usize].into())
+            .or_default() += 1;
     }
 }
 
@@ -82,7 +85,9 @@ async fn send_batches(s: &Server) -> Expect {
             let req = match r % 4 {
                 0 => req.header("Content-Type", "application/json").body(body),
                 1 => req.header("Content-Encoding", "gzip").body(gzip(&body)),
-                2 => req.header("Content-Encoding", "zstd").body(zstd::encode_all(&body[..], 3).unwrap()),
+                2 => req
+                    .header("Content-Encoding", "zstd")
+                    .body(zstd::encode_all(&body[..], 3).unwrap()),
                 _ => req
                     .header("Content-Type", "application/msgpack")
                     .body(rmp_serde::to_vec_named(&items).unwrap()),
@@ -102,7 +107,10 @@ async fn send_batches(s: &Server) -> Expect {
             let i = r * 1000 + k as u64;
             if i % 1000 == 999 {
                 assert_eq!(st["status"], 400, "{st}");
-                assert_eq!(st["error"], "field \"dur\" is string but the column is float64");
+                assert_eq!(
+                    st["error"],
+                    "field \"dur\" is string but the column is float64"
+                );
             } else {
                 assert_eq!(st["status"], 202, "{st}");
                 e.add(i, 1 + i % 4);
@@ -153,7 +161,12 @@ async fn send_ndjson(s: &Server) -> Expect {
                 body.push('\n');
             }
             body.push_str("{not json\n");
-            let resp = s.post("/api/v1/ingest/e2e", INGEST_KEY).body(body).send().await.unwrap();
+            let resp = s
+                .post("/api/v1/ingest/e2e", INGEST_KEY)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200);
             let reply: Json = resp.json().await.unwrap();
             (r, reply)
@@ -210,7 +223,12 @@ async fn verify(s: &Server, expect: &BTreeMap<&str, Expect>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| (row[0].as_str().unwrap().to_owned(), row[1].as_u64().unwrap()))
+        .map(|row| {
+            (
+                row[0].as_str().unwrap().to_owned(),
+                row[1].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(got, expect["batch"].by_service);
     // Query spec: COUNT and SUM weighted by sample rate, per kind.
@@ -223,12 +241,18 @@ async fn verify(s: &Server, expect: &BTreeMap<&str, Expect>) {
         let e = &expect[row["kind"].as_str().unwrap()];
         assert_eq!(row["COUNT"], json!(e.sum_sr), "{row}");
         let sum = row["SUM(dur)"].as_f64().unwrap();
-        assert!((sum - e.sum_dur_sr).abs() < 1e-6 * e.sum_dur_sr, "{row} vs {}", e.sum_dur_sr);
+        assert!(
+            (sum - e.sum_dur_sr).abs() < 1e-6 * e.sum_dur_sr,
+            "{row} vs {}",
+            e.sum_dur_sr
+        );
     }
     let r = s
         .spec("e2e", json!({"calculations": [{"op": "COUNT"}], "filters": [{"column": "http.status", "op": ">=", "value": 500}, {"column": "kind", "op": "=", "value": "ndjson"}]}))
         .await;
-    let want = (2 * N..3 * N).filter(|i| i % 1000 != 999 && i % 5 == 4).count();
+    let want = (2 * N..3 * N)
+        .filter(|i| i % 1000 != 999 && i % 5 == 4)
+        .count();
     assert_eq!(r["results"][0]["COUNT"], json!(want));
 }
 
@@ -236,16 +260,26 @@ async fn verify(s: &Server, expect: &BTreeMap<&str, Expect>) {
 async fn probe_freshness(s: Arc<Server>, probes: u64) -> Vec<Duration> {
     let mut lat = Vec::new();
     for p in 0..probes {
-        let resp = s.post("/1/events/fresh", INGEST_KEY).json(&json!({"probe": p})).send().await.unwrap();
+        let resp = s
+            .post("/1/events/fresh", INGEST_KEY)
+            .json(&json!({"probe": p}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         let acked = Instant::now();
         loop {
-            let r = s.sql(&format!("SELECT count(*) FROM fresh WHERE probe = {p}")).await;
+            let r = s
+                .sql(&format!("SELECT count(*) FROM fresh WHERE probe = {p}"))
+                .await;
             if r["rows"][0][0] == json!(1) {
                 lat.push(acked.elapsed());
                 break;
             }
-            assert!(acked.elapsed() < Duration::from_secs(30), "probe {p} never became visible");
+            assert!(
+                acked.elapsed() < Duration::from_secs(30),
+                "probe {p} never became visible"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -257,7 +291,16 @@ async fn probe_freshness(s: Arc<Server>, probes: u64) -> Vec<Duration> {
 async fn pipeline_exactly_once_through_all_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     // Flush often so that queries span Parquet segments and the hot tail.
-    let server = Arc::new(Server::start(dir.path(), &[("EVENTIDE_FLUSH_ROWS", "60000"), ("EVENTIDE_FLUSH_SECONDS", "2")]).await);
+    let server = Arc::new(
+        Server::start(
+            dir.path(),
+            &[
+                ("EVENTIDE_FLUSH_ROWS", "60000"),
+                ("EVENTIDE_FLUSH_SECONDS", "2"),
+            ],
+        )
+        .await,
+    );
     let started = Instant::now();
     let b = send_batches(&server).await;
     let t_batch = started.elapsed();
@@ -277,14 +320,21 @@ async fn pipeline_exactly_once_through_all_endpoints() {
         N as f64 / t_events.as_secs_f64(),
         N as f64 / t_ndjson.as_secs_f64()
     );
-    let expect: BTreeMap<&str, Expect> = [("batch", b), ("event", e), ("ndjson", n)].into_iter().collect();
+    let expect: BTreeMap<&str, Expect> = [("batch", b), ("event", e), ("ndjson", n)]
+        .into_iter()
+        .collect();
     verify(&server, &expect).await;
 
     // A graceful restart flushes the hot tail; everything is still there exactly once.
     let mut server = Arc::try_unwrap(server).ok().expect("probe finished");
     server.stop();
-    let segments = std::fs::read_dir(dir.path().join("segments/e2e")).unwrap().count();
-    assert!(segments >= 2, "data was flushed to parquet segments ({segments})");
+    let segments = std::fs::read_dir(dir.path().join("segments/e2e"))
+        .unwrap()
+        .count();
+    assert!(
+        segments >= 2,
+        "data was flushed to parquet segments ({segments})"
+    );
     let server = Server::start(dir.path(), &[]).await;
     verify(&server, &expect).await;
 }

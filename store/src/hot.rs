@@ -76,19 +76,18 @@ impl HotTail {
         if self.since.is_none() {
             self.since = Some(std::time::Instant::now());
         }
-        if self.batches.len() > frozen {
-            if let Some(last) = self.batches.last_mut() {
-                if last.batch.num_rows() + batch.num_rows() <= COALESCE_ROWS {
-                    let prev = extend_to(&last.batch, schema)?;
-                    let merged = arrow::compute::concat_batches(schema, [&prev, &batch])?;
-                    *last = Arc::new(HotBatch {
-                        batch: merged,
-                        first_offset: last.first_offset,
-                        last_offset: offset,
-                    });
-                    return Ok(());
-                }
-            }
+        if self.batches.len() > frozen
+            && let Some(last) = self.batches.last_mut()
+            && last.batch.num_rows() + batch.num_rows() <= COALESCE_ROWS
+        {
+            let prev = extend_to(&last.batch, schema)?;
+            let merged = arrow::compute::concat_batches(schema, [&prev, &batch])?;
+            *last = Arc::new(HotBatch {
+                batch: merged,
+                first_offset: last.first_offset,
+                last_offset: offset,
+            });
+            return Ok(());
         }
         self.batches.push(Arc::new(HotBatch {
             batch,

@@ -193,6 +193,18 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One past the highest log offset the catalog in `data_dir` has committed (0 when none):
+/// the log must never hand out an offset below it again.
+pub fn committed_high_water(data_dir: &Path) -> Result<Offset> {
+    let catalog = CatalogFile::new(data_dir).load()?;
+    Ok(catalog
+        .datasets
+        .values()
+        .filter_map(|d| d.committed_offset)
+        .max()
+        .map_or(0, |o| o + 1))
+}
+
 impl Store {
     /// Opens the store: loads the catalog, replays the log past what the catalog holds into
     /// the hot tails, then starts the consumer and flusher tasks. Returns once replay is done,
@@ -200,9 +212,24 @@ impl Store {
     pub async fn open(config: StoreConfig, log: Arc<dyn EventLog>) -> Result<Self> {
         let segments_dir = config.data_dir.join("segments");
         std::fs::create_dir_all(&segments_dir).map_err(|e| StoreError::io(&segments_dir, e))?;
-        let objects: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&segments_dir)?);
+        let objects: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(&segments_dir)?);
         let catalog_file = CatalogFile::new(&config.data_dir);
         let catalog = catalog_file.load()?;
+        let high_water = catalog
+            .datasets
+            .values()
+            .filter_map(|d| d.committed_offset)
+            .max()
+            .map_or(0, |o| o + 1);
+        if log.end_offset() < high_water {
+            return Err(StoreError::Internal(format!(
+                "the log ends at offset {} but the catalog committed up to {}: open the log with \
+                 min_next_offset = committed_high_water()",
+                log.end_offset(),
+                high_water - 1
+            )));
+        }
         let datasets = catalog
             .datasets
             .iter()
@@ -235,7 +262,12 @@ impl Store {
             }
             replayed += n;
         }
-        info!(from = start, to = end, records = replayed, "replayed log into the hot tail");
+        info!(
+            from = start,
+            to = end,
+            records = replayed,
+            "replayed log into the hot tail"
+        );
         let consumer = inner.clone();
         tokio::spawn(async move { consumer.run_consumer().await });
         let flusher = inner.clone();
@@ -257,7 +289,11 @@ impl Store {
 
     /// Names of all datasets.
     pub fn datasets(&self) -> Vec<String> {
-        read_lock(&self.inner.state).datasets.keys().cloned().collect()
+        read_lock(&self.inner.state)
+            .datasets
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Column schemas of all datasets (for ingest's type registry).
@@ -353,16 +389,22 @@ impl Inner {
         };
         let next = last.offset + 1;
         let n = records.len();
-        // Decode outside the lock.
-        let mut decoded = Vec::with_capacity(n);
-        for r in records {
-            match eventide_model::decode_batch(&r.payload) {
-                Ok(b) => decoded.push((r.offset, r.dataset, b)),
-                Err(e) => {
-                    error!(offset = r.offset, dataset = %r.dataset, error = %e, "undecodable log record skipped")
-                }
-            }
-        }
+        // Decoding LZ4 Arrow IPC is CPU work: keep it off the async threads.
+        let decoded = tokio::task::spawn_blocking(move || {
+            records
+                .into_iter()
+                .filter_map(|r| match eventide_model::decode_batch(&r.payload) {
+                    Ok(b) => Some((r.offset, r.dataset, b)),
+                    Err(e) => {
+                        error!(offset = r.offset, dataset = %r.dataset, error = %e,
+                            "undecodable log record skipped: its events are lost");
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("log decoder panicked: {e}")))?;
         let mut to_flush = Vec::new();
         {
             let mut state = write_lock(&self.state);
@@ -390,11 +432,18 @@ impl Inner {
                 if grew {
                     d.arrow_schema = d.schema.arrow_schema();
                 }
-                let conformed = conform(&batch, &d.arrow_schema)?;
+                // Errors here are bugs (ingest built the batch); skipping the record keeps the
+                // consumer going instead of re-applying the chunk forever.
                 let frozen = d.flushing;
-                d.hot.push(conformed, offset, &d.arrow_schema, frozen)?;
+                let pushed = conform(&batch, &d.arrow_schema)
+                    .and_then(|b| d.hot.push(b, offset, &d.arrow_schema, frozen));
+                if let Err(e) = pushed {
+                    error!(offset, dataset, error = %e, "log record does not fit the hot tail; its events are lost");
+                    continue;
+                }
                 if d.flushing == 0
-                    && (d.hot.rows >= self.config.flush_rows || d.hot.bytes >= self.config.flush_bytes)
+                    && (d.hot.rows >= self.config.flush_rows
+                        || d.hot.bytes >= self.config.flush_bytes)
                 {
                     to_flush.push(dataset);
                 }
@@ -416,7 +465,10 @@ impl Inner {
                 .datasets
                 .iter()
                 .filter(|(_, d)| {
-                    d.flushing == 0 && d.hot.since.is_some_and(|t| t.elapsed() >= self.config.flush_age)
+                    d.flushing == 0
+                        && d.hot
+                            .since
+                            .is_some_and(|t| t.elapsed() >= self.config.flush_age)
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
@@ -464,10 +516,10 @@ impl Inner {
         let result = self
             .write_and_commit(name, schema, batches, first_offset, last_offset, id, count)
             .await;
-        if result.is_err() {
-            if let Some(d) = write_lock(&self.state).datasets.get_mut(name) {
-                d.flushing = 0;
-            }
+        if result.is_err()
+            && let Some(d) = write_lock(&self.state).datasets.get_mut(name)
+        {
+            d.flushing = 0;
         }
         result
     }
@@ -483,20 +535,33 @@ impl Inner {
         id: u64,
         count: usize,
     ) -> Result<()> {
-        let encoded = tokio::task::spawn_blocking(move || segment::encode_segment(&schema, &batches))
-            .await
-            .map_err(|e| StoreError::Internal(format!("segment encoder panicked: {e}")))??;
+        let encoded =
+            tokio::task::spawn_blocking(move || segment::encode_segment(&schema, &batches))
+                .await
+                .map_err(|e| StoreError::Internal(format!("segment encoder panicked: {e}")))??;
         let rel = format!("{name}/{id:012}.parquet");
         let bytes = encoded.bytes.len() as u64;
         self.objects
-            .put(&object_store::path::Path::from(rel.as_str()), PutPayload::from(encoded.bytes))
+            .put(
+                &object_store::path::Path::from(rel.as_str()),
+                PutPayload::from(encoded.bytes),
+            )
             .await?;
-        // Local files must be on disk before the catalog names them.
+        // Local files and their directory entries must be on disk before the catalog names them.
         let local = self.segments_dir.join(&rel);
-        tokio::task::spawn_blocking(move || std::fs::File::open(&local).and_then(|f| f.sync_all()))
-            .await
-            .map_err(|e| StoreError::Internal(e.to_string()))?
-            .map_err(|e| StoreError::io(&self.segments_dir, e))?;
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&local)?.sync_all()?;
+            if let Some(dir) = local.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+                if let Some(root) = dir.parent() {
+                    std::fs::File::open(root)?.sync_all()?;
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .map_err(|e| StoreError::io(&self.segments_dir, e))?;
         let meta = SegmentMeta {
             id,
             path: rel,
@@ -545,7 +610,13 @@ impl Inner {
                 .min()
                 .unwrap_or_else(|| self.applied.load(Ordering::Acquire))
         };
-        debug!(dataset = name, segment = meta.id, rows = meta.rows, bytes = meta.bytes, "committed segment");
+        debug!(
+            dataset = name,
+            segment = meta.id,
+            rows = meta.rows,
+            bytes = meta.bytes,
+            "committed segment"
+        );
         if let Err(e) = self.log.truncate(truncate_to).await {
             warn!(error = %e, "could not truncate the log");
         }

@@ -16,7 +16,12 @@ fn ev(ts: i64, id: i64, extra: Option<(&str, Value)>) -> Event {
     }
 }
 
-async fn append(log: &EmbeddedLog, schema: &mut DatasetSchema, ds: &str, mut events: Vec<Event>) -> u64 {
+async fn append(
+    log: &EmbeddedLog,
+    schema: &mut DatasetSchema,
+    ds: &str,
+    mut events: Vec<Event>,
+) -> u64 {
     for e in &mut events {
         schema.admit(e, 1000).unwrap();
     }
@@ -36,7 +41,10 @@ fn ids(snap: &DatasetSnapshot, dir: &Path) -> Vec<i64> {
     }
     for b in batches {
         let col = b.column_by_name("id").unwrap();
-        let a = col.as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+        let a = col
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
         out.extend(a.iter().flatten());
     }
     out.sort_unstable();
@@ -50,8 +58,19 @@ async fn hot_tail_flush_and_restart_are_exactly_once() {
     let mut schema = DatasetSchema::new();
     {
         let log = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(&log_dir)).unwrap());
-        let store = Store::open(StoreConfig::new(dir.path()), log.clone()).await.unwrap();
-        let o = append(&log, &mut schema, "ds", vec![ev(3, 1, None), ev(1, 2, Some(("s", Value::Str("x".into()))))]).await;
+        let store = Store::open(StoreConfig::new(dir.path()), log.clone())
+            .await
+            .unwrap();
+        let o = append(
+            &log,
+            &mut schema,
+            "ds",
+            vec![
+                ev(3, 1, None),
+                ev(1, 2, Some(("s", Value::Str("x".into())))),
+            ],
+        )
+        .await;
         store.wait_applied(o + 1).await;
         let snap = store.snapshot("ds").unwrap();
         assert_eq!(snap.hot.len(), 1);
@@ -62,20 +81,34 @@ async fn hot_tail_flush_and_restart_are_exactly_once() {
         assert!(snap.hot.is_empty());
         assert_eq!(snap.segments.len(), 1);
         assert_eq!(snap.segments[0].rows, 2);
-        assert_eq!((snap.segments[0].min_time_us, snap.segments[0].max_time_us), (1, 3));
+        assert_eq!(
+            (snap.segments[0].min_time_us, snap.segments[0].max_time_us),
+            (1, 3)
+        );
 
         // A new column after the flush; older segment lacks it.
-        let o = append(&log, &mut schema, "ds", vec![ev(5, 3, Some(("b", Value::Bool(true))))]).await;
+        let o = append(
+            &log,
+            &mut schema,
+            "ds",
+            vec![ev(5, 3, Some(("b", Value::Bool(true))))],
+        )
+        .await;
         store.wait_applied(o + 1).await;
         let snap = store.snapshot("ds").unwrap();
         assert_eq!(snap.schema.fields().len(), 5);
         assert_eq!(ids(&snap, dir.path()), vec![1, 2, 3]);
         let text = pretty_format_batches(&snap.hot).unwrap().to_string();
-        assert!(text.contains("| 1970-01-01T00:00:00.000005Z | 1           | 3  |   | true |"), "{text}");
+        assert!(
+            text.contains("| 1970-01-01T00:00:00.000005Z | 1           | 3  |   | true |"),
+            "{text}"
+        );
     }
     // Restart: the segment is not replayed again, the hot record is.
     let log = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(&log_dir)).unwrap());
-    let store = Store::open(StoreConfig::new(dir.path()), log.clone()).await.unwrap();
+    let store = Store::open(StoreConfig::new(dir.path()), log.clone())
+        .await
+        .unwrap();
     let snap = store.snapshot("ds").unwrap();
     assert_eq!(ids(&snap, dir.path()), vec![1, 2, 3]);
     assert_eq!(snap.hot.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
@@ -91,20 +124,33 @@ async fn flush_truncates_the_log_and_restart_neither_loses_nor_duplicates() {
     cfg.segment_bytes = 256;
     {
         let log = Arc::new(EmbeddedLog::open(cfg.clone()).unwrap());
-        let store = Store::open(StoreConfig::new(dir.path()), log.clone()).await.unwrap();
+        let store = Store::open(StoreConfig::new(dir.path()), log.clone())
+            .await
+            .unwrap();
         let mut last = 0;
         for i in 0..20 {
-            last = append(&log, &mut schema, if i % 2 == 0 { "a" } else { "b" }, vec![ev(i, i, None)]).await;
+            last = append(
+                &log,
+                &mut schema,
+                if i % 2 == 0 { "a" } else { "b" },
+                vec![ev(i, i, None)],
+            )
+            .await;
         }
         store.wait_applied(last + 1).await;
         let before = log.segment_count();
         store.flush_all().await.unwrap();
-        assert!(log.segment_count() < before, "committed log segments are removed");
+        assert!(
+            log.segment_count() < before,
+            "committed log segments are removed"
+        );
     }
     // Restart after flushes and log truncation: segments come from the catalog, the log's
     // remaining records are skipped where the catalog already covers them.
     let log = Arc::new(EmbeddedLog::open(cfg).unwrap());
-    let store = Store::open(StoreConfig::new(dir.path()), log.clone()).await.unwrap();
+    let store = Store::open(StoreConfig::new(dir.path()), log.clone())
+        .await
+        .unwrap();
     let a = ids(&store.snapshot("a").unwrap(), dir.path());
     let b = ids(&store.snapshot("b").unwrap(), dir.path());
     assert_eq!(a, (0..20).filter(|i| i % 2 == 0).collect::<Vec<_>>());

@@ -26,8 +26,14 @@ impl Server {
         cmd.args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--http", "127.0.0.1:0"])
-            .env("EVENTIDE_KEYS", format!("ingest:{INGEST_KEY},query:{QUERY_KEY},admin:{ADMIN_KEY}"))
-            .env("EVENTIDE_LOG", std::env::var("EVENTIDE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "EVENTIDE_KEYS",
+                format!("ingest:{INGEST_KEY},query:{QUERY_KEY},admin:{ADMIN_KEY}"),
+            )
+            .env(
+                "EVENTIDE_LOG",
+                std::env::var("EVENTIDE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -39,19 +45,34 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("eventide listening on ") {
-                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     let _ = tx.send(url);
                 }
             }
         });
-        let url = rx.recv_timeout(Duration::from_secs(120)).expect("server printed its address");
-        let server = Server { child, url, dir: dir.to_owned(), client: reqwest::Client::new() };
+        let url = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("server printed its address");
+        let server = Server {
+            child,
+            url,
+            dir: dir.to_owned(),
+            client: reqwest::Client::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = server.client.get(format!("{}/healthz", server.url)).send().await {
-                if r.status() == 200 {
-                    break;
-                }
+            if let Ok(r) = server
+                .client
+                .get(format!("{}/healthz", server.url))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                break;
             }
             assert!(Instant::now() < deadline, "server never became healthy");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -67,16 +88,26 @@ impl Server {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 
     pub fn post(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
-        self.client.post(format!("{}{path}", self.url)).header("X-Honeycomb-Team", key)
+        self.client
+            .post(format!("{}{path}", self.url))
+            .header("X-Honeycomb-Team", key)
     }
 
     pub async fn sql(&self, sql: &str) -> Json {
-        let r = self.post("/api/v1/sql", QUERY_KEY).json(&json!({ "sql": sql })).send().await.unwrap();
+        let r = self
+            .post("/api/v1/sql", QUERY_KEY)
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         let body: Json = r.json().await.unwrap();
         assert_eq!(status, 200, "{sql}: {body}");
@@ -84,7 +115,12 @@ impl Server {
     }
 
     pub async fn spec(&self, dataset: &str, spec: Json) -> Json {
-        let r = self.post(&format!("/api/v1/query/{dataset}"), QUERY_KEY).json(&spec).send().await.unwrap();
+        let r = self
+            .post(&format!("/api/v1/query/{dataset}"), QUERY_KEY)
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         let body: Json = r.json().await.unwrap();
         assert_eq!(status, 200, "{spec}: {body}");
