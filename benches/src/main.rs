@@ -1,0 +1,276 @@
+//! # eventide-bench
+//!
+//! Load generator and end-to-end benchmarks, driven against a running `eventide serve`
+//! (see `benches/README.md`).
+//!
+//! - `gen`: writes deterministic, realistic wide events as NDJSON.
+//! - `ingest`: HTTP batch ingest from N concurrent clients, with ack latency, plus freshness
+//!   probes (ack → visible in SQL) running during the load.
+
+mod generator;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use serde_json::{Value as Json, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eventide-bench",
+    about = "Eventide load generator and benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Write N generated events as NDJSON.
+    Gen {
+        /// Number of events.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Random seed (same seed, same events).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// HTTP batch ingest from concurrent clients, with freshness probes during the load.
+    Ingest {
+        #[arg(long, default_value = "http://127.0.0.1:4080")]
+        url: String,
+        /// A key with ingest and query scope (an admin key).
+        #[arg(long, env = "EVENTIDE_KEY")]
+        key: String,
+        #[arg(long, default_value = "bench")]
+        dataset: String,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Events per batch request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Total events.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 2)]
+        seed: u64,
+        /// Milliseconds between freshness probes (0: none).
+        #[arg(long, default_value_t = 100)]
+        probe_every_ms: u64,
+    },
+}
+
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+async fn probe_loop(
+    client: reqwest::Client,
+    url: String,
+    key: String,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let probe = format!("p{n}-{}", std::process::id());
+        let r = client
+            .post(format!("{url}/1/events/bench-probe"))
+            .header("X-Honeycomb-Team", &key)
+            .json(&json!({ "probe": probe }))
+            .send()
+            .await?;
+        if r.status() != 200 {
+            tokio::time::sleep(every).await;
+            continue;
+        }
+        let acked = Instant::now();
+        let sql = format!("SELECT count(*) FROM \"bench-probe\" WHERE probe = '{probe}'");
+        loop {
+            let r: Json = client
+                .post(format!("{url}/api/v1/sql"))
+                .header("X-Honeycomb-Team", &key)
+                .json(&json!({ "sql": sql }))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if r["rows"][0][0] == json!(1) {
+                out.push(acked.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+            if acked.elapsed() > Duration::from_secs(30) {
+                bail!("probe {probe} not visible after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(every).await;
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn ingest(
+    url: String,
+    key: String,
+    dataset: String,
+    clients: usize,
+    batch: usize,
+    events: u64,
+    seed: u64,
+    probe_every_ms: u64,
+) -> anyhow::Result<()> {
+    // Build every request body first so the measured window holds only sending.
+    let mut generator = generator::Generator::new(seed);
+    let mut bodies = Vec::new();
+    let mut bytes = 0usize;
+    let mut left = events;
+    while left > 0 {
+        let n = (batch as u64).min(left);
+        let items: Vec<Json> = (0..n)
+            .map(|_| json!({ "data": generator.event() }))
+            .collect();
+        let body = serde_json::to_vec(&items)?;
+        bytes += body.len();
+        bodies.push(body);
+        left -= n;
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients * 2)
+        .build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = (probe_every_ms > 0).then(|| {
+        tokio::spawn(probe_loop(
+            client.clone(),
+            url.clone(),
+            key.clone(),
+            Duration::from_millis(probe_every_ms),
+            stop.clone(),
+        ))
+    });
+    let started = Instant::now();
+    let target = format!("{url}/1/batch/{dataset}");
+    let results: Vec<anyhow::Result<(f64, usize)>> = futures::stream::iter(bodies)
+        .map(|body| {
+            let (client, target, key) = (client.clone(), target.clone(), key.clone());
+            async move {
+                let t = Instant::now();
+                loop {
+                    let r = client
+                        .post(&target)
+                        .header("X-Honeycomb-Team", &key)
+                        .header("Content-Type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .context("send")?;
+                    if r.status() == 503 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    if r.status() != 200 {
+                        bail!("batch answered {}", r.status());
+                    }
+                    let statuses: Vec<Json> = r.json().await?;
+                    let ok = statuses.iter().filter(|s| s["status"] == 202).count();
+                    return Ok((t.elapsed().as_secs_f64() * 1000.0, ok));
+                }
+            }
+        })
+        .buffer_unordered(clients)
+        .collect()
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    let mut accepted = 0usize;
+    for r in results {
+        let (l, ok) = r?;
+        lat.push(l);
+        accepted += ok;
+    }
+    println!(
+        "ingest: {accepted} events in {secs:.2} s = {:.0} events/s, {:.1} MB/s of JSON, {} clients × {batch}-event batches",
+        accepted as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        clients
+    );
+    println!(
+        "ack latency per batch: p50 {:.1} ms, p99 {:.1} ms",
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99)
+    );
+    if let Some(p) = prober {
+        let mut f = p.await??;
+        println!(
+            "freshness (ack → visible in SQL) under load, {} probes: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            f.len(),
+            pct(&mut f, 0.5),
+            pct(&mut f, 0.99),
+            pct(&mut f, 1.0)
+        );
+    }
+    Ok(())
+}
+
+fn gen_file(events: u64, out: PathBuf, seed: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut generator = generator::Generator::new(seed);
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
+    for _ in 0..events {
+        serde_json::to_writer(&mut w, &generator.event())?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    let size = std::fs::metadata(&out)?.len();
+    println!(
+        "wrote {events} events, {size} bytes ({:.0} bytes/event) to {}",
+        size as f64 / events as f64,
+        out.display()
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Gen { events, out, seed } => gen_file(events, out, seed),
+        Cmd::Ingest {
+            url,
+            key,
+            dataset,
+            clients,
+            batch,
+            events,
+            seed,
+            probe_every_ms,
+        } => {
+            ingest(
+                url,
+                key,
+                dataset,
+                clients,
+                batch,
+                events,
+                seed,
+                probe_every_ms,
+            )
+            .await
+        }
+    }
+}
