@@ -263,7 +263,7 @@ impl EmbeddedLog {
         if next < config.min_next_offset {
             let first = segments.first().map(|s| s.base).unwrap_or(next);
             if next > first {
-                return Err(LogError::Failed(format!(
+                return Err(LogError::BehindStore(format!(
                     "log ends at offset {next} but offsets up to {} were already committed to the store: \
                      the log directory was lost or restored from an older backup",
                     config.min_next_offset - 1

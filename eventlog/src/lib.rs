@@ -55,6 +55,9 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    /// The log ends below offsets the store already committed (lost or restored log).
+    #[error("{0}")]
+    BehindStore(String),
     #[error("dataset name of {0} bytes is too long for a log record")]
     DatasetTooLong(usize),
 }

@@ -49,6 +49,40 @@ pub struct IngestState {
     pub log: Arc<dyn EventLog>,
     pub registry: Arc<SchemaRegistry>,
     pub limits: Limits,
+    /// Budget of request bodies being read and decoded at once, in MB-sized units: a batch
+    /// request takes as many units as its body limit in MB, a single event one. When the
+    /// budget is spent, requests are refused with 503 rather than buffered.
+    pub inflight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Default in-flight budget: about 1 GB of request bodies.
+pub const DEFAULT_INFLIGHT_UNITS: usize = 1024;
+
+impl IngestState {
+    pub fn new(log: Arc<dyn EventLog>, registry: Arc<SchemaRegistry>, limits: Limits) -> Self {
+        Self {
+            log,
+            registry,
+            limits,
+            inflight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_INFLIGHT_UNITS)),
+        }
+    }
+
+    fn admit_request(
+        &self,
+        body_limit: usize,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let units = (body_limit / (1024 * 1024)).clamp(1, DEFAULT_INFLIGHT_UNITS) as u32;
+        self.inflight
+            .clone()
+            .try_acquire_many_owned(units)
+            .map_err(|_| {
+                ApiError::Overloaded(
+                    "server is overloaded (too many requests in flight); retry later".into(),
+                    1,
+                )
+            })
+    }
 }
 
 impl std::fmt::Debug for IngestState {
@@ -179,6 +213,7 @@ async fn post_batch(
     let dataset = dataset_name(&dataset)?;
     let enc = body::encoding(&headers)?;
     let limit = s.limits.max_body_bytes;
+    let _permit = s.admit_request(limit)?;
     let raw = body::read_raw(body, limit).await?;
     let d = defaults(&headers)?;
     let limits = s.limits.clone();
@@ -212,6 +247,7 @@ async fn post_event(
     let dataset = dataset_name(&dataset)?;
     let enc = body::encoding(&headers)?;
     let limit = s.limits.max_event_bytes;
+    let _permit = s.admit_request(limit)?;
     let raw = body::read_raw(body, limit).await?;
     let d = defaults(&headers)?;
     let limits = s.limits.clone();
@@ -239,6 +275,7 @@ async fn post_ndjson(
     let dataset = dataset_name(&dataset)?;
     let enc = body::encoding(&headers)?;
     let limit = s.limits.max_body_bytes;
+    let _permit = s.admit_request(limit)?;
     let raw = body::read_raw(body, limit).await?;
     let d = defaults(&headers)?;
     let limits = s.limits.clone();

@@ -67,11 +67,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         ..Limits::default()
     };
-    let ingest = IngestState {
-        log,
-        registry,
-        limits,
-    };
+    let ingest = IngestState::new(log, registry, limits);
     let engine = QueryEngine::new(store.clone()).context("starting the query engine")?;
     let app = crate::api::app(ingest, engine, keys);
 
