@@ -24,7 +24,9 @@ use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-use crate::{EventLog, LogError, Offset, Record, Result};
+use crate::{
+    EventLog, LogConsumer, LogError, Offset, Partition, PartitionOwner, Position, Record, Result,
+};
 
 const HEADER: usize = 8;
 const MAX_RECORD: usize = 256 * 1024 * 1024;
@@ -503,6 +505,7 @@ impl Shared {
                     bytes += payload.len();
                     cursor.next += 1;
                     out.push(Record {
+                        partition: 0,
                         offset,
                         dataset,
                         payload: Bytes::from(payload),
@@ -523,9 +526,93 @@ impl Shared {
     }
 }
 
-#[async_trait]
-impl EventLog for EmbeddedLog {
-    async fn append(&self, dataset: &str, payload: Bytes) -> Result<Offset> {
+impl Shared {
+    async fn read(
+        self: &Arc<Self>,
+        cursor: &Arc<Mutex<Option<ReadCursor>>>,
+        from: Offset,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<Vec<Record>> {
+        let mut durable_rx = self.durable.subscribe();
+        if *durable_rx.borrow_and_update() <= from {
+            let _ = tokio::time::timeout(wait, async {
+                while *durable_rx.borrow_and_update() <= from {
+                    if durable_rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        let shared = self.clone();
+        let cursor = cursor.clone();
+        let dir = shared.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = cursor
+                .lock()
+                .map_err(|_| io::Error::other("read cursor poisoned"))?;
+            shared.read_blocking(&mut slot, from, max_bytes)
+        })
+        .await
+        .map_err(|e| io_err(&dir, io::Error::other(e)))?
+        .map_err(|e| io_err(&dir, e))
+    }
+
+    fn truncate(&self, upto: Offset) -> Result<()> {
+        let doomed: Vec<Segment> = {
+            let mut segs = self
+                .segments
+                .lock()
+                .map_err(|_| LogError::Failed("segment list poisoned".into()))?;
+            // A segment can go when the next one starts at or below `upto` (all its records
+            // are below `upto`); the active (last) segment always stays.
+            let mut n = 0;
+            while n + 1 < segs.len() && segs[n + 1].base <= upto {
+                n += 1;
+            }
+            let doomed: Vec<Segment> = segs.drain(..n).collect();
+            if let Some(first) = segs.first() {
+                self.first.store(first.base, Ordering::Release);
+            }
+            doomed
+        };
+        for seg in doomed {
+            fs::remove_file(&seg.path).map_err(|e| io_err(&seg.path, e))?;
+            info!(segment = %seg.path.display(), "removed log segment committed to the store");
+        }
+        Ok(())
+    }
+}
+
+impl EmbeddedLog {
+    /// Reads records with offsets ≥ `from`, in order: at least one if any is available within
+    /// `wait`, and no more than about `max_bytes` of payload.
+    pub async fn read(
+        &self,
+        from: Offset,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<Vec<Record>> {
+        self.shared.read(&self.cursor, from, max_bytes, wait).await
+    }
+
+    /// Declares records below `upto` no longer needed; whole segments below it are deleted.
+    pub fn truncate(&self, upto: Offset) -> Result<()> {
+        self.shared.truncate(upto)
+    }
+
+    /// The first offset still held.
+    pub fn start_offset(&self) -> Offset {
+        self.shared.first.load(Ordering::Acquire)
+    }
+
+    /// The offset the next appended record will get (everything below it is durable).
+    pub fn end_offset(&self) -> Offset {
+        *self.shared.durable.borrow()
+    }
+
+    async fn append_record(&self, dataset: &str, payload: Bytes) -> Result<Offset> {
         if dataset.len() > u16::MAX as usize {
             return Err(LogError::DatasetTooLong(dataset.len()));
         }
@@ -556,65 +643,56 @@ impl EventLog for EmbeddedLog {
         drop(permit);
         result
     }
+}
 
-    async fn read(&self, from: Offset, max_bytes: usize, wait: Duration) -> Result<Vec<Record>> {
-        let mut durable_rx = self.shared.durable.subscribe();
-        if *durable_rx.borrow_and_update() <= from {
-            let _ = tokio::time::timeout(wait, async {
-                while *durable_rx.borrow_and_update() <= from {
-                    if durable_rx.changed().await.is_err() {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
-        let shared = self.shared.clone();
-        let cursor = self.cursor.clone();
-        let dir = shared.dir.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut slot = cursor
-                .lock()
-                .map_err(|_| io::Error::other("read cursor poisoned"))?;
-            shared.read_blocking(&mut slot, from, max_bytes)
+#[async_trait]
+impl EventLog for EmbeddedLog {
+    async fn append(&self, dataset: &str, payload: Bytes) -> Result<Position> {
+        let offset = self.append_record(dataset, payload).await?;
+        Ok(Position {
+            partition: 0,
+            offset,
         })
-        .await
-        .map_err(|e| io_err(&dir, io::Error::other(e)))?
-        .map_err(|e| io_err(&dir, e))
     }
 
-    async fn truncate(&self, upto: Offset) -> Result<()> {
-        let doomed: Vec<Segment> = {
-            let mut segs = self
-                .shared
-                .segments
-                .lock()
-                .map_err(|_| LogError::Failed("segment list poisoned".into()))?;
-            // A segment can go when the next one starts at or below `upto` (all its records
-            // are below `upto`); the active (last) segment always stays.
-            let mut n = 0;
-            while n + 1 < segs.len() && segs[n + 1].base <= upto {
-                n += 1;
-            }
-            let doomed: Vec<Segment> = segs.drain(..n).collect();
-            if let Some(first) = segs.first() {
-                self.shared.first.store(first.base, Ordering::Release);
-            }
-            doomed
-        };
-        for seg in doomed {
-            fs::remove_file(&seg.path).map_err(|e| io_err(&seg.path, e))?;
-            info!(segment = %seg.path.display(), "removed log segment committed to the store");
+    fn consume(&self, owner: Arc<dyn PartitionOwner>) -> Result<Arc<dyn LogConsumer>> {
+        owner.assigned(&[0]);
+        Ok(Arc::new(EmbeddedConsumer {
+            shared: self.shared.clone(),
+            cursor: Arc::new(Mutex::new(None)),
+            next: AtomicU64::new(self.start_offset()),
+        }))
+    }
+}
+
+/// The embedded log's consumer: one partition, read from the oldest record still held;
+/// commits delete whole segments below the committed offset.
+struct EmbeddedConsumer {
+    shared: Arc<Shared>,
+    cursor: Arc<Mutex<Option<ReadCursor>>>,
+    next: AtomicU64,
+}
+
+#[async_trait]
+impl LogConsumer for EmbeddedConsumer {
+    async fn poll(&self, max_bytes: usize, wait: Duration) -> Result<Vec<Record>> {
+        let from = self.next.load(Ordering::Acquire);
+        let records = self
+            .shared
+            .read(&self.cursor, from, max_bytes, wait)
+            .await?;
+        if let Some(last) = records.last() {
+            self.next.store(last.offset + 1, Ordering::Release);
         }
-        Ok(())
+        Ok(records)
     }
 
-    fn start_offset(&self) -> Offset {
-        self.shared.first.load(Ordering::Acquire)
-    }
-
-    fn end_offset(&self) -> Offset {
-        *self.shared.durable.borrow()
+    async fn commit(&self, partition: Partition, next: Offset) -> Result<()> {
+        debug_assert_eq!(partition, 0, "the embedded log has one partition");
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.truncate(next))
+            .await
+            .map_err(|e| LogError::Failed(e.to_string()))?
     }
 }
 
@@ -655,7 +733,7 @@ mod tests {
             let log = EmbeddedLog::open(cfg(dir.path())).unwrap();
             for i in 0..10u64 {
                 let off = log
-                    .append("ds", Bytes::from(format!("p{i}")))
+                    .append_record("ds", Bytes::from(format!("p{i}")))
                     .await
                     .unwrap();
                 assert_eq!(off, i);
@@ -667,7 +745,12 @@ mod tests {
         }
         let log = EmbeddedLog::open(cfg(dir.path())).unwrap();
         assert_eq!(log.end_offset(), 10);
-        assert_eq!(log.append("x", Bytes::from_static(b"z")).await.unwrap(), 10);
+        assert_eq!(
+            log.append_record("x", Bytes::from_static(b"z"))
+                .await
+                .unwrap(),
+            10
+        );
         let recs = read_all(&log, 0).await;
         assert_eq!(recs.len(), 11);
         assert_eq!(&recs[10].payload[..], b"z");
@@ -681,7 +764,7 @@ mod tests {
         for i in 0..200 {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
-                log.append("ds", Bytes::from(vec![i as u8; 1000]))
+                log.append_record("ds", Bytes::from(vec![i as u8; 1000]))
                     .await
                     .unwrap()
             }));
@@ -706,7 +789,7 @@ mod tests {
         {
             let log = EmbeddedLog::open(cfg(dir.path())).unwrap();
             for i in 0..5u64 {
-                log.append("ds", Bytes::from(format!("p{i}")))
+                log.append_record("ds", Bytes::from(format!("p{i}")))
                     .await
                     .unwrap();
             }
@@ -721,7 +804,9 @@ mod tests {
             assert_eq!(log.end_offset(), 5);
             assert_eq!(read_all(&log, 0).await.len(), 5);
             assert_eq!(
-                log.append("ds", Bytes::from_static(b"p5")).await.unwrap(),
+                log.append_record("ds", Bytes::from_static(b"p5"))
+                    .await
+                    .unwrap(),
                 5
             );
         }
@@ -744,11 +829,13 @@ mod tests {
         c.segment_bytes = 100;
         let log = EmbeddedLog::open(c.clone()).unwrap();
         for _ in 0..20 {
-            log.append("ds", Bytes::from(vec![7u8; 60])).await.unwrap();
+            log.append_record("ds", Bytes::from(vec![7u8; 60]))
+                .await
+                .unwrap();
         }
         assert!(log.segment_count() > 5);
         assert_eq!(read_all(&log, 0).await.len(), 20);
-        log.truncate(15).await.unwrap();
+        log.truncate(15).unwrap();
         assert!(log.start_offset() <= 15 && log.start_offset() > 0);
         let recs = read_all(&log, 15).await;
         assert_eq!(recs.first().unwrap().offset, 15);
@@ -767,7 +854,9 @@ mod tests {
         {
             let log = EmbeddedLog::open(c.clone()).unwrap();
             assert_eq!(
-                log.append("ds", Bytes::from_static(b"a")).await.unwrap(),
+                log.append_record("ds", Bytes::from_static(b"a"))
+                    .await
+                    .unwrap(),
                 42
             );
         }
@@ -786,14 +875,15 @@ mod tests {
         c.max_pending_bytes = 4 * 1024;
         let log = Arc::new(EmbeddedLog::open(c).unwrap());
         // A payload larger than the whole budget still goes through (it is clamped) when alone.
-        log.append("ds", Bytes::from(vec![0u8; 64 * 1024]))
+        log.append_record("ds", Bytes::from(vec![0u8; 64 * 1024]))
             .await
             .unwrap();
         let mut tasks = Vec::new();
         for _ in 0..64 {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
-                log.append("ds", Bytes::from(vec![0u8; 3 * 1024])).await
+                log.append_record("ds", Bytes::from(vec![0u8; 3 * 1024]))
+                    .await
             }));
         }
         let mut saturated = 0;

@@ -5,34 +5,52 @@
 //!
 //! A record is one encoded batch of events for one dataset. [`EventLog::append`] returns only
 //! once the record is durable, so ingest can acknowledge a request after it returns. The
-//! store reads records in offset order with [`EventLog::read`] and calls
-//! [`EventLog::truncate`] for offsets it has committed to Parquet.
+//! store reads records through a [`LogConsumer`] and commits, per partition, the offsets it has
+//! stored in Parquet; [`PartitionOwner`] tells it which partitions it owns.
+//!
+//! Two implementations: [`EmbeddedLog`] (files on local disk, one partition) and [`KafkaLog`]
+//! (Apache Kafka through rdkafka: idempotent producer with `acks=all`, a consumer group).
 //!
 //! # Layout
 //! - `embedded`: segment files, record framing and checksums, the group-commit writer thread,
 //!   recovery of a torn or corrupt tail.
+//! - `kafka`: topic setup, the producer, the consumer thread and its rebalance callbacks.
 //!
 //! # Invariants
-//! - An offset returned by `append` is durable (fsync'd) and will be returned by `read`, in
-//!   order, after any restart, until truncated.
-//! - `read` never returns a record whose checksum does not match.
+//! - A position returned by `append` is durable (fsync'd, or acknowledged by all in-sync Kafka
+//!   replicas) and will be returned by `poll`, in order, after any restart, until committed.
+//! - The embedded log never returns a record whose checksum does not match.
 //! - This crate knows nothing of the payload: no Arrow, no Parquet.
 
 mod embedded;
+mod kafka;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use embedded::{EmbeddedLog, EmbeddedLogConfig};
+pub use kafka::{KafkaConfig, KafkaLog};
 
-/// Position of a record in the log; offsets are dense and increase by one per record.
+/// Position of a record within its partition; offsets are dense per partition.
 pub type Offset = u64;
+/// A partition of the log: the unit of ordering and of ownership by a store process. The
+/// embedded log has one partition, 0.
+pub type Partition = u32;
+
+/// Where an appended record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    pub partition: Partition,
+    pub offset: Offset,
+}
 
 /// One record read back from the log.
 #[derive(Debug, Clone)]
 pub struct Record {
+    pub partition: Partition,
     pub offset: Offset,
     pub dataset: String,
     pub payload: Bytes,
@@ -41,9 +59,12 @@ pub struct Record {
 /// Errors of the log.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    /// Too many appends are waiting for the disk: the caller should retry later.
+    /// Too many appends are waiting, or the log is unreachable for now: retry later.
     #[error("log is saturated: {0}")]
     Saturated(&'static str),
+    /// The log (e.g. the Kafka cluster) cannot take the record now; retry later.
+    #[error("log is unavailable: {0}")]
+    Unavailable(String),
     #[error("log is closed")]
     Closed,
     /// A write or fsync failed earlier; the log refuses writes until restarted.
@@ -60,27 +81,42 @@ pub enum LogError {
     BehindStore(String),
     #[error("dataset name of {0} bytes is too long for a log record")]
     DatasetTooLong(usize),
+    #[error("kafka: {0}")]
+    Kafka(String),
 }
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
 
-/// A durable, ordered log of dataset batches.
+/// Implemented by the log's consumer (the store) to follow which partitions it owns.
+///
+/// Both calls may block: they run on the consumer's own thread, before any record of the
+/// partitions is returned (`assigned`) or before they move to another consumer (`revoked`).
+pub trait PartitionOwner: Send + Sync + 'static {
+    /// The consumer now owns these partitions: load their state.
+    fn assigned(&self, partitions: &[Partition]);
+    /// The consumer is about to lose these partitions: when this returns, nothing more may be
+    /// committed for them by this process.
+    fn revoked(&self, partitions: &[Partition]);
+}
+
+/// A durable, ordered, partitioned log of dataset batches.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
-    /// Appends one record and returns its offset once it is durable.
-    async fn append(&self, dataset: &str, payload: Bytes) -> Result<Offset>;
+    /// Appends one record and returns where it landed once it is durable.
+    async fn append(&self, dataset: &str, payload: Bytes) -> Result<Position>;
 
-    /// Reads records with offsets ≥ `from`, in order: at least one if any is available within
-    /// `wait`, and no more than about `max_bytes` of payload. Returns an empty vector when
-    /// nothing arrived in time.
-    async fn read(&self, from: Offset, max_bytes: usize, wait: Duration) -> Result<Vec<Record>>;
+    /// Starts consuming on behalf of `owner` (one consumer per process).
+    fn consume(&self, owner: Arc<dyn PartitionOwner>) -> Result<Arc<dyn LogConsumer>>;
+}
 
-    /// Declares records below `upto` no longer needed; the log may delete them.
-    async fn truncate(&self, upto: Offset) -> Result<()>;
+/// The reading side of a log.
+#[async_trait]
+pub trait LogConsumer: Send + Sync + 'static {
+    /// Records of owned partitions, in offset order per partition: at least one if any
+    /// arrives within `wait`, about `max_bytes` of payload at most.
+    async fn poll(&self, max_bytes: usize, wait: Duration) -> Result<Vec<Record>>;
 
-    /// The first offset still held.
-    fn start_offset(&self) -> Offset;
-
-    /// The offset the next appended record will get (everything below it is durable).
-    fn end_offset(&self) -> Offset;
+    /// Everything below `next` in `partition` is committed to the store: the log may forget it
+    /// and a restarted consumer may start there.
+    async fn commit(&self, partition: Partition, next: Offset) -> Result<()>;
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use eventide_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog};
+use eventide_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, Position};
 use eventide_model::{DatasetSchema, Event, Value, encode_batch, events_to_batch};
 use eventide_query::{QueryEngine, QuerySpec};
 use eventide_store::{Store, StoreConfig};
@@ -104,7 +104,7 @@ async fn append(
     schema: &mut DatasetSchema,
     ds: &str,
     mut events: Vec<Event>,
-) -> u64 {
+) -> Position {
     for e in &mut events {
         schema.admit(e, 10_000).unwrap();
     }
@@ -131,10 +131,10 @@ async fn fixture() -> Fixture {
     for chunk in events.chunks(25_000) {
         last = append(&log, &mut hc_schema, "hc", chunk.to_vec()).await;
     }
-    store.wait_applied(last + 1).await;
+    store.wait_applied(last).await;
     store.flush_all().await.unwrap();
     let o = append(&log, &mut shop_schema, "shop", parts.next().unwrap()).await;
-    store.wait_applied(o + 1).await;
+    store.wait_applied(o).await;
     let snap = store.snapshot("shop").unwrap();
     assert_eq!(snap.segments.len(), 1, "first half in parquet");
     assert_eq!(

@@ -94,8 +94,25 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 
-/// The whole HTTP API.
-pub fn app(ingest: IngestState, engine: QueryEngine, keys: Keys) -> Router {
+/// The HTTP API of a process: ingest routes when it ingests, query routes when it queries,
+/// `/healthz` always.
+pub fn app(ingest: Option<IngestState>, engine: Option<QueryEngine>, keys: Keys) -> Router {
+    let mut router = Router::new();
+    if let Some(engine) = engine {
+        router = router.merge(query_routes(engine, keys.clone()));
+    }
+    if let Some(ingest) = ingest {
+        router = router.merge(eventide_ingest::router(ingest, keys));
+    }
+    router
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+}
+
+fn query_routes(engine: QueryEngine, keys: Keys) -> Router {
     let sql = Router::new()
         .route("/api/v1/sql", post(post_sql))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -119,10 +136,4 @@ pub fn app(ingest: IngestState, engine: QueryEngine, keys: Keys) -> Router {
     Router::new()
         .merge(sql.with_state(engine.clone()))
         .merge(spec.with_state(engine))
-        .merge(eventide_ingest::router(ingest, keys))
-        .route("/healthz", get(healthz))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http())
 }

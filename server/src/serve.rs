@@ -7,16 +7,48 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use eventide_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog};
+use eventide_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, KafkaConfig, KafkaLog};
 use eventide_ingest::{IngestState, Keys, SchemaRegistry};
 use eventide_model::Limits;
 use eventide_query::QueryEngine;
 use eventide_store::{Store, StoreConfig};
 use tracing::info;
 
+/// What one `eventide serve` process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Ingest, store and query in one process.
+    All,
+    /// Only the ingest endpoints: events go to Kafka.
+    Ingest,
+    /// Only consume Kafka into Parquet segments (several store processes share the work).
+    Store,
+    /// Only the query endpoints, over the segments in the shared data directory.
+    Query,
+}
+
 /// Settings of `eventide serve`. Every flag also reads an `EVENTIDE_*` variable.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Use Apache Kafka at these brokers (`host:port,…`) as the log instead of the embedded one.
+    #[arg(long, env = "EVENTIDE_KAFKA")]
+    pub kafka: Option<String>,
+    /// What this process does; split roles need --kafka (except query).
+    #[arg(long, env = "EVENTIDE_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+    /// Kafka topic holding every dataset's batches.
+    #[arg(long, env = "EVENTIDE_KAFKA_TOPIC", default_value = "eventide-events")]
+    pub kafka_topic: String,
+    /// Partitions of the Kafka topic when Eventide creates it (the most store processes that
+    /// can share the work).
+    #[arg(long, env = "EVENTIDE_KAFKA_PARTITIONS", default_value_t = 4)]
+    pub kafka_partitions: i32,
+    /// Replication factor of the Kafka topic when Eventide creates it.
+    #[arg(long, env = "EVENTIDE_KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+    /// Kafka consumer group of the store processes.
+    #[arg(long, env = "EVENTIDE_KAFKA_GROUP", default_value = "eventide-store")]
+    pub kafka_group: String,
     /// Directory for the log, segments, catalog and keys.
     #[arg(long, env = "EVENTIDE_DATA_DIR", default_value = "./eventide-data")]
     pub data_dir: PathBuf,
@@ -47,28 +79,60 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (keys, generated) =
         Keys::load(args.keys.as_deref(), &args.data_dir).context("loading api keys")?;
 
-    let mut log_config = EmbeddedLogConfig::new(args.data_dir.join("log"));
-    log_config.segment_bytes = args.log_segment_bytes;
-    log_config.min_next_offset =
-        eventide_store::committed_high_water(&args.data_dir).context("reading the catalog")?;
-    let log: Arc<dyn EventLog> =
-        Arc::new(EmbeddedLog::open(log_config).context("opening the embedded log")?);
-
     let mut store_config = StoreConfig::new(&args.data_dir);
     store_config.flush_age = Duration::from_secs(args.flush_seconds.max(1));
     store_config.flush_rows = args.flush_rows.max(1);
-    let store = Store::open(store_config, log.clone())
-        .await
-        .context("opening the store")?;
 
-    let registry = Arc::new(SchemaRegistry::new());
-    registry.seed(store.schemas());
+    let log: Option<Arc<dyn EventLog>> = match (&args.kafka, args.role) {
+        (_, Role::Query) => None,
+        (Some(brokers), _) => {
+            let mut k = KafkaConfig::new(brokers.clone());
+            k.topic = args.kafka_topic.clone();
+            k.partitions = args.kafka_partitions.max(1);
+            k.replication = args.kafka_replication.max(1);
+            k.group = args.kafka_group.clone();
+            info!(brokers = %brokers, topic = %k.topic, "using apache kafka as the log");
+            Some(Arc::new(
+                KafkaLog::connect(k).await.context("connecting to kafka")?,
+            ))
+        }
+        (None, Role::All) => {
+            let mut log_config = EmbeddedLogConfig::new(args.data_dir.join("log"));
+            log_config.segment_bytes = args.log_segment_bytes;
+            log_config.min_next_offset = eventide_store::committed_high_water(&args.data_dir, 0)
+                .context("reading the catalog")?;
+            Some(Arc::new(
+                EmbeddedLog::open(log_config).context("opening the embedded log")?,
+            ))
+        }
+        (None, role) => {
+            anyhow::bail!("--role {role:?} needs --kafka (only all and query run without it)")
+        }
+    };
+    let store = match (args.role, &log) {
+        (Role::All | Role::Store, Some(log)) => Store::open(store_config, log.clone()).await,
+        _ => Store::open_read_only(store_config).await,
+    }
+    .context("opening the store")?;
+
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
         ..Limits::default()
     };
-    let ingest = IngestState::new(log, registry, limits);
-    let engine = QueryEngine::new(store.clone()).context("starting the query engine")?;
+    let ingest = match (args.role, &log) {
+        (Role::All | Role::Ingest, Some(log)) => {
+            let registry = Arc::new(SchemaRegistry::new());
+            registry.seed(store.schemas());
+            Some(IngestState::new(log.clone(), registry, limits))
+        }
+        _ => None,
+    };
+    let engine = match args.role {
+        Role::All | Role::Query => {
+            Some(QueryEngine::new(store.clone()).context("starting the query engine")?)
+        }
+        _ => None,
+    };
     let app = crate::api::app(ingest, engine, keys);
 
     let listener = tokio::net::TcpListener::bind(args.http)
@@ -90,8 +154,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("http server")?;
-    info!("shutting down: flushing hot data to segments");
-    store.flush_all().await.context("flushing on shutdown")?;
+    if matches!(args.role, Role::All | Role::Store) {
+        info!("shutting down: flushing hot data to segments");
+        store.flush_all().await.context("flushing on shutdown")?;
+    }
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! The catalog: which Parquet segments hold each dataset, and up to which log offset.
 //!
-//! Stored as one JSON file, `DATA/catalog.json`, replaced atomically (write a temporary file,
-//! fsync it, rename it over the old one, fsync the directory): after a crash at any point the
-//! file is either the old or the new catalog, never a mix.
+//! One JSON file per log partition, `DATA/catalog/p{partition:05}.json`, written only by the
+//! process that owns the partition and replaced atomically (write a temporary file, fsync it,
+//! rename it over the old one, fsync the directory): after a crash at any point the file is
+//! either the old or the new catalog, never a mix. Other processes read it.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -40,26 +41,60 @@ pub struct DatasetEntry {
     pub segments: Vec<SegmentMeta>,
 }
 
-/// The whole catalog.
+/// The catalog of one log partition.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
     pub version: u32,
+    #[serde(default)]
+    pub partition: u32,
     pub next_segment_id: u64,
     pub datasets: BTreeMap<String, DatasetEntry>,
 }
 
-/// Reads and atomically replaces the catalog file.
+/// Reads and atomically replaces one partition's catalog file.
 #[derive(Debug, Clone)]
 pub struct CatalogFile {
     path: PathBuf,
     dir: PathBuf,
 }
 
+/// Folder of the catalog files under the data directory.
+pub const CATALOG_DIR: &str = "catalog";
+
+/// The partitions that have a catalog file under `data_dir`, with the files' modification
+/// times.
+pub fn list_partitions(data_dir: &Path) -> Result<Vec<(u32, Option<std::time::SystemTime>)>> {
+    let dir = data_dir.join(CATALOG_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io(&dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+        let name = entry.file_name();
+        let Some(p) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('p'))
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        out.push((p, entry.metadata().and_then(|m| m.modified()).ok()));
+    }
+    out.sort_unstable_by_key(|(p, _)| *p);
+    Ok(out)
+}
+
 impl CatalogFile {
-    pub fn new(dir: &Path) -> Self {
+    /// The catalog file of `partition` under `data_dir`.
+    pub fn new(data_dir: &Path, partition: u32) -> Self {
+        let dir = data_dir.join(CATALOG_DIR);
         Self {
-            path: dir.join("catalog.json"),
-            dir: dir.to_owned(),
+            path: dir.join(format!("p{partition:05}.json")),
+            dir,
         }
     }
 
@@ -72,6 +107,7 @@ impl CatalogFile {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog {
                 version: 1,
+                next_segment_id: 1,
                 ..Catalog::default()
             }),
             Err(e) => Err(StoreError::io(&self.path, e)),
@@ -80,7 +116,8 @@ impl CatalogFile {
 
     /// Replaces the catalog atomically and durably.
     pub fn commit(&self, catalog: &Catalog) -> Result<()> {
-        let tmp = self.dir.join("catalog.json.tmp");
+        fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(catalog).map_err(|e| StoreError::Catalog {
             path: tmp.display().to_string(),
             message: e.to_string(),
@@ -103,10 +140,11 @@ mod tests {
     #[test]
     fn commit_and_load_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let file = CatalogFile::new(dir.path());
+        let file = CatalogFile::new(dir.path(), 3);
         assert!(file.load().unwrap().datasets.is_empty());
         let mut c = Catalog {
             version: 1,
+            partition: 3,
             next_segment_id: 2,
             ..Catalog::default()
         };
@@ -131,6 +169,8 @@ mod tests {
         let back = file.load().unwrap();
         assert_eq!(back.next_segment_id, 2);
         assert_eq!(back.datasets["ds"].segments, c.datasets["ds"].segments);
-        assert!(!dir.path().join("catalog.json.tmp").exists());
+        assert!(!dir.path().join("catalog/p00003.json.tmp").exists());
+        assert_eq!(list_partitions(dir.path()).unwrap().len(), 1);
+        assert_eq!(list_partitions(dir.path()).unwrap()[0].0, 3);
     }
 }

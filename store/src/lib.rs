@@ -3,44 +3,54 @@
 //! Turns the log into queryable columnar data and owns its layout on disk.
 //!
 //! # Layout
-//! - [`Store`] runs two stages joined by a bounded channel: the *consumer* reads log records
-//!   in offset order, decodes their Arrow batches and appends them to each dataset's hot tail
-//!   (queryable at once); the *flusher* turns a dataset's hot tail into a Parquet segment
-//!   (`segment`), uploads it through `object_store`, and commits it in the `catalog` together
-//!   with the log offset it covers. Only then are those hot batches dropped and the log
-//!   truncated.
-//! - `catalog`: the atomically replaced catalog file.
+//! - [`Store`] runs two stages: the *consumer* polls the log (through
+//!   [`eventide_eventlog::LogConsumer`]), decodes each record's Arrow batch and appends it to the
+//!   hot tail of its (dataset, partition), queryable at once; the *flusher* turns one
+//!   (dataset, partition) hot tail into a Parquet segment (`segment`), uploads it through
+//!   `object_store`, and commits it in that partition's `catalog` file together with the log
+//!   offset it covers. Only then are those hot batches dropped and the offset committed to the
+//!   log.
+//! - `catalog`: one atomically replaced catalog file per log partition.
 //! - `hot`: the hot tail and schema conformance of batches.
 //! - `segment`: Parquet encoding.
 //!
+//! # Partitions and processes
+//! A log partition is the unit of ownership: only the process that owns a partition (the log
+//! says so through [`PartitionOwner`]) writes its catalog file and segments, so several store
+//! processes can share one data directory. A store also reads the catalog files of partitions
+//! it does not own (refreshed every second) so every process answers over all committed data;
+//! a read-only store ([`Store::open_read_only`], the `query` role) owns nothing.
+//!
 //! # Invariants
-//! - Exactly once from log to store: a dataset's log record is in a committed segment iff its
-//!   offset ≤ the dataset's `committed_offset`; on restart the log is replayed and records at
-//!   or below it are skipped.
+//! - Exactly once from log to store: a record of (dataset, partition) is in a committed
+//!   segment iff its offset ≤ that pair's `committed_offset`; replayed records at or below it
+//!   are skipped.
+//! - After [`PartitionOwner::revoked`] returns, nothing more is committed for those partitions
+//!   by this process (the commit section and revocation share one lock).
 //! - A query [`Store::snapshot`] sees each event once: the swap from hot batches to the
 //!   segment holding them happens under one lock.
 //! - Only this crate knows the Parquet and catalog layout; it answers no queries itself.
-//! - Memory is bounded: the consumer stops reading the log while the hot tails exceed
-//!   `max_hot_bytes`.
+//! - Memory is bounded: the consumer stops polling while the hot tails exceed `max_hot_bytes`.
 
 pub mod catalog;
 pub mod hot;
 pub mod segment;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, SystemTime};
 
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use eventide_eventlog::{EventLog, LogError, Offset};
+use eventide_eventlog::{
+    EventLog, LogConsumer, LogError, Offset, Partition, PartitionOwner, Position,
+};
 use eventide_model::{ColumnType, DatasetSchema};
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, error, info, warn};
 
 pub use catalog::{Catalog, CatalogFile, DatasetEntry, SegmentMeta};
@@ -85,14 +95,16 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct StoreConfig {
     /// Directory for the catalog and (by default) the segment files.
     pub data_dir: PathBuf,
-    /// Flush a dataset's hot tail to a segment once it holds this many rows…
+    /// Flush a (dataset, partition) hot tail to a segment once it holds this many rows…
     pub flush_rows: usize,
     /// …or this many bytes of Arrow memory…
     pub flush_bytes: usize,
     /// …or its oldest batch is this old.
     pub flush_age: Duration,
-    /// Stop reading the log while all hot tails together exceed this many bytes.
+    /// Stop polling the log while all hot tails together exceed this many bytes.
     pub max_hot_bytes: usize,
+    /// How often catalogs of partitions owned by other processes are re-read.
+    pub refresh: Duration,
 }
 
 impl StoreConfig {
@@ -103,8 +115,21 @@ impl StoreConfig {
             flush_bytes: 256 * 1024 * 1024,
             flush_age: Duration::from_secs(30),
             max_hot_bytes: 1024 * 1024 * 1024,
+            refresh: Duration::from_secs(1),
         }
     }
+}
+
+/// One past the highest offset the catalog of `partition` has committed for any dataset
+/// (0 when none): the log must never hand out an offset below it again.
+pub fn committed_high_water(data_dir: &Path, partition: Partition) -> Result<Offset> {
+    let catalog = CatalogFile::new(data_dir, partition).load()?;
+    Ok(catalog
+        .datasets
+        .values()
+        .filter_map(|d| d.committed_offset)
+        .max()
+        .map_or(0, |o| o + 1))
 }
 
 /// What a query needs to read one dataset at one moment.
@@ -113,15 +138,15 @@ pub struct DatasetSnapshot {
     pub name: String,
     /// The dataset's Arrow schema: `timestamp`, `_samplerate`, then every column.
     pub schema: SchemaRef,
-    /// Committed Parquet segments.
+    /// Committed Parquet segments (all partitions).
     pub segments: Vec<SegmentMeta>,
-    /// Hot batches, conformed to `schema`.
+    /// Hot batches of the partitions this process owns, conformed to `schema`.
     pub hot: Vec<RecordBatch>,
 }
 
-struct DatasetState {
-    schema: DatasetSchema,
-    arrow_schema: SchemaRef,
+/// One (dataset, partition).
+#[derive(Default)]
+struct PartState {
     segments: Vec<SegmentMeta>,
     committed_offset: Option<Offset>,
     hot: HotTail,
@@ -129,49 +154,130 @@ struct DatasetState {
     flushing: usize,
 }
 
+struct DatasetState {
+    schema: DatasetSchema,
+    arrow_schema: SchemaRef,
+    parts: BTreeMap<Partition, PartState>,
+}
+
 impl DatasetState {
-    fn from_entry(entry: &DatasetEntry) -> Self {
-        let schema = DatasetSchema::from_columns(entry.columns.iter().cloned());
+    fn new() -> Self {
+        let schema = DatasetSchema::new();
         Self {
             arrow_schema: schema.arrow_schema(),
             schema,
-            segments: entry.segments.clone(),
-            committed_offset: entry.committed_offset,
-            hot: HotTail::default(),
-            flushing: 0,
+            parts: BTreeMap::new(),
         }
     }
 
-    fn entry(&self) -> DatasetEntry {
-        DatasetEntry {
-            columns: self.schema.columns().to_vec(),
-            committed_offset: self.committed_offset,
-            segments: self.segments.clone(),
+    /// Adds columns seen in stored data; returns whether the schema grew.
+    fn merge_columns(
+        &mut self,
+        columns: impl IntoIterator<Item = (String, ColumnType)>,
+        dataset: &str,
+    ) -> bool {
+        let mut grew = false;
+        for (name, t) in columns {
+            if self.schema.get(&name).is_none() {
+                self.schema.merge_column(&name, t);
+                grew = true;
+            } else if !self.schema.merge_column(&name, t) {
+                warn!(dataset, column = %name, "column type differs from the dataset's; values are cast");
+            }
         }
+        if grew {
+            self.arrow_schema = self.schema.arrow_schema();
+        }
+        grew
     }
 }
 
+#[derive(Default)]
 struct State {
     datasets: BTreeMap<String, DatasetState>,
-    next_segment_id: u64,
+    /// Partitions this process owns (consumes and commits).
+    owned: HashSet<Partition>,
+    next_segment_id: HashMap<Partition, u64>,
+    /// Per owned partition, the next offset the consumer will apply.
+    applied: HashMap<Partition, Offset>,
+    /// Modification time of each foreign catalog file when last read.
+    foreign_seen: HashMap<Partition, Option<SystemTime>>,
+}
+
+impl State {
+    fn dataset(&mut self, name: &str) -> &mut DatasetState {
+        self.datasets
+            .entry(name.to_owned())
+            .or_insert_with(DatasetState::new)
+    }
+
+    /// Replaces partition `p` of every dataset with the catalog's view (no hot data).
+    fn load_partition(&mut self, p: Partition, catalog: &Catalog) {
+        for d in self.datasets.values_mut() {
+            d.parts.remove(&p);
+        }
+        for (name, entry) in &catalog.datasets {
+            let d = self.dataset(name);
+            d.merge_columns(entry.columns.iter().cloned(), name);
+            d.parts.insert(
+                p,
+                PartState {
+                    segments: entry.segments.clone(),
+                    committed_offset: entry.committed_offset,
+                    ..PartState::default()
+                },
+            );
+        }
+    }
+
+    /// The catalog of partition `p` as held in memory.
+    fn catalog_of(&self, p: Partition) -> Catalog {
+        let mut datasets = BTreeMap::new();
+        for (name, d) in &self.datasets {
+            if let Some(part) = d.parts.get(&p) {
+                datasets.insert(
+                    name.clone(),
+                    DatasetEntry {
+                        columns: d.schema.columns().to_vec(),
+                        committed_offset: part.committed_offset,
+                        segments: part.segments.clone(),
+                    },
+                );
+            }
+        }
+        Catalog {
+            version: 1,
+            partition: p,
+            next_segment_id: self.next_segment_id.get(&p).copied().unwrap_or(1),
+            datasets,
+        }
+    }
+
+    fn hot_bytes(&self) -> usize {
+        self.datasets
+            .values()
+            .flat_map(|d| d.parts.values())
+            .map(|p| p.hot.bytes)
+            .sum()
+    }
 }
 
 struct Inner {
     config: StoreConfig,
-    log: Arc<dyn EventLog>,
     objects: Arc<dyn ObjectStore>,
     segments_dir: PathBuf,
-    catalog_file: CatalogFile,
     state: RwLock<State>,
-    /// Serialises catalog commits (one flush at a time).
-    commit_lock: Mutex<()>,
-    /// Next log offset the consumer will apply.
-    applied: AtomicU64,
+    /// Held while a catalog commit checks ownership, writes the file and applies it; taken by
+    /// revocation so nothing is committed for a partition after it is revoked.
+    commit_fence: Mutex<()>,
+    /// One flush at a time.
+    flush_lock: tokio::sync::Mutex<()>,
     applied_notify: Notify,
-    flush_tx: mpsc::Sender<String>,
+    consumer: OnceLock<Arc<dyn LogConsumer>>,
+    flush_tx: OnceLock<mpsc::Sender<(String, Partition)>>,
 }
 
-/// The store: consumer, hot tails, flusher and catalog.
+/// The store: consumer, hot tails, flusher and catalogs.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -193,88 +299,112 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One past the highest log offset the catalog in `data_dir` has committed (0 when none):
-/// the log must never hand out an offset below it again.
-pub fn committed_high_water(data_dir: &Path) -> Result<Offset> {
-    let catalog = CatalogFile::new(data_dir).load()?;
-    Ok(catalog
-        .datasets
-        .values()
-        .filter_map(|d| d.committed_offset)
-        .max()
-        .map_or(0, |o| o + 1))
+/// The log's view of the store: partition assignment and revocation.
+struct Owner(Arc<Inner>);
+
+impl PartitionOwner for Owner {
+    fn assigned(&self, partitions: &[Partition]) {
+        for &p in partitions {
+            let catalog = match CatalogFile::new(&self.0.config.data_dir, p).load() {
+                Ok(c) => c,
+                Err(e) => {
+                    error!(partition = p, error = %e, "cannot read the partition's catalog; its data is not served");
+                    continue;
+                }
+            };
+            let mut state = write_lock(&self.0.state);
+            state.load_partition(p, &catalog);
+            state
+                .next_segment_id
+                .insert(p, catalog.next_segment_id.max(1));
+            state.owned.insert(p);
+            state.applied.remove(&p);
+            state.foreign_seen.remove(&p);
+            info!(partition = p, "store owns partition");
+        }
+    }
+
+    fn revoked(&self, partitions: &[Partition]) {
+        // Wait for a commit in progress; afterwards none can start for these partitions.
+        let _fence = self
+            .0
+            .commit_fence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut state = write_lock(&self.0.state);
+        for &p in partitions {
+            state.owned.remove(&p);
+            state.applied.remove(&p);
+            // Hot data of a revoked partition is not ours to serve or flush: its next owner
+            // replays it from the log.
+            for d in state.datasets.values_mut() {
+                if let Some(part) = d.parts.get_mut(&p) {
+                    part.hot = HotTail::default();
+                    part.flushing = 0;
+                }
+            }
+            info!(partition = p, "store released partition");
+        }
+    }
 }
 
 impl Store {
-    /// Opens the store: loads the catalog, replays the log past what the catalog holds into
-    /// the hot tails, then starts the consumer and flusher tasks. Returns once replay is done,
-    /// so every acknowledged event is queryable when this returns.
+    /// Opens a consuming store: reads every partition catalog, starts consuming `log` (which
+    /// assigns partitions), replays what the log already holds into the hot tails, then
+    /// starts the consumer, flusher and refresher tasks.
     pub async fn open(config: StoreConfig, log: Arc<dyn EventLog>) -> Result<Self> {
-        let segments_dir = config.data_dir.join("segments");
-        std::fs::create_dir_all(&segments_dir).map_err(|e| StoreError::io(&segments_dir, e))?;
-        let objects: Arc<dyn ObjectStore> =
-            Arc::new(LocalFileSystem::new_with_prefix(&segments_dir)?);
-        let catalog_file = CatalogFile::new(&config.data_dir);
-        let catalog = catalog_file.load()?;
-        let high_water = catalog
-            .datasets
-            .values()
-            .filter_map(|d| d.committed_offset)
-            .max()
-            .map_or(0, |o| o + 1);
-        if log.end_offset() < high_water {
-            return Err(StoreError::Internal(format!(
-                "the log ends at offset {} but the catalog committed up to {}: open the log with \
-                 min_next_offset = committed_high_water()",
-                log.end_offset(),
-                high_water - 1
-            )));
-        }
-        let datasets = catalog
-            .datasets
-            .iter()
-            .map(|(name, entry)| (name.clone(), DatasetState::from_entry(entry)))
-            .collect();
+        let store = Self::new(config)?;
+        store.inner.refresh_foreign()?;
+        let consumer = log.consume(Arc::new(Owner(store.inner.clone())))?;
+        let _ = store.inner.consumer.set(consumer);
         let (flush_tx, flush_rx) = mpsc::channel(1024);
-        let start = log.start_offset();
-        let inner = Arc::new(Inner {
-            config,
-            log,
-            objects,
-            segments_dir,
-            catalog_file,
-            state: RwLock::new(State {
-                datasets,
-                next_segment_id: catalog.next_segment_id.max(1),
-            }),
-            commit_lock: Mutex::new(()),
-            applied: AtomicU64::new(start),
-            applied_notify: Notify::new(),
-            flush_tx,
-        });
-        // Replay synchronously up to the log's end as of now.
-        let end = inner.log.end_offset();
+        let _ = store.inner.flush_tx.set(flush_tx);
         let mut replayed = 0usize;
-        while inner.applied.load(Ordering::Acquire) < end {
-            let n = inner.consume_once(Duration::ZERO).await?;
+        loop {
+            let n = store.inner.consume_once(Duration::ZERO).await?;
             if n == 0 {
                 break;
             }
             replayed += n;
         }
-        info!(
-            from = start,
-            to = end,
-            records = replayed,
-            "replayed log into the hot tail"
-        );
-        let consumer = inner.clone();
-        tokio::spawn(async move { consumer.run_consumer().await });
-        let flusher = inner.clone();
-        tokio::spawn(async move { flusher.run_flusher(flush_rx).await });
-        let ticker = inner.clone();
-        tokio::spawn(async move { ticker.run_age_ticker().await });
-        Ok(Self { inner })
+        info!(records = replayed, "replayed the log into the hot tail");
+        let inner = store.inner.clone();
+        tokio::spawn(async move { inner.run_consumer().await });
+        let inner = store.inner.clone();
+        tokio::spawn(async move { inner.run_flusher(flush_rx).await });
+        let inner = store.inner.clone();
+        tokio::spawn(async move { inner.run_ticker().await });
+        Ok(store)
+    }
+
+    /// Opens a read-only store (no log): serves the committed segments of every partition,
+    /// re-reading the catalogs every `config.refresh`.
+    pub async fn open_read_only(config: StoreConfig) -> Result<Self> {
+        let store = Self::new(config)?;
+        store.inner.refresh_foreign()?;
+        let inner = store.inner.clone();
+        tokio::spawn(async move { inner.run_ticker().await });
+        Ok(store)
+    }
+
+    fn new(config: StoreConfig) -> Result<Self> {
+        let segments_dir = config.data_dir.join("segments");
+        std::fs::create_dir_all(&segments_dir).map_err(|e| StoreError::io(&segments_dir, e))?;
+        let objects: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(&segments_dir)?);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                objects,
+                segments_dir,
+                state: RwLock::new(State::default()),
+                commit_fence: Mutex::new(()),
+                flush_lock: tokio::sync::Mutex::new(()),
+                applied_notify: Notify::new(),
+                consumer: OnceLock::new(),
+                flush_tx: OnceLock::new(),
+            }),
+        })
     }
 
     /// The object store holding segment files (paths in [`SegmentMeta::path`]).
@@ -296,6 +426,13 @@ impl Store {
             .collect()
     }
 
+    /// Partitions this process owns.
+    pub fn owned_partitions(&self) -> Vec<Partition> {
+        let mut v: Vec<_> = read_lock(&self.inner.state).owned.iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Column schemas of all datasets (for ingest's type registry).
     pub fn schemas(&self) -> HashMap<String, Vec<(String, ColumnType)>> {
         read_lock(&self.inner.state)
@@ -309,46 +446,64 @@ impl Store {
     pub fn snapshot(&self, dataset: &str) -> Option<DatasetSnapshot> {
         let state = read_lock(&self.inner.state);
         let d = state.datasets.get(dataset)?;
-        let hot = d
-            .hot
-            .batches
-            .iter()
-            .filter_map(|b| match extend_to(&b.batch, &d.arrow_schema) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    error!(error = %e, dataset, "hot batch does not fit the dataset schema");
-                    None
+        let mut segments = Vec::new();
+        let mut hot = Vec::new();
+        for part in d.parts.values() {
+            segments.extend(part.segments.iter().cloned());
+            for b in &part.hot.batches {
+                match extend_to(&b.batch, &d.arrow_schema) {
+                    Ok(b) => hot.push(b),
+                    Err(e) => {
+                        error!(error = %e, dataset, "hot batch does not fit the dataset schema")
+                    }
                 }
-            })
-            .collect();
+            }
+        }
         Some(DatasetSnapshot {
             name: dataset.to_owned(),
             schema: d.arrow_schema.clone(),
-            segments: d.segments.clone(),
+            segments,
             hot,
         })
     }
 
-    /// The next log offset the store will apply: every record below it is queryable.
-    pub fn applied_offset(&self) -> Offset {
-        self.inner.applied.load(Ordering::Acquire)
+    /// The next offset of `partition` the store will apply (None when not owned or nothing
+    /// was applied yet).
+    pub fn applied(&self, partition: Partition) -> Option<Offset> {
+        read_lock(&self.inner.state)
+            .applied
+            .get(&partition)
+            .copied()
     }
 
-    /// Waits until every record below `offset` is queryable.
-    pub async fn wait_applied(&self, offset: Offset) {
+    /// Waits until the record at `pos` has been applied (it is then queryable).
+    pub async fn wait_applied(&self, pos: Position) {
         loop {
             let notified = self.inner.applied_notify.notified();
-            if self.applied_offset() >= offset {
+            if self.applied(pos.partition).is_some_and(|a| a > pos.offset) {
                 return;
             }
             notified.await;
         }
     }
 
-    /// Flushes every dataset's hot tail to segments (e.g. on shutdown).
+    /// Flushes every owned hot tail to segments (e.g. on shutdown).
     pub async fn flush_all(&self) -> Result<()> {
-        for name in self.datasets() {
-            self.inner.flush(&name).await?;
+        let due: Vec<(String, Partition)> = {
+            let state = read_lock(&self.inner.state);
+            state
+                .datasets
+                .iter()
+                .flat_map(|(name, d)| {
+                    d.parts
+                        .iter()
+                        .filter(|(p, part)| state.owned.contains(p) && !part.hot.batches.is_empty())
+                        .map(move |(p, _)| (name.clone(), *p))
+                })
+                .collect()
+        };
+        for (name, p) in due {
+            self.inner.flush(&name, p).await?;
         }
         Ok(())
     }
@@ -357,49 +512,35 @@ impl Store {
 impl Inner {
     async fn run_consumer(self: Arc<Self>) {
         loop {
-            if self.hot_bytes() > self.config.max_hot_bytes {
+            if read_lock(&self.state).hot_bytes() > self.config.max_hot_bytes {
                 // Backpressure: let the flusher catch up before reading more.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
-            match self.consume_once(Duration::from_millis(500)).await {
-                Ok(_) => {}
-                Err(e) => {
-                    error!(error = %e, "store consumer failed to read the log; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+            if let Err(e) = self.consume_once(Duration::from_millis(500)).await {
+                error!(error = %e, "store consumer failed to read the log; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
 
-    fn hot_bytes(&self) -> usize {
-        read_lock(&self.state)
-            .datasets
-            .values()
-            .map(|d| d.hot.bytes)
-            .sum()
-    }
-
-    /// Reads one chunk of records and applies it. Returns how many records were read.
+    /// Polls one chunk of records and applies it. Returns how many records were read.
     async fn consume_once(&self, wait: Duration) -> Result<usize> {
-        let from = self.applied.load(Ordering::Acquire);
-        let records = self.log.read(from, 16 * 1024 * 1024, wait).await?;
-        let Some(last) = records.last() else {
+        let Some(consumer) = self.consumer.get() else {
             return Ok(0);
         };
-        let next = last.offset + 1;
+        let records = consumer.poll(16 * 1024 * 1024, wait).await?;
         let n = records.len();
+        if n == 0 {
+            return Ok(0);
+        }
         // Decoding LZ4 Arrow IPC is CPU work: keep it off the async threads.
         let decoded = tokio::task::spawn_blocking(move || {
             records
                 .into_iter()
-                .filter_map(|r| match eventide_model::decode_batch(&r.payload) {
-                    Ok(b) => Some((r.offset, r.dataset, b)),
-                    Err(e) => {
-                        error!(offset = r.offset, dataset = %r.dataset, error = %e,
-                            "undecodable log record skipped: its events are lost");
-                        None
-                    }
+                .map(|r| {
+                    let batch = eventide_model::decode_batch(&r.payload);
+                    (r.partition, r.offset, r.dataset, batch)
                 })
                 .collect::<Vec<_>>()
         })
@@ -407,139 +548,210 @@ impl Inner {
         .map_err(|e| StoreError::Internal(format!("log decoder panicked: {e}")))?;
         let mut to_flush = Vec::new();
         {
-            let mut state = write_lock(&self.state);
-            for (offset, dataset, batch) in decoded {
-                let d = state
-                    .datasets
-                    .entry(dataset.clone())
-                    .or_insert_with(|| DatasetState::from_entry(&DatasetEntry::default()));
-                if d.committed_offset.is_some_and(|c| offset <= c) {
+            let mut guard = write_lock(&self.state);
+            let state = &mut *guard;
+            for (p, offset, dataset, batch) in decoded {
+                if !state.owned.contains(&p) {
+                    continue; // fetched before a revocation
+                }
+                state.applied.insert(p, offset + 1);
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        error!(partition = p, offset, dataset, error = %e, "undecodable log record skipped: its events are lost");
+                        continue;
+                    }
+                };
+                let d = state.dataset(&dataset);
+                let part = d.parts.entry(p).or_default();
+                if part.committed_offset.is_some_and(|c| offset <= c) {
                     continue; // already in a committed segment
                 }
-                let mut grew = false;
-                for f in batch.schema().fields().iter().skip(2) {
-                    let Some(t) = ColumnType::from_arrow(f.data_type()) else {
-                        warn!(dataset, column = %f.name(), "column of unsupported type skipped");
-                        continue;
-                    };
-                    if d.schema.get(f.name()).is_none() {
-                        d.schema.merge_column(f.name(), t);
-                        grew = true;
-                    } else if !d.schema.merge_column(f.name(), t) {
-                        warn!(dataset, column = %f.name(), "column type differs from the dataset's; values cast");
-                    }
-                }
-                if grew {
-                    d.arrow_schema = d.schema.arrow_schema();
-                }
+                let columns: Vec<(String, ColumnType)> = batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .skip(2)
+                    .filter_map(|f| {
+                        ColumnType::from_arrow(f.data_type()).map(|t| (f.name().clone(), t))
+                    })
+                    .collect();
+                d.merge_columns(columns, &dataset);
+                let schema = d.arrow_schema.clone();
+                let Some(part) = d.parts.get_mut(&p) else {
+                    continue;
+                };
                 // Errors here are bugs (ingest built the batch); skipping the record keeps the
                 // consumer going instead of re-applying the chunk forever.
-                let frozen = d.flushing;
-                let pushed = conform(&batch, &d.arrow_schema)
-                    .and_then(|b| d.hot.push(b, offset, &d.arrow_schema, frozen));
+                let frozen = part.flushing;
+                let pushed = conform(&batch, &schema)
+                    .and_then(|b| part.hot.push(b, offset, &schema, frozen));
                 if let Err(e) = pushed {
-                    error!(offset, dataset, error = %e, "log record does not fit the hot tail; its events are lost");
+                    error!(partition = p, offset, dataset, error = %e, "log record does not fit the hot tail; its events are lost");
                     continue;
                 }
-                if d.flushing == 0
-                    && (d.hot.rows >= self.config.flush_rows
-                        || d.hot.bytes >= self.config.flush_bytes)
+                if part.flushing == 0
+                    && (part.hot.rows >= self.config.flush_rows
+                        || part.hot.bytes >= self.config.flush_bytes)
                 {
-                    to_flush.push(dataset);
+                    to_flush.push((dataset, p));
                 }
             }
-            self.applied.store(next, Ordering::Release);
         }
         self.applied_notify.notify_waiters();
-        for name in to_flush {
-            let _ = self.flush_tx.try_send(name);
+        if let Some(tx) = self.flush_tx.get() {
+            for job in to_flush {
+                let _ = tx.try_send(job);
+            }
         }
         Ok(n)
     }
 
-    async fn run_age_ticker(self: Arc<Self>) {
+    /// Re-reads catalog files of partitions this process does not own, when they changed.
+    fn refresh_foreign(&self) -> Result<()> {
+        for (p, mtime) in catalog::list_partitions(&self.config.data_dir)? {
+            {
+                let state = read_lock(&self.state);
+                if state.owned.contains(&p) || state.foreign_seen.get(&p) == Some(&mtime) {
+                    continue;
+                }
+            }
+            let catalog = CatalogFile::new(&self.config.data_dir, p).load()?;
+            let mut state = write_lock(&self.state);
+            if state.owned.contains(&p) {
+                continue; // assigned meanwhile: the owner's view wins
+            }
+            state.load_partition(p, &catalog);
+            state.foreign_seen.insert(p, mtime);
+            debug!(partition = p, "re-read a catalog owned by another process");
+        }
+        Ok(())
+    }
+
+    async fn run_ticker(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut last_refresh = std::time::Instant::now();
         loop {
             tick.tick().await;
-            let due: Vec<String> = read_lock(&self.state)
-                .datasets
-                .iter()
-                .filter(|(_, d)| {
-                    d.flushing == 0
-                        && d.hot
-                            .since
-                            .is_some_and(|t| t.elapsed() >= self.config.flush_age)
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            for name in due {
-                let _ = self.flush_tx.try_send(name);
+            if last_refresh.elapsed() >= self.config.refresh {
+                last_refresh = std::time::Instant::now();
+                let this = self.clone();
+                match tokio::task::spawn_blocking(move || this.refresh_foreign()).await {
+                    Ok(Err(e)) => warn!(error = %e, "could not refresh foreign catalogs"),
+                    Err(e) => warn!(error = %e, "catalog refresh panicked"),
+                    Ok(Ok(())) => {}
+                }
+            }
+            let Some(tx) = self.flush_tx.get() else {
+                continue;
+            };
+            let due: Vec<(String, Partition)> = {
+                let state = read_lock(&self.state);
+                state
+                    .datasets
+                    .iter()
+                    .flat_map(|(name, d)| {
+                        d.parts
+                            .iter()
+                            .filter(|(p, part)| {
+                                state.owned.contains(p)
+                                    && part.flushing == 0
+                                    && part
+                                        .hot
+                                        .since
+                                        .is_some_and(|t| t.elapsed() >= self.config.flush_age)
+                            })
+                            .map(move |(p, _)| (name.clone(), *p))
+                    })
+                    .collect()
+            };
+            for job in due {
+                let _ = tx.try_send(job);
             }
         }
     }
 
-    async fn run_flusher(self: Arc<Self>, mut rx: mpsc::Receiver<String>) {
-        while let Some(name) = rx.recv().await {
-            if let Err(e) = self.flush(&name).await {
-                error!(dataset = %name, error = %e, "segment flush failed; data stays in the log and hot tail, will retry");
+    async fn run_flusher(self: Arc<Self>, mut rx: mpsc::Receiver<(String, Partition)>) {
+        while let Some((name, p)) = rx.recv().await {
+            if let Err(e) = self.flush(&name, p).await {
+                error!(dataset = %name, partition = p, error = %e, "segment flush failed; data stays in the log and hot tail, will retry");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
 
-    /// Writes the dataset's current hot batches to one segment and commits it.
-    async fn flush(&self, name: &str) -> Result<()> {
-        let _commit = self.commit_lock.lock().await;
-        let (schema, batches, first_offset, last_offset, id, count) = {
-            let mut state = write_lock(&self.state);
-            let id = state.next_segment_id;
+    /// Writes the current hot batches of (dataset, partition) to one segment and commits it.
+    async fn flush(self: &Arc<Self>, name: &str, p: Partition) -> Result<()> {
+        let _one = self.flush_lock.lock().await;
+        let job = {
+            let mut guard = write_lock(&self.state);
+            let state = &mut *guard;
+            if !state.owned.contains(&p) {
+                return Ok(());
+            }
+            let id = state.next_segment_id.get(&p).copied().unwrap_or(1);
             let Some(d) = state.datasets.get_mut(name) else {
                 return Ok(());
             };
-            if d.hot.batches.is_empty() {
+            let schema = d.arrow_schema.clone();
+            let Some(part) = d.parts.get_mut(&p) else {
+                return Ok(());
+            };
+            if part.hot.batches.is_empty() {
                 return Ok(());
             }
-            let count = d.hot.batches.len();
-            d.flushing = count;
-            let schema = d.arrow_schema.clone();
-            let batches: Vec<RecordBatch> = d
+            let count = part.hot.batches.len();
+            part.flushing = count;
+            let batches: Vec<RecordBatch> = part
                 .hot
                 .batches
                 .iter()
                 .map(|b| extend_to(&b.batch, &schema))
                 .collect::<Result<_, _>>()?;
-            let first = d.hot.batches[0].first_offset;
-            let last = d.hot.batches[count - 1].last_offset;
-            state.next_segment_id += 1;
-            (schema, batches, first, last, id, count)
+            let job = FlushJob {
+                schema,
+                batches,
+                first_offset: part.hot.batches[0].first_offset,
+                last_offset: part.hot.batches[count - 1].last_offset,
+                id,
+                count,
+            };
+            state.next_segment_id.insert(p, id + 1);
+            job
         };
-        let result = self
-            .write_and_commit(name, schema, batches, first_offset, last_offset, id, count)
-            .await;
-        if result.is_err()
-            && let Some(d) = write_lock(&self.state).datasets.get_mut(name)
-        {
-            d.flushing = 0;
+        let result = self.write_and_commit(name, p, job).await;
+        if result.is_err() {
+            let mut state = write_lock(&self.state);
+            if let Some(part) = state
+                .datasets
+                .get_mut(name)
+                .and_then(|d| d.parts.get_mut(&p))
+            {
+                part.flushing = 0;
+            }
         }
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn write_and_commit(
-        &self,
+        self: &Arc<Self>,
         name: &str,
-        schema: SchemaRef,
-        batches: Vec<RecordBatch>,
-        first_offset: Offset,
-        last_offset: Offset,
-        id: u64,
-        count: usize,
+        p: Partition,
+        job: FlushJob,
     ) -> Result<()> {
+        let FlushJob {
+            schema,
+            batches,
+            first_offset,
+            last_offset,
+            id,
+            count,
+        } = job;
         let encoded =
             tokio::task::spawn_blocking(move || segment::encode_segment(&schema, &batches))
                 .await
                 .map_err(|e| StoreError::Internal(format!("segment encoder panicked: {e}")))??;
-        let rel = format!("{name}/{id:012}.parquet");
+        let rel = format!("{name}/p{p:05}-{id:012}.parquet");
         let bytes = encoded.bytes.len() as u64;
         self.objects
             .put(
@@ -572,56 +784,90 @@ impl Inner {
             first_offset,
             last_offset,
         };
-        // Build the new catalog from current state plus this segment, commit it, then apply it.
+        // Commit: under the fence, check we still own the partition, write its catalog with
+        // the new segment, and apply it in memory.
+        let this = self.clone();
+        let dataset = name.to_owned();
+        let committed =
+            tokio::task::spawn_blocking(move || this.commit_segment(&dataset, p, meta, count))
+                .await
+                .map_err(|e| StoreError::Internal(format!("catalog commit panicked: {e}")))??;
+        let Some(next) = committed else {
+            return Ok(());
+        };
+        if let Some(consumer) = self.consumer.get()
+            && let Err(e) = consumer.commit(p, next).await
+        {
+            warn!(partition = p, error = %e, "could not commit the offset to the log; records will be skipped on replay");
+        }
+        Ok(())
+    }
+
+    /// Returns the offset the log may forget below, or None when the partition was revoked.
+    fn commit_segment(
+        &self,
+        name: &str,
+        p: Partition,
+        meta: SegmentMeta,
+        count: usize,
+    ) -> Result<Option<Offset>> {
+        let _fence = self.commit_fence.lock().unwrap_or_else(|e| e.into_inner());
         let catalog = {
             let state = read_lock(&self.state);
-            let mut datasets = BTreeMap::new();
-            for (k, d) in &state.datasets {
-                let mut e = d.entry();
-                if k == name {
-                    e.segments.push(meta.clone());
-                    e.committed_offset = Some(last_offset);
-                }
-                datasets.insert(k.clone(), e);
+            if !state.owned.contains(&p) {
+                info!(
+                    dataset = name,
+                    partition = p,
+                    "partition revoked during a flush; segment dropped"
+                );
+                return Ok(None);
             }
-            Catalog {
-                version: 1,
-                next_segment_id: state.next_segment_id,
-                datasets,
-            }
+            let mut c = state.catalog_of(p);
+            let entry = c.datasets.entry(name.to_owned()).or_default();
+            entry.segments.push(meta.clone());
+            entry.committed_offset = Some(meta.last_offset);
+            c
         };
-        let file = self.catalog_file.clone();
-        tokio::task::spawn_blocking(move || file.commit(&catalog))
-            .await
-            .map_err(|e| StoreError::Internal(format!("catalog commit panicked: {e}")))??;
-        let truncate_to = {
-            let mut state = write_lock(&self.state);
-            if let Some(d) = state.datasets.get_mut(name) {
-                d.segments.push(meta.clone());
-                d.committed_offset = Some(last_offset);
-                d.hot.drain_front(count);
-                d.flushing = 0;
-            }
-            // The log is needed from the oldest record still only in a hot tail.
-            state
-                .datasets
-                .values()
-                .filter_map(|d| d.hot.batches.first().map(|b| b.first_offset))
-                .min()
-                .unwrap_or_else(|| self.applied.load(Ordering::Acquire))
-        };
+        CatalogFile::new(&self.config.data_dir, p).commit(&catalog)?;
+        let mut state = write_lock(&self.state);
+        if let Some(part) = state
+            .datasets
+            .get_mut(name)
+            .and_then(|d| d.parts.get_mut(&p))
+        {
+            part.segments.push(meta.clone());
+            part.committed_offset = Some(meta.last_offset);
+            part.hot.drain_front(count);
+            part.flushing = 0;
+        }
         debug!(
             dataset = name,
+            partition = p,
             segment = meta.id,
             rows = meta.rows,
             bytes = meta.bytes,
             "committed segment"
         );
-        if let Err(e) = self.log.truncate(truncate_to).await {
-            warn!(error = %e, "could not truncate the log");
-        }
-        Ok(())
+        // The log is needed from the oldest record of this partition still only in a hot tail.
+        let next = state
+            .datasets
+            .values()
+            .filter_map(|d| d.parts.get(&p))
+            .filter_map(|part| part.hot.batches.first().map(|b| b.first_offset))
+            .min()
+            .or_else(|| state.applied.get(&p).copied())
+            .unwrap_or(meta.last_offset + 1);
+        Ok(Some(next))
     }
+}
+
+struct FlushJob {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    first_offset: Offset,
+    last_offset: Offset,
+    id: u64,
+    count: usize,
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 use super::*;
 use arrow::util::pretty::pretty_format_batches;
-use eventide_eventlog::{EmbeddedLog, EmbeddedLogConfig};
+use eventide_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, Position};
 use eventide_model::{Event, Value, encode_batch, events_to_batch};
 
 fn ev(ts: i64, id: i64, extra: Option<(&str, Value)>) -> Event {
@@ -21,7 +21,7 @@ async fn append(
     schema: &mut DatasetSchema,
     ds: &str,
     mut events: Vec<Event>,
-) -> u64 {
+) -> Position {
     for e in &mut events {
         schema.admit(e, 1000).unwrap();
     }
@@ -71,7 +71,7 @@ async fn hot_tail_flush_and_restart_are_exactly_once() {
             ],
         )
         .await;
-        store.wait_applied(o + 1).await;
+        store.wait_applied(o).await;
         let snap = store.snapshot("ds").unwrap();
         assert_eq!(snap.hot.len(), 1);
         assert_eq!(ids(&snap, dir.path()), vec![1, 2]);
@@ -94,7 +94,7 @@ async fn hot_tail_flush_and_restart_are_exactly_once() {
             vec![ev(5, 3, Some(("b", Value::Bool(true))))],
         )
         .await;
-        store.wait_applied(o + 1).await;
+        store.wait_applied(o).await;
         let snap = store.snapshot("ds").unwrap();
         assert_eq!(snap.schema.fields().len(), 5);
         assert_eq!(ids(&snap, dir.path()), vec![1, 2, 3]);
@@ -127,7 +127,10 @@ async fn flush_truncates_the_log_and_restart_neither_loses_nor_duplicates() {
         let store = Store::open(StoreConfig::new(dir.path()), log.clone())
             .await
             .unwrap();
-        let mut last = 0;
+        let mut last = Position {
+            partition: 0,
+            offset: 0,
+        };
         for i in 0..20 {
             last = append(
                 &log,
@@ -137,7 +140,7 @@ async fn flush_truncates_the_log_and_restart_neither_loses_nor_duplicates() {
             )
             .await;
         }
-        store.wait_applied(last + 1).await;
+        store.wait_applied(last).await;
         let before = log.segment_count();
         store.flush_all().await.unwrap();
         assert!(

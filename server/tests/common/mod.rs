@@ -101,6 +101,18 @@ impl Server {
             .header("X-Honeycomb-Team", key)
     }
 
+    /// Runs SQL and returns the status and body, whatever they are.
+    pub async fn try_sql(&self, sql: &str) -> (u16, Json) {
+        let r = self
+            .post("/api/v1/sql", QUERY_KEY)
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
     pub async fn sql(&self, sql: &str) -> Json {
         let r = self
             .post("/api/v1/sql", QUERY_KEY)

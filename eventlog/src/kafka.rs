@@ -1,0 +1,360 @@
+//! The Kafka log: one topic, records keyed by dataset, an idempotent `acks=all` producer and a
+//! consumer group (see `docs/adr/0002-kafka-log.md`).
+//!
+//! # Consumer
+//! A dedicated thread polls an rdkafka `BaseConsumer` and hands records to the async side
+//! through a bounded channel (backpressure reaches Kafka: the thread stops fetching). The
+//! rebalance callbacks run on that thread, before records of newly assigned partitions are
+//! returned and before revoked partitions move on, and call the [`PartitionOwner`]. Every
+//! record is tagged with the assignment generation it was fetched under, and records fetched
+//! under an older assignment of their partition are dropped, so a partition that leaves and
+//! comes back is never applied twice from the channel.
+//!
+//! Offsets are committed to Kafka only after the store's catalog holds them; on assignment the
+//! consumer resumes from the group's committed offset (or the earliest record), and the store
+//! skips records its catalog already covers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset as KOffset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::{
+    EventLog, LogConsumer, LogError, Offset, Partition, PartitionOwner, Position, Record, Result,
+};
+
+/// Settings of the Kafka log.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`, e.g. `127.0.0.1:9092`.
+    pub brokers: String,
+    /// The topic holding every dataset's batches.
+    pub topic: String,
+    /// Partitions when the topic is created (existing topics keep theirs).
+    pub partitions: i32,
+    /// Replication factor when the topic is created.
+    pub replication: i32,
+    /// Consumer group of the store processes.
+    pub group: String,
+    /// How long an append may wait for Kafka before it fails (and ingest answers 503).
+    pub delivery_timeout: Duration,
+    /// Largest record (one ingest batch as Arrow IPC).
+    pub max_message_bytes: usize,
+    /// How fast a dead store process's partitions move to the others.
+    pub session_timeout: Duration,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: "eventide-events".into(),
+            partitions: 4,
+            replication: 1,
+            group: "eventide-store".into(),
+            delivery_timeout: Duration::from_secs(15),
+            max_message_bytes: 16 * 1024 * 1024,
+            session_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn kerr(e: KafkaError) -> LogError {
+    LogError::Kafka(e.to_string())
+}
+
+/// The Kafka implementation of [`EventLog`].
+pub struct KafkaLog {
+    config: KafkaConfig,
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl KafkaLog {
+    /// Connects, creates the topic when it does not exist, and builds the producer.
+    pub async fn connect(config: KafkaConfig) -> Result<Self> {
+        let max = config.max_message_bytes.to_string();
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .create()
+            .map_err(kerr)?;
+        let topic = NewTopic::new(
+            &config.topic,
+            config.partitions,
+            TopicReplication::Fixed(config.replication),
+        )
+        .set("max.message.bytes", &max);
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        match admin
+            .create_topics([&topic], &opts)
+            .await
+            .map_err(kerr)?
+            .pop()
+        {
+            Some(Ok(_)) => {
+                info!(topic = %config.topic, partitions = config.partitions, "created kafka topic")
+            }
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => {}
+            Some(Err((name, code))) => {
+                return Err(LogError::Kafka(format!("creating topic {name}: {code}")));
+            }
+        }
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "2")
+            .set("batch.size", "1048576")
+            .set("message.max.bytes", &max)
+            .set("queue.buffering.max.kbytes", "262144")
+            .set(
+                "message.timeout.ms",
+                config.delivery_timeout.as_millis().to_string(),
+            )
+            .create()
+            .map_err(kerr)?;
+        Ok(Self { config, producer })
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    async fn append(&self, dataset: &str, payload: Bytes) -> Result<Position> {
+        let record = FutureRecord::to(&self.config.topic)
+            .key(dataset.as_bytes())
+            .payload(&payload[..]);
+        // Waiting for room in the local queue is bounded too; the delivery itself is bounded by
+        // message.timeout.ms, after which the record is reported failed (never silently lost).
+        match self.producer.send(record, Duration::from_secs(1)).await {
+            Ok(d) => Ok(Position {
+                partition: d.partition as Partition,
+                offset: d.offset as Offset,
+            }),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(LogError::Saturated("the kafka producer queue is full"))
+            }
+            Err((e, _)) => Err(LogError::Unavailable(format!(
+                "kafka did not acknowledge the batch: {e}"
+            ))),
+        }
+    }
+
+    fn consume(&self, owner: Arc<dyn PartitionOwner>) -> Result<Arc<dyn LogConsumer>> {
+        KafkaConsumer::start(&self.config, owner).map(|c| c as Arc<dyn LogConsumer>)
+    }
+}
+
+/// Assignment generations: the generation under which each owned partition was assigned.
+#[derive(Default)]
+struct Assignment {
+    generation: AtomicU64,
+    partitions: Mutex<HashMap<Partition, u64>>,
+}
+
+struct Ctx {
+    owner: Arc<dyn PartitionOwner>,
+    assignment: Arc<Assignment>,
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<Partition> {
+    tpl.elements()
+        .iter()
+        .map(|e| e.partition() as Partition)
+        .collect()
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts = partitions_of(tpl);
+            info!(?parts, "kafka partitions revoked");
+            if let Ok(mut a) = self.assignment.partitions.lock() {
+                for p in &parts {
+                    a.remove(p);
+                }
+            }
+            self.owner.revoked(&parts);
+        }
+    }
+
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts = partitions_of(tpl);
+            info!(?parts, "kafka partitions assigned");
+            self.owner.assigned(&parts);
+            let generation = self.assignment.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            if let Ok(mut a) = self.assignment.partitions.lock() {
+                for p in parts {
+                    a.insert(p, generation);
+                }
+            }
+        }
+    }
+}
+
+/// A record and the assignment generation it was fetched under.
+type Fetched = (u64, Record);
+
+struct KafkaConsumer {
+    topic: String,
+    consumer: Arc<BaseConsumer<Ctx>>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Fetched>>,
+    assignment: Arc<Assignment>,
+    stop: Arc<AtomicBool>,
+}
+
+impl KafkaConsumer {
+    fn start(config: &KafkaConfig, owner: Arc<dyn PartitionOwner>) -> Result<Arc<Self>> {
+        let assignment = Arc::new(Assignment::default());
+        let ctx = Ctx {
+            owner,
+            assignment: assignment.clone(),
+        };
+        let max = config.max_message_bytes.to_string();
+        let consumer: BaseConsumer<Ctx> = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
+            .set("heartbeat.interval.ms", "1000")
+            .set("max.partition.fetch.bytes", &max)
+            .set(
+                "fetch.max.bytes",
+                (config.max_message_bytes * 4).to_string(),
+            )
+            .set("fetch.wait.max.ms", "50")
+            .create_with_context(ctx)
+            .map_err(kerr)?;
+        consumer.subscribe(&[&config.topic]).map_err(kerr)?;
+        let consumer = Arc::new(consumer);
+        let (tx, rx) = mpsc::channel::<Fetched>(1024);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, a, s) = (consumer.clone(), assignment.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("kafka-consumer".into())
+            .spawn(move || poll_thread(c, a, tx, s))
+            .map_err(|e| LogError::Kafka(format!("starting the consumer thread: {e}")))?;
+        Ok(Arc::new(Self {
+            topic: config.topic.clone(),
+            consumer,
+            rx: tokio::sync::Mutex::new(rx),
+            assignment,
+            stop,
+        }))
+    }
+}
+
+fn poll_thread(
+    consumer: Arc<BaseConsumer<Ctx>>,
+    assignment: Arc<Assignment>,
+    tx: mpsc::Sender<Fetched>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let msg = match result {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "kafka consumer error");
+                continue;
+            }
+        };
+        let partition = msg.partition() as Partition;
+        let generation = assignment
+            .partitions
+            .lock()
+            .ok()
+            .and_then(|a| a.get(&partition).copied())
+            .unwrap_or(0);
+        let dataset = msg
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        let record = Record {
+            partition,
+            offset: msg.offset() as Offset,
+            dataset,
+            payload: Bytes::copy_from_slice(msg.payload().unwrap_or_default()),
+        };
+        if tx.blocking_send((generation, record)).is_err() {
+            break;
+        }
+    }
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl LogConsumer for KafkaConsumer {
+    async fn poll(&self, max_bytes: usize, wait: Duration) -> Result<Vec<Record>> {
+        let mut rx = self.rx.lock().await;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let first = match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Err(LogError::Closed),
+            Err(_) => return Ok(out),
+        };
+        let current = |p: Partition| {
+            self.assignment
+                .partitions
+                .lock()
+                .ok()
+                .and_then(|a| a.get(&p).copied())
+        };
+        let mut next = Some(first);
+        while let Some((generation, record)) = next.take() {
+            // Drop what was fetched under an assignment that has since been revoked.
+            if current(record.partition) == Some(generation) {
+                bytes += record.payload.len();
+                out.push(record);
+            }
+            if bytes < max_bytes {
+                next = rx.try_recv().ok();
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&self, partition: Partition, next: Offset) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, partition as i32, KOffset::Offset(next as i64))
+            .map_err(kerr)?;
+        self.consumer.commit(&tpl, CommitMode::Async).map_err(kerr)
+    }
+}
