@@ -1,5 +1,5 @@
-//! The Kafka log: one topic, records keyed by dataset, an idempotent `acks=all` producer and a
-//! consumer group (see `docs/adr/0002-kafka-log.md`).
+//! The Kafka log: one topic, records spread over its partitions with the dataset in a header,
+//! an idempotent `acks=all` producer and a consumer group (see `docs/adr/0002-kafka-log.md`).
 //!
 //! # Consumer
 //! A dedicated thread polls an rdkafka `BaseConsumer` and hands records to the async side
@@ -23,11 +23,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset as KOffset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -73,6 +72,64 @@ impl KafkaConfig {
     }
 }
 
+/// Logging for librdkafka: a broker outage makes every client report errors many times a
+/// second, so they are logged as one WARN per client at most every 10 s (at DEBUG otherwise).
+#[derive(Default)]
+struct Quiet {
+    last: Mutex<Option<std::time::Instant>>,
+}
+
+impl Quiet {
+    fn report(&self, message: &str) {
+        let now = std::time::Instant::now();
+        let loud = match self.last.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10));
+                if due {
+                    *last = Some(now);
+                }
+                due
+            }
+            Err(_) => true,
+        };
+        if loud {
+            warn!(
+                message,
+                "kafka client trouble (repeats are logged at debug for 10 s)"
+            );
+        } else {
+            tracing::debug!(message, "kafka client trouble");
+        }
+    }
+}
+
+/// The producer's and admin client's context.
+#[derive(Default)]
+struct QuietContext(Quiet);
+
+impl ClientContext for QuietContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        quiet_log(&self.0, level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.report(&format!("{error}: {reason}"));
+    }
+}
+
+fn quiet_log(q: &Quiet, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
+            q.report(&format!("{fac}: {message}"))
+        }
+        _ => tracing::debug!(fac, message, "librdkafka"),
+    }
+}
+
+/// The record header naming the dataset of a record.
+const DATASET_HEADER: &str = "eventide-dataset";
+
 fn kerr(e: KafkaError) -> LogError {
     LogError::Kafka(e.to_string())
 }
@@ -80,7 +137,7 @@ fn kerr(e: KafkaError) -> LogError {
 /// The Kafka implementation of [`EventLog`].
 pub struct KafkaLog {
     config: KafkaConfig,
-    producer: FutureProducer,
+    producer: FutureProducer<QuietContext>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -95,9 +152,9 @@ impl KafkaLog {
     /// Connects, creates the topic when it does not exist, and builds the producer.
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
         let max = config.max_message_bytes.to_string();
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        let admin: AdminClient<QuietContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
-            .create()
+            .create_with_context(QuietContext::default())
             .map_err(kerr)?;
         let topic = NewTopic::new(
             &config.topic,
@@ -120,7 +177,7 @@ impl KafkaLog {
                 return Err(LogError::Kafka(format!("creating topic {name}: {code}")));
             }
         }
-        let producer: FutureProducer = ClientConfig::new()
+        let producer: FutureProducer<QuietContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -133,7 +190,7 @@ impl KafkaLog {
                 "message.timeout.ms",
                 config.delivery_timeout.as_millis().to_string(),
             )
-            .create()
+            .create_with_context(QuietContext::default())
             .map_err(kerr)?;
         Ok(Self { config, producer })
     }
@@ -142,9 +199,15 @@ impl KafkaLog {
 #[async_trait]
 impl EventLog for KafkaLog {
     async fn append(&self, dataset: &str, payload: Bytes) -> Result<Position> {
-        let record = FutureRecord::to(&self.config.topic)
-            .key(dataset.as_bytes())
-            .payload(&payload[..]);
+        // No key: records spread over all partitions (and so over all store processes); the
+        // dataset travels in a header.
+        let headers = OwnedHeaders::new().insert(Header {
+            key: DATASET_HEADER,
+            value: Some(dataset.as_bytes()),
+        });
+        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&self.config.topic)
+            .payload(&payload[..])
+            .headers(headers);
         // Waiting for room in the local queue is bounded too; the delivery itself is bounded by
         // message.timeout.ms, after which the record is reported failed (never silently lost).
         match self.producer.send(record, Duration::from_secs(1)).await {
@@ -176,6 +239,7 @@ struct Assignment {
 struct Ctx {
     owner: Arc<dyn PartitionOwner>,
     assignment: Arc<Assignment>,
+    quiet: Quiet,
 }
 
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<Partition> {
@@ -185,7 +249,15 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<Partition> {
         .collect()
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        quiet_log(&self.quiet, level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.quiet.report(&format!("{error}: {reason}"));
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -233,6 +305,7 @@ impl KafkaConsumer {
         let ctx = Ctx {
             owner,
             assignment: assignment.clone(),
+            quiet: Quiet::default(),
         };
         let max = config.max_message_bytes.to_string();
         let consumer: BaseConsumer<Ctx> = ClientConfig::new()
@@ -286,7 +359,7 @@ fn poll_thread(
         let msg = match result {
             Ok(m) => m,
             Err(e) => {
-                warn!(error = %e, "kafka consumer error");
+                consumer.context().quiet.report(&format!("consumer: {e}"));
                 continue;
             }
         };
@@ -298,8 +371,10 @@ fn poll_thread(
             .and_then(|a| a.get(&partition).copied())
             .unwrap_or(0);
         let dataset = msg
-            .key()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == DATASET_HEADER))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
         let record = Record {
             partition,

@@ -63,6 +63,10 @@ impl From<eventide_eventlog::LogError> for ApiError {
             eventide_eventlog::LogError::Saturated(m) => {
                 Self::Overloaded(format!("server is overloaded ({m}); retry later"), 1)
             }
+            eventide_eventlog::LogError::Unavailable(m) => {
+                tracing::warn!(error = %m, "log unavailable; answering 503");
+                Self::Overloaded("the log is unavailable; retry later".into(), 2)
+            }
             other => Self::Internal(other.to_string()),
         }
     }

@@ -22,10 +22,16 @@ pub struct Server {
 impl Server {
     /// Starts the binary on a free loopback port and waits for `/healthz`.
     pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_with(dir, &[], env).await
+    }
+
+    /// Like [`Server::start`], with extra `serve` flags.
+    pub async fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventide"));
         cmd.args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--http", "127.0.0.1:0"])
+            .args(args)
             .env(
                 "EVENTIDE_KEYS",
                 format!("ingest:{INGEST_KEY},query:{QUERY_KEY},admin:{ADMIN_KEY}"),

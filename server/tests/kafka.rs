@@ -1,0 +1,289 @@
+//! Apache Kafka as the log, against a real broker started by `scripts/kafka.sh` (KRaft,
+//! jars from Maven Central). Set `EVENTIDE_SKIP_KAFKA=1` to skip explicitly; without it a
+//! missing broker fails the tests. The tests share the broker (one stops it), so they take a
+//! lock and run one at a time.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{INGEST_KEY, Server, percentiles};
+use serde_json::{Value as Json, json};
+use tokio::sync::Mutex;
+
+const BROKERS: &str = "127.0.0.1:9092";
+
+static BROKER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn skip() -> bool {
+    if std::env::var("EVENTIDE_SKIP_KAFKA").as_deref() == Ok("1") {
+        eprintln!("EVENTIDE_SKIP_KAFKA=1: kafka test skipped");
+        return true;
+    }
+    false
+}
+
+fn kafka(cmd: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(cmd)
+        .status()
+        .expect("run scripts/kafka.sh");
+    assert!(status.success(), "scripts/kafka.sh {cmd} failed");
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn kafka_args<'a>(topic: &'a str, group: &'a str, role: &'a str) -> Vec<&'a str> {
+    vec![
+        "--kafka",
+        BROKERS,
+        "--kafka-topic",
+        topic,
+        "--kafka-group",
+        group,
+        "--role",
+        role,
+    ]
+}
+
+/// Sends batches of 1000 events with ids `[from, to)` from `clients` concurrent clients;
+/// returns the acknowledged ids. Retries 503s; stops early when `stop` is set.
+async fn send_range(
+    url: String,
+    from: u64,
+    to: u64,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<u64> {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let next = Arc::new(Mutex::new(from));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (url, acked, next, stop) = (url.clone(), acked.clone(), next.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                let base = {
+                    let mut n = next.lock().await;
+                    if *n >= to || stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let b = *n;
+                    *n += 1000;
+                    b
+                };
+                let items: Vec<Json> = (base..(base + 1000).min(to))
+                    .map(|id| json!({"data": {"id": id, "svc": format!("s{}", id % 7), "v": (id % 100) as f64 / 4.0}}))
+                    .collect();
+                // Retry a batch until it is acknowledged (at-least-once from the client).
+                for attempt in 0.. {
+                    let r = client
+                        .post(format!("{url}/1/batch/kafka"))
+                        .header("X-Honeycomb-Team", INGEST_KEY)
+                        .json(&items)
+                        .timeout(Duration::from_secs(60))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => {
+                            let statuses: Vec<Json> = r.json().await.unwrap();
+                            let mut a = acked.lock().await;
+                            for (k, st) in statuses.iter().enumerate() {
+                                assert_eq!(st["status"], 202, "{st}");
+                                a.push(base + k as u64);
+                            }
+                            break;
+                        }
+                        Ok(r) if r.status() == 503 => {
+                            assert!(r.headers().contains_key("retry-after"), "503 carries Retry-After");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Ok(r) => panic!("batch answered {}: {}", r.status(), r.text().await.unwrap_or_default()),
+                        Err(e) => {
+                            assert!(attempt < 200, "ingest unreachable: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = acked.lock().await.clone();
+    v
+}
+
+/// Waits until `dataset` holds `want` rows (or the deadline), then checks exactly-once.
+async fn check_exactly_once(q: &Server, acked: &HashSet<u64>, deadline: Duration) {
+    let want = acked.len() as u64;
+    let started = Instant::now();
+    loop {
+        let (status, r) = q.try_sql("SELECT count(*) FROM kafka").await;
+        let n = if status == 200 {
+            r["rows"][0][0].as_u64().unwrap_or(0)
+        } else {
+            0
+        };
+        if n >= want || started.elapsed() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let r = q
+        .sql("SELECT count(*), count(DISTINCT id), sum(id) FROM kafka")
+        .await;
+    let sum: u64 = acked.iter().sum();
+    assert_eq!(
+        r["rows"][0],
+        json!([want, want, sum]),
+        "count, distinct ids and id checksum after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_store_processes_one_killed_exactly_once() {
+    if skip() {
+        return;
+    }
+    let _broker = BROKER.lock().unwrap_or_else(|p| p.into_inner());
+    kafka("start");
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("eventide-test"), unique("eventide-store"));
+    let env = [("EVENTIDE_FLUSH_SECONDS", "1")];
+    let ingest = Server::start_with(dir.path(), &kafka_args(&topic, &group, "ingest"), &env).await;
+    let mut store_a =
+        Server::start_with(dir.path(), &kafka_args(&topic, &group, "store"), &env).await;
+    let _store_b = Server::start_with(dir.path(), &kafka_args(&topic, &group, "store"), &env).await;
+    let query = Server::start_with(dir.path(), &["--role", "query"], &env).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let first = tokio::spawn(send_range(ingest.url.clone(), 0, 100_000, 4, stop.clone()));
+    // Mid-stream, kill one store process; restart it a little later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    store_a.kill9();
+    let mut acked: HashSet<u64> = first.await.unwrap().into_iter().collect();
+    let _store_a2 =
+        Server::start_with(dir.path(), &kafka_args(&topic, &group, "store"), &env).await;
+    acked.extend(send_range(ingest.url.clone(), 100_000, 200_000, 4, stop.clone()).await);
+    assert_eq!(acked.len(), 200_000);
+    // Ownership moves after the session timeout (10 s); allow for it and the replays.
+    check_exactly_once(&query, &acked, Duration::from_secs(90)).await;
+    let files = walk_count(&dir.path().join("segments/kafka"));
+    let catalogs = std::fs::read_dir(dir.path().join("catalog"))
+        .unwrap()
+        .count();
+    eprintln!(
+        "kafka two stores: 200000 events exactly once in {files} segments over {catalogs} partition catalogs"
+    );
+    assert!(catalogs >= 2, "several partitions were stored ({catalogs})");
+}
+
+fn walk_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_down_for_ten_seconds_acknowledges_only_durable_events() {
+    if skip() {
+        return;
+    }
+    let _broker = BROKER.lock().unwrap_or_else(|p| p.into_inner());
+    kafka("start");
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("eventide-test"), unique("eventide-store"));
+    let env = [("EVENTIDE_FLUSH_SECONDS", "2")];
+    let server =
+        Arc::new(Server::start_with(dir.path(), &kafka_args(&topic, &group, "all"), &env).await);
+
+    // Freshness through Kafka before the outage: ack → visible in SQL. Probe -1 warms up
+    // (topic creation, consumer group join) and is not counted.
+    let mut lat = Vec::new();
+    for p in -1..40 {
+        let r = server
+            .post("/1/events/kafka-fresh", INGEST_KEY)
+            .json(&json!({"probe": p}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let acked = Instant::now();
+        loop {
+            let (status, r) = server
+                .try_sql(&format!(
+                    "SELECT count(*) FROM \"kafka-fresh\" WHERE probe = {p}"
+                ))
+                .await;
+            if status == 200 && r["rows"][0][0] == json!(1) {
+                lat.push(acked.elapsed());
+                break;
+            }
+            assert!(
+                acked.elapsed() < Duration::from_secs(30),
+                "probe {p} never visible"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let (p50, p99, max) = percentiles(lat);
+    eprintln!(
+        "kafka freshness (debug build, 40 probes): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(send_range(server.url.clone(), 0, 60_000, 2, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    kafka("stop");
+    // While the broker is down, a request is answered 503 with Retry-After (or waits within
+    // its timeout); nothing is acknowledged that Kafka did not take.
+    let t = Instant::now();
+    let r = server
+        .post("/1/batch/kafka", INGEST_KEY)
+        .json(&json!([{"data": {"id": 999_999_999u64}}]))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    let outage_status = r.status().as_u16();
+    eprintln!(
+        "during the outage a batch was answered {outage_status} after {:?}",
+        t.elapsed()
+    );
+    let outage_acked = outage_status == 200;
+    if !outage_acked {
+        assert_eq!(outage_status, 503);
+        assert!(r.headers().contains_key("retry-after"));
+        let body: Json = r.json().await.unwrap();
+        assert_eq!(body["error"], "the log is unavailable; retry later");
+    }
+    let down_for = t.elapsed();
+    if down_for < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_secs(10) - down_for).await;
+    }
+    kafka("start");
+    let mut acked: HashSet<u64> = load.await.unwrap().into_iter().collect();
+    assert_eq!(
+        acked.len(),
+        60_000,
+        "every batch is eventually acknowledged after retries"
+    );
+    if outage_acked {
+        acked.insert(999_999_999);
+    }
+    check_exactly_once(&server, &acked, Duration::from_secs(60)).await;
+}
