@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 
 const BROKERS: &str = "127.0.0.1:9092";
 
-static BROKER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static BROKER: Mutex<()> = Mutex::const_new(());
 
 fn skip() -> bool {
     if std::env::var("EVENTIDE_SKIP_KAFKA").as_deref() == Ok("1") {
@@ -124,8 +124,7 @@ async fn send_range(
     for t in tasks {
         t.await.unwrap();
     }
-    let v = acked.lock().await.clone();
-    v
+    acked.lock().await.clone()
 }
 
 /// Waits until `dataset` holds `want` rows (or the deadline), then checks exactly-once.
@@ -161,7 +160,7 @@ async fn two_store_processes_one_killed_exactly_once() {
     if skip() {
         return;
     }
-    let _broker = BROKER.lock().unwrap_or_else(|p| p.into_inner());
+    let _broker = BROKER.lock().await;
     kafka("start");
     let dir = tempfile::tempdir().unwrap();
     let (topic, group) = (unique("eventide-test"), unique("eventide-store"));
@@ -203,7 +202,7 @@ async fn broker_down_for_ten_seconds_acknowledges_only_durable_events() {
     if skip() {
         return;
     }
-    let _broker = BROKER.lock().unwrap_or_else(|p| p.into_inner());
+    let _broker = BROKER.lock().await;
     kafka("start");
     let dir = tempfile::tempdir().unwrap();
     let (topic, group) = (unique("eventide-test"), unique("eventide-store"));
