@@ -204,27 +204,46 @@ fn is_msgpack(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("msgpack"))
 }
 
+impl IngestState {
+    /// The common path of every ingest request: dataset name, encoding, in-flight budget,
+    /// body (≤ `limit`), envelope headers; then `decode` runs on a blocking thread with the
+    /// decompressed body, and the accepted events are appended durably.
+    async fn ingest_request(
+        &self,
+        dataset: &str,
+        headers: &HeaderMap,
+        body: Body,
+        limit: usize,
+        decode: impl FnOnce(&[u8], &Defaults, &Limits) -> Result<Vec<Item>, ApiError> + Send + 'static,
+    ) -> Result<Vec<Option<String>>, ApiError> {
+        let dataset = dataset_name(dataset)?;
+        let enc = body::encoding(headers)?;
+        let _permit = self.admit_request(limit)?;
+        let raw = body::read_raw(body, limit).await?;
+        let d = defaults(headers)?;
+        let limits = self.limits.clone();
+        self.ingest(dataset, move || {
+            let body = body::decode_body(raw, enc, limit)?;
+            decode(&body, &d, &limits)
+        })
+        .await
+    }
+}
+
 async fn post_batch(
     State(s): State<IngestState>,
     Path(dataset): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let dataset = dataset_name(&dataset)?;
-    let enc = body::encoding(&headers)?;
-    let limit = s.limits.max_body_bytes;
-    let _permit = s.admit_request(limit)?;
-    let raw = body::read_raw(body, limit).await?;
-    let d = defaults(&headers)?;
-    let limits = s.limits.clone();
     let msgpack = is_msgpack(&headers);
+    let limit = s.limits.max_body_bytes;
     let outcomes = s
-        .ingest(dataset, move || {
-            let body = body::decode_body(raw, enc, limit)?;
+        .ingest_request(&dataset, &headers, body, limit, move |body, d, limits| {
             if msgpack {
-                decode::msgpack_batch(&body, &d, &limits)
+                decode::msgpack_batch(body, d, limits)
             } else {
-                decode::json_batch(&body, &d, &limits)
+                decode::json_batch(body, d, limits)
             }
         })
         .await?;
@@ -244,17 +263,10 @@ async fn post_event(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let dataset = dataset_name(&dataset)?;
-    let enc = body::encoding(&headers)?;
     let limit = s.limits.max_event_bytes;
-    let _permit = s.admit_request(limit)?;
-    let raw = body::read_raw(body, limit).await?;
-    let d = defaults(&headers)?;
-    let limits = s.limits.clone();
     let outcomes = s
-        .ingest(dataset, move || {
-            let body = body::decode_body(raw, enc, limit)?;
-            Ok(vec![Ok(decode::json_event(&body, &d, &limits)?)])
+        .ingest_request(&dataset, &headers, body, limit, |body, d, limits| {
+            Ok(vec![Ok(decode::json_event(body, d, limits)?)])
         })
         .await?;
     match outcomes.into_iter().next().flatten() {
@@ -272,20 +284,13 @@ async fn post_ndjson(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let dataset = dataset_name(&dataset)?;
-    let enc = body::encoding(&headers)?;
-    let limit = s.limits.max_body_bytes;
-    let _permit = s.admit_request(limit)?;
-    let raw = body::read_raw(body, limit).await?;
-    let d = defaults(&headers)?;
-    let limits = s.limits.clone();
     let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
     let lines_out = lines.clone();
+    let limit = s.limits.max_body_bytes;
     let outcomes = s
-        .ingest(dataset, move || {
-            let body = body::decode_body(raw, enc, limit)?;
+        .ingest_request(&dataset, &headers, body, limit, move |body, d, limits| {
             let (nums, items): (Vec<usize>, Vec<Item>) =
-                decode::ndjson(&body, &d, &limits).into_iter().unzip();
+                decode::ndjson(body, d, limits).into_iter().unzip();
             *lines_out.lock().unwrap_or_else(|p| p.into_inner()) = nums;
             Ok(items)
         })

@@ -253,6 +253,19 @@ impl State {
         }
     }
 
+    /// The owned (dataset, partition) pairs with hot data that satisfy `pred`.
+    fn owned_hot(&self, pred: impl Fn(&PartState) -> bool) -> Vec<(String, Partition)> {
+        let mut out = Vec::new();
+        for (name, d) in &self.datasets {
+            for (p, part) in &d.parts {
+                if self.owned.contains(p) && !part.hot.batches.is_empty() && pred(part) {
+                    out.push((name.clone(), *p));
+                }
+            }
+        }
+        out
+    }
+
     fn hot_bytes(&self) -> usize {
         self.datasets
             .values()
@@ -489,19 +502,7 @@ impl Store {
 
     /// Flushes every owned hot tail to segments (e.g. on shutdown).
     pub async fn flush_all(&self) -> Result<()> {
-        let due: Vec<(String, Partition)> = {
-            let state = read_lock(&self.inner.state);
-            state
-                .datasets
-                .iter()
-                .flat_map(|(name, d)| {
-                    d.parts
-                        .iter()
-                        .filter(|(p, part)| state.owned.contains(p) && !part.hot.batches.is_empty())
-                        .map(move |(p, _)| (name.clone(), *p))
-                })
-                .collect()
-        };
+        let due = read_lock(&self.inner.state).owned_hot(|_| true);
         for (name, p) in due {
             self.inner.flush(&name, p).await?;
         }
@@ -645,26 +646,13 @@ impl Inner {
             let Some(tx) = self.flush_tx.get() else {
                 continue;
             };
-            let due: Vec<(String, Partition)> = {
-                let state = read_lock(&self.state);
-                state
-                    .datasets
-                    .iter()
-                    .flat_map(|(name, d)| {
-                        d.parts
-                            .iter()
-                            .filter(|(p, part)| {
-                                state.owned.contains(p)
-                                    && part.flushing == 0
-                                    && part
-                                        .hot
-                                        .since
-                                        .is_some_and(|t| t.elapsed() >= self.config.flush_age)
-                            })
-                            .map(move |(p, _)| (name.clone(), *p))
-                    })
-                    .collect()
-            };
+            let due = read_lock(&self.state).owned_hot(|part| {
+                part.flushing == 0
+                    && part
+                        .hot
+                        .since
+                        .is_some_and(|t| t.elapsed() >= self.config.flush_age)
+            });
             for job in due {
                 let _ = tx.try_send(job);
             }

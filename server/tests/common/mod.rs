@@ -120,14 +120,7 @@ impl Server {
     }
 
     pub async fn sql(&self, sql: &str) -> Json {
-        let r = self
-            .post("/api/v1/sql", QUERY_KEY)
-            .json(&json!({ "sql": sql }))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body: Json = r.json().await.unwrap();
+        let (status, body) = self.try_sql(sql).await;
         assert_eq!(status, 200, "{sql}: {body}");
         body
     }
