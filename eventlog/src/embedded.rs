@@ -655,6 +655,10 @@ impl EventLog for EmbeddedLog {
         })
     }
 
+    fn identity(&self) -> String {
+        "embedded".into()
+    }
+
     fn consume(&self, owner: Arc<dyn PartitionOwner>) -> Result<Arc<dyn LogConsumer>> {
         owner.assigned(&[0]);
         Ok(Arc::new(EmbeddedConsumer {
@@ -693,6 +697,10 @@ impl LogConsumer for EmbeddedConsumer {
         tokio::task::spawn_blocking(move || shared.truncate(next))
             .await
             .map_err(|e| LogError::Failed(e.to_string()))?
+    }
+
+    fn holds(&self, partition: Partition) -> bool {
+        partition == 0
     }
 }
 

@@ -224,6 +224,10 @@ impl EventLog for KafkaLog {
         }
     }
 
+    fn identity(&self) -> String {
+        format!("kafka:{}", self.config.topic)
+    }
+
     fn consume(&self, owner: Arc<dyn PartitionOwner>) -> Result<Arc<dyn LogConsumer>> {
         KafkaConsumer::start(&self.config, owner).map(|c| c as Arc<dyn LogConsumer>)
     }
@@ -319,6 +323,9 @@ impl KafkaConsumer {
                 config.session_timeout.as_millis().to_string(),
             )
             .set("heartbeat.interval.ms", "1000")
+            // A consumer whose polling thread is stuck (store backpressure) leaves the group
+            // after this, instead of holding partitions it no longer serves.
+            .set("max.poll.interval.ms", "60000")
             .set("max.partition.fetch.bytes", &max)
             .set(
                 "fetch.max.bytes",
@@ -431,5 +438,15 @@ impl LogConsumer for KafkaConsumer {
         tpl.add_partition_offset(&self.topic, partition as i32, KOffset::Offset(next as i64))
             .map_err(kerr)?;
         self.consumer.commit(&tpl, CommitMode::Async).map_err(kerr)
+    }
+
+    fn holds(&self, partition: Partition) -> bool {
+        let assigned = self
+            .assignment
+            .partitions
+            .lock()
+            .map(|a| a.contains_key(&partition))
+            .unwrap_or(false);
+        assigned && !self.consumer.assignment_lost()
     }
 }

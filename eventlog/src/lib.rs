@@ -1,7 +1,7 @@
 //! # eventide-eventlog
 //!
-//! The durable log between ingest and the store: the [`EventLog`] trait and its embedded
-//! implementation, [`EmbeddedLog`] (the Kafka implementation joins it later).
+//! The durable log between ingest and the store: the [`EventLog`] trait and its two
+//! implementations, [`EmbeddedLog`] and [`KafkaLog`].
 //!
 //! A record is one encoded batch of events for one dataset. [`EventLog::append`] returns only
 //! once the record is durable, so ingest can acknowledge a request after it returns. The
@@ -59,7 +59,7 @@ pub struct Record {
 /// Errors of the log.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    /// Too many appends are waiting, or the log is unreachable for now: retry later.
+    /// Too many appends are waiting: retry later.
     #[error("log is saturated: {0}")]
     Saturated(&'static str),
     /// The log (e.g. the Kafka cluster) cannot take the record now; retry later.
@@ -107,6 +107,10 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Starts consuming on behalf of `owner` (one consumer per process).
     fn consume(&self, owner: Arc<dyn PartitionOwner>) -> Result<Arc<dyn LogConsumer>>;
+
+    /// Names this log (`embedded`, `kafka:TOPIC`): a store refuses catalogs written from
+    /// another log, whose offsets mean something else.
+    fn identity(&self) -> String;
 }
 
 /// The reading side of a log.
@@ -119,4 +123,9 @@ pub trait LogConsumer: Send + Sync + 'static {
     /// Everything below `next` in `partition` is committed to the store: the log may forget it
     /// and a restarted consumer may start there.
     async fn commit(&self, partition: Partition, next: Offset) -> Result<()>;
+
+    /// Whether this consumer still holds `partition` as far as it can tell locally (a store
+    /// checks it right before committing a catalog, to narrow the window of a consumer that
+    /// lost its group membership without noticing).
+    fn holds(&self, partition: Partition) -> bool;
 }

@@ -33,7 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server: ingest, store and query in one process.
+    /// Run the server: ingest, store and query in one process, or one role of a Kafka
+    /// deployment (--role).
     Serve(serve::ServeArgs),
     /// Run SQL or a query spec against a running server and print the result.
     Query(cli::QueryArgs),

@@ -59,10 +59,11 @@ pub struct ServeArgs {
     /// configured, the first start generates an ingest and an admin key and prints them.
     #[arg(long, env = "EVENTIDE_KEYS", hide_env_values = true)]
     pub keys: Option<String>,
-    /// Flush a dataset's hot tail to a Parquet segment after this many seconds.
+    /// Flush a hot tail (one dataset, one log partition) to a Parquet segment after this many
+    /// seconds. In split roles this bounds how soon a query process sees new events.
     #[arg(long, env = "EVENTIDE_FLUSH_SECONDS", default_value_t = 30)]
     pub flush_seconds: u64,
-    /// Flush a dataset's hot tail to a Parquet segment once it holds this many rows.
+    /// Flush a hot tail (one dataset, one log partition) once it holds this many rows.
     #[arg(long, env = "EVENTIDE_FLUSH_ROWS", default_value_t = 1_000_000)]
     pub flush_rows: usize,
     /// Largest request body for batch endpoints in bytes, after decompression.

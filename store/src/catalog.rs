@@ -19,7 +19,8 @@ use crate::{Result, StoreError};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SegmentMeta {
     pub id: u64,
-    /// Object-store path relative to the segment root, e.g. `checkout/000000000007.parquet`.
+    /// Object-store path relative to the segment root, e.g.
+    /// `checkout/p00002-000000000007-5f3a9c1e.parquet` (partition, id, writer token).
     pub path: String,
     /// Smallest and largest `timestamp` in the segment, Unix microseconds.
     pub min_time_us: i64,
@@ -47,6 +48,9 @@ pub struct Catalog {
     pub version: u32,
     #[serde(default)]
     pub partition: u32,
+    /// The log this catalog's offsets refer to (`embedded`, `kafka:TOPIC`).
+    #[serde(default)]
+    pub log: String,
     pub next_segment_id: u64,
     pub datasets: BTreeMap<String, DatasetEntry>,
 }
@@ -145,6 +149,7 @@ mod tests {
         let mut c = Catalog {
             version: 1,
             partition: 3,
+            log: "embedded".into(),
             next_segment_id: 2,
             ..Catalog::default()
         };

@@ -248,6 +248,7 @@ impl State {
         Catalog {
             version: 1,
             partition: p,
+            log: String::new(),
             next_segment_id: self.next_segment_id.get(&p).copied().unwrap_or(1),
             datasets,
         }
@@ -288,6 +289,11 @@ struct Inner {
     applied_notify: Notify,
     consumer: OnceLock<Arc<dyn LogConsumer>>,
     flush_tx: OnceLock<mpsc::Sender<(String, Partition)>>,
+    /// The log catalogs written by this process refer to (`EventLog::identity`).
+    log_identity: OnceLock<String>,
+    /// Part of every segment name this process writes, so two processes that both believe
+    /// they own a partition (one of them cut off from Kafka) never overwrite each other's file.
+    writer_token: String,
 }
 
 /// The store: consumer, hot tails, flusher and catalogs.
@@ -367,6 +373,18 @@ impl Store {
     /// starts the consumer, flusher and refresher tasks.
     pub async fn open(config: StoreConfig, log: Arc<dyn EventLog>) -> Result<Self> {
         let store = Self::new(config)?;
+        let identity = log.identity();
+        for (p, _) in catalog::list_partitions(&store.inner.config.data_dir)? {
+            let c = CatalogFile::new(&store.inner.config.data_dir, p).load()?;
+            if !c.log.is_empty() && c.log != identity {
+                return Err(StoreError::Internal(format!(
+                    "the catalog of partition {p} was written from log {:?} but this process consumes {identity:?}: \
+                     its offsets would be misread; use a new data directory for another log",
+                    c.log
+                )));
+            }
+        }
+        let _ = store.inner.log_identity.set(identity);
         store.inner.refresh_foreign()?;
         let consumer = log.consume(Arc::new(Owner(store.inner.clone())))?;
         let _ = store.inner.consumer.set(consumer);
@@ -416,6 +434,8 @@ impl Store {
                 applied_notify: Notify::new(),
                 consumer: OnceLock::new(),
                 flush_tx: OnceLock::new(),
+                log_identity: OnceLock::new(),
+                writer_token: writer_token(),
             }),
         })
     }
@@ -739,7 +759,7 @@ impl Inner {
             tokio::task::spawn_blocking(move || segment::encode_segment(&schema, &batches))
                 .await
                 .map_err(|e| StoreError::Internal(format!("segment encoder panicked: {e}")))??;
-        let rel = format!("{name}/p{p:05}-{id:012}.parquet");
+        let rel = format!("{name}/p{p:05}-{id:012}-{}.parquet", self.writer_token);
         let bytes = encoded.bytes.len() as u64;
         self.objects
             .put(
@@ -802,7 +822,8 @@ impl Inner {
         let _fence = self.commit_fence.lock().unwrap_or_else(|e| e.into_inner());
         let catalog = {
             let state = read_lock(&self.state);
-            if !state.owned.contains(&p) {
+            let held = self.consumer.get().is_none_or(|c| c.holds(p));
+            if !state.owned.contains(&p) || !held {
                 info!(
                     dataset = name,
                     partition = p,
@@ -811,6 +832,7 @@ impl Inner {
                 return Ok(None);
             }
             let mut c = state.catalog_of(p);
+            c.log = self.log_identity.get().cloned().unwrap_or_default();
             let entry = c.datasets.entry(name.to_owned()).or_default();
             entry.segments.push(meta.clone());
             entry.committed_offset = Some(meta.last_offset);
@@ -847,6 +869,16 @@ impl Inner {
             .unwrap_or(meta.last_offset + 1);
         Ok(Some(next))
     }
+}
+
+/// A short token unique to this process run.
+fn writer_token() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ (nanos >> 64) as u64;
+    format!("{:08x}", (mixed ^ (mixed >> 29)) as u32)
 }
 
 struct FlushJob {
