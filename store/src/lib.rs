@@ -254,6 +254,20 @@ impl State {
         }
     }
 
+    /// Stops owning partition `p`. Its hot data is not ours to serve or flush any more: the
+    /// next owner replays it from the log. Committed segments stay visible.
+    fn release(&mut self, p: Partition) {
+        self.owned.remove(&p);
+        self.applied.remove(&p);
+        for d in self.datasets.values_mut() {
+            if let Some(part) = d.parts.get_mut(&p) {
+                part.hot = HotTail::default();
+                part.flushing = 0;
+            }
+        }
+        info!(partition = p, "store released partition");
+    }
+
     /// The owned (dataset, partition) pairs with hot data that satisfy `pred`.
     fn owned_hot(&self, pred: impl Fn(&PartState) -> bool) -> Vec<(String, Partition)> {
         let mut out = Vec::new();
@@ -352,17 +366,7 @@ impl PartitionOwner for Owner {
             .unwrap_or_else(|p| p.into_inner());
         let mut state = write_lock(&self.0.state);
         for &p in partitions {
-            state.owned.remove(&p);
-            state.applied.remove(&p);
-            // Hot data of a revoked partition is not ours to serve or flush: its next owner
-            // replays it from the log.
-            for d in state.datasets.values_mut() {
-                if let Some(part) = d.parts.get_mut(&p) {
-                    part.hot = HotTail::default();
-                    part.flushing = 0;
-                }
-            }
-            info!(partition = p, "store released partition");
+            state.release(p);
         }
     }
 }
@@ -821,9 +825,15 @@ impl Inner {
     ) -> Result<Option<Offset>> {
         let _fence = self.commit_fence.lock().unwrap_or_else(|e| e.into_inner());
         let catalog = {
-            let state = read_lock(&self.state);
             let held = self.consumer.get().is_none_or(|c| c.holds(p));
-            if !state.owned.contains(&p) || !held {
+            if !held {
+                // The consumer lost the partition without a revocation reaching us yet (e.g. it
+                // was paused past max.poll.interval): release it now, which frees its memory
+                // so polling resumes and the rebalance is processed.
+                write_lock(&self.state).release(p);
+            }
+            let state = read_lock(&self.state);
+            if !state.owned.contains(&p) {
                 info!(
                     dataset = name,
                     partition = p,
