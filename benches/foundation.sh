@@ -36,6 +36,6 @@ kill -TERM "$SERVER"; wait "$SERVER" || true
 SEG_BYTES=$(du -sb "$WORK/data/segments/imported" | cut -f1)
 LOG_BYTES=$(du -sb "$WORK/data/log" | cut -f1)
 FILES=$(ls "$WORK/data/segments/imported" | wc -l)
-awk -v n="$EVENTS" -v nd="$NDJSON_BYTES" -v seg="$SEG_BYTES" -v files="$FILES" -v log="$LOG_BYTES" 'BEGIN {
+awk -v n="$EVENTS" -v nd="$NDJSON_BYTES" -v seg="$SEG_BYTES" -v files="$FILES" -v logb="$LOG_BYTES" 'BEGIN {
   printf "raw NDJSON: %.1f bytes/event; Parquet segments: %.1f bytes/event in %d files (%.1fx smaller); log dir after truncation: %d bytes\n",
-    nd / n, seg / n, files, nd / seg, log }'
+    nd / n, seg / n, files, nd / seg, logb }'

@@ -16,6 +16,8 @@ const COALESCE_ROWS: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct HotBatch {
     pub batch: RecordBatch,
+    /// Memory it holds (see [`batch_bytes`]).
+    pub bytes: usize,
     pub first_offset: u64,
     pub last_offset: u64,
 }
@@ -36,6 +38,21 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, A
         })
         .collect();
     RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// Memory a batch holds, counting each array's own slice of its buffers. Arrays decoded from
+/// one Arrow IPC message share the message's buffer, so `get_array_memory_size` would charge
+/// the whole message to every column.
+pub fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
 }
 
 /// Extends a batch whose columns are a prefix of `schema` with null columns for the rest.
@@ -72,7 +89,6 @@ impl HotTail {
         frozen: usize,
     ) -> Result<(), ArrowError> {
         self.rows += batch.num_rows();
-        self.bytes += batch.get_array_memory_size();
         if self.since.is_none() {
             self.since = Some(std::time::Instant::now());
         }
@@ -82,15 +98,21 @@ impl HotTail {
         {
             let prev = extend_to(&last.batch, schema)?;
             let merged = arrow::compute::concat_batches(schema, [&prev, &batch])?;
+            let bytes = batch_bytes(&merged);
+            self.bytes = self.bytes.saturating_sub(last.bytes) + bytes;
             *last = Arc::new(HotBatch {
                 batch: merged,
+                bytes,
                 first_offset: last.first_offset,
                 last_offset: offset,
             });
             return Ok(());
         }
+        let bytes = batch_bytes(&batch);
+        self.bytes += bytes;
         self.batches.push(Arc::new(HotBatch {
             batch,
+            bytes,
             first_offset: offset,
             last_offset: offset,
         }));
@@ -101,7 +123,7 @@ impl HotTail {
     pub fn drain_front(&mut self, n: usize) {
         for b in self.batches.drain(..n) {
             self.rows -= b.batch.num_rows();
-            self.bytes = self.bytes.saturating_sub(b.batch.get_array_memory_size());
+            self.bytes = self.bytes.saturating_sub(b.bytes);
         }
         self.since = if self.batches.is_empty() {
             None
