@@ -2,6 +2,8 @@
 
 use std::io::Read;
 
+use futures::StreamExt;
+
 use axum::body::Body;
 use axum::http::HeaderMap;
 use bytes::Bytes;
@@ -33,16 +35,31 @@ pub fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     }
 }
 
+/// After a body passes its limit, up to this much more is read and discarded before the 413
+/// is sent, so a client still writing its body receives the answer instead of a broken pipe.
+const LINGER_BYTES: usize = 32 * 1024 * 1024;
+
 /// Reads the raw (possibly compressed) body, refusing more than `limit` bytes with 413.
 pub async fn read_raw(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let msg = e.to_string();
-        if msg.contains("length limit") {
-            ApiError::TooLarge(format!("request body exceeds the limit of {limit} bytes"))
-        } else {
-            ApiError::BadRequest(format!("could not read request body: {msg}"))
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("could not read request body: {e}")))?;
+        seen += chunk.len();
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if seen > limit + LINGER_BYTES {
+            break;
         }
-    })
+    }
+    if seen > limit {
+        return Err(ApiError::TooLarge(format!(
+            "request body exceeds the limit of {limit} bytes"
+        )));
+    }
+    Ok(buf.freeze())
 }
 
 /// Decompresses a raw body (CPU work: call it off the async threads for large bodies),
