@@ -315,24 +315,7 @@ impl Keys {
         dataset: Option<&str>,
         spans_datasets: bool,
     ) -> Result<KeyEntry, Denied> {
-        let secret = secret.filter(|s| !s.is_empty()).ok_or(Denied::Missing)?;
-        let h = hash(secret);
-        // Pick up keys created or revoked in the keys file, at most once a second.
-        let due = self
-            .inner
-            .read()
-            .map(|s| s.checked.elapsed() >= std::time::Duration::from_secs(1))
-            .unwrap_or(true);
-        if due {
-            self.reload_if_changed();
-        }
-        let entry = match self.find(&h) {
-            Some(e) => e,
-            None => {
-                self.reload_if_changed();
-                self.find(&h).ok_or(Denied::Unknown)?
-            }
-        };
+        let entry = self.lookup(secret)?;
         if !entry.scope.allows(needed) {
             return Err(Denied::Forbidden(format!(
                 "key has scope {} but this needs {}",
@@ -354,6 +337,29 @@ impl Keys {
                 )));
             }
         }
+        Ok(entry)
+    }
+
+    /// The stored key matching a secret, whatever its scope.
+    pub fn lookup(&self, secret: Option<&str>) -> Result<KeyEntry, Denied> {
+        let secret = secret.filter(|s| !s.is_empty()).ok_or(Denied::Missing)?;
+        let h = hash(secret);
+        // Pick up keys created or revoked in the keys file, at most once a second.
+        let due = self
+            .inner
+            .read()
+            .map(|s| s.checked.elapsed() >= std::time::Duration::from_secs(1))
+            .unwrap_or(true);
+        if due {
+            self.reload_if_changed();
+        }
+        let entry = match self.find(&h) {
+            Some(e) => e,
+            None => {
+                self.reload_if_changed();
+                self.find(&h).ok_or(Denied::Unknown)?
+            }
+        };
         Ok(entry)
     }
 }
@@ -403,13 +409,49 @@ pub async fn require(State(req_state): State<Require>, request: Request, next: N
             request.extensions_mut().insert(entry);
             next.run(request).await
         }
-        Err(Denied::Missing) => ApiError::Unauthorized(
-            "missing api key: send X-Honeycomb-Team or Authorization: Bearer".into(),
-        )
-        .into_response(),
-        Err(Denied::Unknown) => ApiError::Unauthorized("unknown api key".into()).into_response(),
-        Err(Denied::Forbidden(m)) => ApiError::Forbidden(m).into_response(),
+        Err(denied) => ApiError::from(denied).into_response(),
     }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Missing => ApiError::Unauthorized(
+                "missing api key: send X-Honeycomb-Team or Authorization: Bearer".into(),
+            ),
+            Denied::Unknown => ApiError::Unauthorized("unknown api key".into()),
+            Denied::Forbidden(m) => ApiError::Forbidden(m),
+        }
+    }
+}
+
+/// `GET /1/auth`: what the key may do, in Honeycomb's shape (libhoney and the Honeycomb CLI
+/// call it to validate a key).
+pub async fn get_auth(
+    State(keys): State<Keys>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let entry = keys.lookup(request_secret(&headers))?;
+    let admin = entry.scope == Scope::Admin;
+    let ingest = admin || entry.scope == Scope::Ingest;
+    let query = admin || entry.scope == Scope::Query;
+    Ok(axum::Json(serde_json::json!({
+        "api_key_access": {
+            "events": ingest,
+            "markers": ingest,
+            "createDatasets": ingest,
+            "queries": query,
+            "columns": query,
+            "boards": query,
+            "triggers": admin,
+            "slos": admin,
+            "recipients": admin,
+            "privateBoards": admin,
+        },
+        "environment": {"name": "eventide", "slug": "eventide"},
+        "team": {"name": "eventide", "slug": "eventide"},
+        "eventide": {"scope": entry.scope.as_str(), "datasets": entry.dataset},
+    })))
 }
 
 #[cfg(test)]

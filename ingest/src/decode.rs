@@ -31,9 +31,60 @@ fn parse_json(bytes: &[u8], limits: &Limits) -> Result<BorrowedValue<'static>, S
         ));
     }
     let mut buf = bytes.to_vec();
-    simd_json::to_borrowed_value(&mut buf)
-        .map(|v| v.into_static())
-        .map_err(|e| format!("malformed json: {e}"))
+    match simd_json::to_borrowed_value(&mut buf) {
+        Ok(v) => Ok(v.into_static()),
+        Err(e) => {
+            // Python's json.dumps (libhoney-py) writes NaN and ±Infinity, which JSON lacks.
+            // Only a body that fails to parse pays for this second look.
+            let Some(mut fixed) = non_finite_to_null(bytes) else {
+                return Err(format!("malformed json: {e}"));
+            };
+            simd_json::to_borrowed_value(&mut fixed)
+                .map(|v| v.into_static())
+                .map_err(|e| format!("malformed json: {e}"))
+        }
+    }
+}
+
+/// Replaces the bare tokens `NaN`, `Infinity` and `-Infinity` (outside strings) with `null`,
+/// so the field is dropped like any non-finite number. `None` when there are none.
+pub fn non_finite_to_null(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut changed = false;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        let rest = &bytes[i..];
+        let token = [&b"-Infinity"[..], b"Infinity", b"NaN"]
+            .into_iter()
+            .find(|t| rest.starts_with(t));
+        if let Some(t) = token {
+            out.extend_from_slice(b"null");
+            i += t.len();
+            changed = true;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+        }
+        out.push(b);
+        i += 1;
+    }
+    changed.then_some(out)
 }
 
 fn get<'a>(obj: &'a BorrowedValue<'static>, key: &str) -> Option<&'a BorrowedValue<'static>> {
@@ -82,26 +133,15 @@ pub fn json_event(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Event, A
 /// `POST /api/v1/ingest`: NDJSON. Returns `(line number, item)` for every non-blank line.
 pub fn ndjson(body: &[u8], d: &Defaults, limits: &Limits) -> Vec<(usize, Item)> {
     let mut out = Vec::new();
-    let mut buf = Vec::new();
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let item = if json_too_deep(line, limits.max_json_depth) {
-            Err(format!(
-                "json nests deeper than {} levels",
-                limits.max_json_depth
-            ))
-        } else {
-            buf.clear();
-            buf.extend_from_slice(line);
-            match simd_json::to_borrowed_value(&mut buf) {
-                Ok(v) => flatten_object(&v, d.time_us, d.receive_us, d.samplerate, limits)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(format!("malformed json: {e}")),
-            }
-        };
+        let item = parse_json(line, limits).and_then(|v| {
+            flatten_object(&v, d.time_us, d.receive_us, d.samplerate, limits)
+                .map_err(|e| e.to_string())
+        });
         out.push((i + 1, item));
     }
     out
@@ -237,6 +277,26 @@ mod tests {
             json_batch(b"[{\"data\":", &d(), &Limits::default()),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn python_non_finite_numbers_are_dropped() {
+        let body = br#"[{"data":{"a":NaN,"b":Infinity,"c":-Infinity,"s":"NaN Infinity","n":1.5},"time":"2026-11-22T20:00:00Z","samplerate":1}]"#;
+        let items = json_batch(body, &d(), &Limits::default()).unwrap();
+        let e = items[0].as_ref().unwrap();
+        assert_eq!(
+            e.fields,
+            vec![
+                ("n".into(), Value::Float(1.5)),
+                ("s".into(), Value::Str("NaN Infinity".into()))
+            ]
+        );
+        assert_eq!(
+            non_finite_to_null(br#"{"x":"NaN"}"#),
+            None,
+            "strings are left alone"
+        );
+        assert!(json_batch(b"[{\"data\": Nope}]", &d(), &Limits::default()).is_err());
     }
 
     #[test]

@@ -313,8 +313,12 @@ async fn post_ndjson(
     Ok(Json(json!({"accepted": accepted, "rejected": rejected, "errors": errors})).into_response())
 }
 
-/// The ingest routes, each requiring an `ingest` (or `admin`) key.
+/// The ingest routes, each requiring an `ingest` (or `admin`) key, and `GET /1/auth` (any
+/// valid key).
 pub fn router(state: IngestState, keys: Keys) -> Router {
+    let auth_route = Router::new()
+        .route("/1/auth", axum::routing::get(auth::get_auth))
+        .with_state(keys.clone());
     let require = Require {
         keys,
         scope: Scope::Ingest,
@@ -326,4 +330,5 @@ pub fn router(state: IngestState, keys: Keys) -> Router {
         .route("/api/v1/ingest/{dataset}", post(post_ndjson))
         .route_layer(axum::middleware::from_fn_with_state(require, auth::require))
         .with_state(state)
+        .merge(auth_route)
 }

@@ -288,6 +288,40 @@ async fn bad_input_is_refused_clearly_and_never_poisons_a_batch() {
         200,
         "admin keys work everywhere, also as a bearer token"
     );
+    // GET /1/auth: the key's permissions in Honeycomb's shape.
+    let auth = |key: &'static str| {
+        s.client
+            .get(format!("{}/1/auth", s.url))
+            .header("X-Honeycomb-Team", key)
+    };
+    let (st, b) = reply(auth(INGEST_KEY).send().await.unwrap()).await;
+    assert_eq!(st, 200);
+    assert_eq!(b["api_key_access"]["events"], true);
+    assert_eq!(b["api_key_access"]["queries"], false);
+    let (st, b) = reply(auth(QUERY_KEY).send().await.unwrap()).await;
+    assert_eq!(
+        (
+            st,
+            &b["api_key_access"]["events"],
+            &b["api_key_access"]["queries"]
+        ),
+        (200, &json!(false), &json!(true))
+    );
+    let (st, b) = reply(auth("nope").send().await.unwrap()).await;
+    assert_eq!((st, error_of(&b)), (401, "unknown api key"));
+
+    // libhoney-py's json.dumps writes NaN/Infinity: those fields are dropped, the events kept.
+    let nan_body = r#"[{"data": {"id": 9, "n": 10, "ratio": NaN, "peak": Infinity}, "time": "2026-11-22T20:00:00Z", "samplerate": 1}]"#;
+    let (st, b) = reply(
+        s.post("/1/batch/bad", INGEST_KEY)
+            .body(nan_body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((st, &b), (200, &json!([{"status": 202}])));
+
     let (st, b) = reply(
         s.client
             .get(format!("{}/nope", s.url))
@@ -331,7 +365,7 @@ async fn bad_input_is_refused_clearly_and_never_poisons_a_batch() {
     .await;
     assert_eq!((st, error_of(&b)), (400, "unknown dataset \"nosuch\""));
 
-    // The server is up and holds exactly the valid items: ids 1, 3, 6 and 7, with the deep
+    // The server is up and holds exactly the valid items: ids 1, 3, 6, 7 and 9, with the deep
     // object flattened to depth 5 and the rest kept as JSON text.
     let (st, _) = reply(
         s.client
@@ -348,12 +382,12 @@ async fn bad_input_is_refused_clearly_and_never_poisons_a_batch() {
             .sql("SELECT id FROM bad WHERE id IS NOT NULL ORDER BY id")
             .await["rows"]
             .clone();
-        if rows == json!([[1], [3], [6], [7]]) {
+        if rows == json!([[1], [3], [6], [7], [9]]) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(rows, json!([[1], [3], [6], [7]]));
+    assert_eq!(rows, json!([[1], [3], [6], [7], [9]]));
     let r = s.sql("SELECT \"deep.n.n.n.n\" FROM bad WHERE id = 3").await;
     let text = r["rows"][0][0].as_str().unwrap();
     assert!(text.starts_with("{\"n\":{\"n\":"), "{text}");
