@@ -256,38 +256,6 @@ async fn verify(s: &Server, expect: &BTreeMap<&str, Expect>) {
     assert_eq!(r["results"][0]["COUNT"], json!(want));
 }
 
-/// Sends single events to `fresh` while other load runs; measures 2xx → visible in SQL.
-async fn probe_freshness(s: Arc<Server>, probes: u64) -> Vec<Duration> {
-    let mut lat = Vec::new();
-    for p in 0..probes {
-        let resp = s
-            .post("/1/events/fresh", INGEST_KEY)
-            .json(&json!({"probe": p}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let acked = Instant::now();
-        loop {
-            // Until its first event is applied the dataset does not exist (400, table not found).
-            let (status, r) = s
-                .try_sql(&format!("SELECT count(*) FROM fresh WHERE probe = {p}"))
-                .await;
-            if status == 200 && r["rows"][0][0] == json!(1) {
-                lat.push(acked.elapsed());
-                break;
-            }
-            assert!(
-                acked.elapsed() < Duration::from_secs(30),
-                "probe {p} never became visible"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    lat
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pipeline_exactly_once_through_all_endpoints() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,7 +273,10 @@ async fn pipeline_exactly_once_through_all_endpoints() {
     let started = Instant::now();
     let b = send_batches(&server).await;
     let t_batch = started.elapsed();
-    let probe = tokio::spawn(probe_freshness(server.clone(), 100));
+    let prober = server.clone();
+    let probe = tokio::spawn(async move {
+        common::probe_freshness(&prober, "fresh", 100, Duration::from_millis(20)).await
+    });
     let started = Instant::now();
     let e = send_events(&server).await;
     let t_events = started.elapsed();

@@ -210,35 +210,10 @@ async fn broker_down_for_ten_seconds_acknowledges_only_durable_events() {
     let server =
         Arc::new(Server::start_with(dir.path(), &kafka_args(&topic, &group, "all"), &env).await);
 
-    // Freshness through Kafka before the outage: ack → visible in SQL. Probe -1 warms up
-    // (topic creation, consumer group join) and is not counted.
-    let mut lat = Vec::new();
-    for p in -1..40 {
-        let r = server
-            .post("/1/events/kafka-fresh", INGEST_KEY)
-            .json(&json!({"probe": p}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let acked = Instant::now();
-        loop {
-            let (status, r) = server
-                .try_sql(&format!(
-                    "SELECT count(*) FROM \"kafka-fresh\" WHERE probe = {p}"
-                ))
-                .await;
-            if status == 200 && r["rows"][0][0] == json!(1) {
-                lat.push(acked.elapsed());
-                break;
-            }
-            assert!(
-                acked.elapsed() < Duration::from_secs(30),
-                "probe {p} never visible"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
+    // Freshness through Kafka before the outage: ack → visible in SQL (after a warm-up probe
+    // that waits for topic creation and the consumer group join).
+    common::probe_freshness(&server, "kafka-fresh", 1, Duration::ZERO).await;
+    let lat = common::probe_freshness(&server, "kafka-fresh", 40, Duration::ZERO).await;
     let (p50, p99, max) = percentiles(lat);
     eprintln!(
         "kafka freshness (debug build, 40 probes): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"

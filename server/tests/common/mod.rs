@@ -145,6 +145,53 @@ impl Drop for Server {
     }
 }
 
+/// Sends `probes` single events to `dataset` (pausing `pause` between them), each with a
+/// unique `probe` value, and measures for each the time from its 2xx to being visible in SQL.
+pub async fn probe_freshness(
+    s: &Server,
+    dataset: &str,
+    probes: usize,
+    pause: Duration,
+) -> Vec<Duration> {
+    let mut lat = Vec::with_capacity(probes);
+    for _ in 0..probes {
+        let id = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let resp = s
+            .post(&format!("/1/events/{dataset}"), INGEST_KEY)
+            .json(&json!({ "probe": id }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let acked = Instant::now();
+        loop {
+            // Until its first event is applied the dataset does not exist (400, table not found).
+            let (status, r) = s
+                .try_sql(&format!(
+                    "SELECT count(*) FROM \"{dataset}\" WHERE probe = '{id}'"
+                ))
+                .await;
+            if status == 200 && r["rows"][0][0] == json!(1) {
+                lat.push(acked.elapsed());
+                break;
+            }
+            assert!(
+                acked.elapsed() < Duration::from_secs(30),
+                "probe {id} in {dataset} never became visible"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    lat
+}
+
 /// The median, p99 and max of durations, in milliseconds.
 pub fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
     v.sort_unstable();
