@@ -44,29 +44,33 @@ enum Cmd {
         seed: u64,
     },
     /// HTTP batch ingest from concurrent clients, with freshness probes during the load.
-    Ingest {
-        #[arg(long, default_value = "http://127.0.0.1:4080")]
-        url: String,
-        /// A key with ingest and query scope (an admin key).
-        #[arg(long, env = "EVENTIDE_KEY")]
-        key: String,
-        #[arg(long, default_value = "bench")]
-        dataset: String,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 4)]
-        clients: usize,
-        /// Events per batch request.
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-        /// Total events.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        #[arg(long, default_value_t = 2)]
-        seed: u64,
-        /// Milliseconds between freshness probes (0: none).
-        #[arg(long, default_value_t = 100)]
-        probe_every_ms: u64,
-    },
+    Ingest(IngestArgs),
+}
+
+/// Settings of `eventide-bench ingest`.
+#[derive(Debug, clap::Args)]
+struct IngestArgs {
+    #[arg(long, default_value = "http://127.0.0.1:4080")]
+    pub url: String,
+    /// A key with ingest and query scope (an admin key).
+    #[arg(long, env = "EVENTIDE_KEY")]
+    pub key: String,
+    #[arg(long, default_value = "bench")]
+    pub dataset: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Events per batch request.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Total events.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
+    /// Milliseconds between freshness probes (0: none).
+    #[arg(long, default_value_t = 100)]
+    pub probe_every_ms: u64,
 }
 
 fn pct(v: &mut [f64], q: f64) -> f64 {
@@ -124,17 +128,17 @@ async fn probe_loop(
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn ingest(
-    url: String,
-    key: String,
-    dataset: String,
-    clients: usize,
-    batch: usize,
-    events: u64,
-    seed: u64,
-    probe_every_ms: u64,
-) -> anyhow::Result<()> {
+async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let IngestArgs {
+        url,
+        key,
+        dataset,
+        clients,
+        batch,
+        events,
+        seed,
+        probe_every_ms,
+    } = args;
     // Build every request body first so the measured window holds only sending.
     let mut generator = generator::Generator::new(seed);
     let mut bodies = Vec::new();
@@ -250,27 +254,6 @@ fn gen_file(events: u64, out: PathBuf, seed: u64) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Gen { events, out, seed } => gen_file(events, out, seed),
-        Cmd::Ingest {
-            url,
-            key,
-            dataset,
-            clients,
-            batch,
-            events,
-            seed,
-            probe_every_ms,
-        } => {
-            ingest(
-                url,
-                key,
-                dataset,
-                clients,
-                batch,
-                events,
-                seed,
-                probe_every_ms,
-            )
-            .await
-        }
+        Cmd::Ingest(args) => ingest(args).await,
     }
 }

@@ -391,6 +391,21 @@ pub struct Require {
     pub spans_datasets: bool,
 }
 
+/// Requires, on every route of `router`, a key with `scope` (see [`Require`]).
+pub fn guard<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    keys: Keys,
+    scope: Scope,
+    spans_datasets: bool,
+) -> axum::Router<S> {
+    let req = Require {
+        keys,
+        scope,
+        spans_datasets,
+    };
+    router.route_layer(axum::middleware::from_fn_with_state(req, require))
+}
+
 /// Axum middleware enforcing [`Require`]. The dataset, when the route has one, is the last
 /// path segment.
 pub async fn require(State(req_state): State<Require>, request: Request, next: Next) -> Response {

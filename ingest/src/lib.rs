@@ -319,16 +319,11 @@ pub fn router(state: IngestState, keys: Keys) -> Router {
     let auth_route = Router::new()
         .route("/1/auth", axum::routing::get(auth::get_auth))
         .with_state(keys.clone());
-    let require = Require {
-        keys,
-        scope: Scope::Ingest,
-        spans_datasets: false,
-    };
-    Router::new()
+    let routes = Router::new()
         .route("/1/batch/{dataset}", post(post_batch))
         .route("/1/events/{dataset}", post(post_event))
-        .route("/api/v1/ingest/{dataset}", post(post_ndjson))
-        .route_layer(axum::middleware::from_fn_with_state(require, auth::require))
+        .route("/api/v1/ingest/{dataset}", post(post_ndjson));
+    auth::guard(routes, keys, Scope::Ingest, false)
         .with_state(state)
         .merge(auth_route)
 }

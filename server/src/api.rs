@@ -7,8 +7,9 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use eventide_ingest::auth::guard;
 use eventide_ingest::error::error_response;
-use eventide_ingest::{ApiError, IngestState, Keys, Require, Scope};
+use eventide_ingest::{ApiError, IngestState, Keys, Scope};
 use eventide_query::{QueryEngine, QueryError, QuerySpec};
 use serde::Deserialize;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -113,26 +114,18 @@ pub fn app(ingest: Option<IngestState>, engine: Option<QueryEngine>, keys: Keys)
 }
 
 fn query_routes(engine: QueryEngine, keys: Keys) -> Router {
-    let sql = Router::new()
-        .route("/api/v1/sql", post(post_sql))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Require {
-                keys: keys.clone(),
-                scope: Scope::Query,
-                spans_datasets: true,
-            },
-            eventide_ingest::auth::require,
-        ));
-    let spec = Router::new()
-        .route("/api/v1/query/{dataset}", post(post_spec))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Require {
-                keys: keys.clone(),
-                scope: Scope::Query,
-                spans_datasets: false,
-            },
-            eventide_ingest::auth::require,
-        ));
+    let sql = guard(
+        Router::new().route("/api/v1/sql", post(post_sql)),
+        keys.clone(),
+        Scope::Query,
+        true,
+    );
+    let spec = guard(
+        Router::new().route("/api/v1/query/{dataset}", post(post_spec)),
+        keys,
+        Scope::Query,
+        false,
+    );
     Router::new()
         .merge(sql.with_state(engine.clone()))
         .merge(spec.with_state(engine))

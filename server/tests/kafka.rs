@@ -28,6 +28,31 @@ fn skip() -> bool {
     false
 }
 
+/// What every Kafka test starts with: the broker lock, a running broker, a data directory and
+/// a topic and consumer group of its own. `None` when skipped with EVENTIDE_SKIP_KAFKA=1.
+struct KafkaTest {
+    _broker: tokio::sync::MutexGuard<'static, ()>,
+    dir: tempfile::TempDir,
+    topic: String,
+    group: String,
+}
+
+impl KafkaTest {
+    async fn begin() -> Option<Self> {
+        if skip() {
+            return None;
+        }
+        let guard = BROKER.lock().await;
+        kafka("start");
+        Some(Self {
+            _broker: guard,
+            dir: tempfile::tempdir().unwrap(),
+            topic: unique("eventide-test"),
+            group: unique("eventide-store"),
+        })
+    }
+}
+
 fn kafka(cmd: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
     let status = Command::new("bash")
@@ -157,13 +182,15 @@ async fn check_exactly_once(q: &Server, acked: &HashSet<u64>, deadline: Duration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_store_processes_one_killed_exactly_once() {
-    if skip() {
+    let Some(KafkaTest {
+        _broker,
+        dir,
+        topic,
+        group,
+    }) = KafkaTest::begin().await
+    else {
         return;
-    }
-    let _broker = BROKER.lock().await;
-    kafka("start");
-    let dir = tempfile::tempdir().unwrap();
-    let (topic, group) = (unique("eventide-test"), unique("eventide-store"));
+    };
     let env = [("EVENTIDE_FLUSH_SECONDS", "1")];
     let ingest = Server::start_with(dir.path(), &kafka_args(&topic, &group, "ingest"), &env).await;
     let mut store_a =
@@ -199,13 +226,15 @@ fn walk_count(dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_down_for_ten_seconds_acknowledges_only_durable_events() {
-    if skip() {
+    let Some(KafkaTest {
+        _broker,
+        dir,
+        topic,
+        group,
+    }) = KafkaTest::begin().await
+    else {
         return;
-    }
-    let _broker = BROKER.lock().await;
-    kafka("start");
-    let dir = tempfile::tempdir().unwrap();
-    let (topic, group) = (unique("eventide-test"), unique("eventide-store"));
+    };
     let env = [("EVENTIDE_FLUSH_SECONDS", "2")];
     let server =
         Arc::new(Server::start_with(dir.path(), &kafka_args(&topic, &group, "all"), &env).await);
