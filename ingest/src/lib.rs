@@ -9,7 +9,9 @@
 //! - `decode`: bodies → events, one result per item in request order.
 //! - `registry`: column types per dataset; applies the type rules before the log.
 //! - `auth`: keys, scopes and the middleware that checks them.
-//! - [`router`]: the ingest routes (`/1/batch`, `/1/events`, `/api/v1/ingest`).
+//! - `otlp`: OTLP/HTTP traces and logs → Honeycomb-shaped events.
+//! - [`router`]: the ingest routes (`/1/batch`, `/1/events`, `/api/v1/ingest`, `/v1/traces`,
+//!   `/v1/logs`).
 //!
 //! # Invariants
 //! - A 2xx reply is sent only after the events it accepts are durable in the log.
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod body;
 pub mod decode;
 pub mod error;
+pub mod otlp;
 pub mod registry;
 
 use std::sync::Arc;
@@ -152,6 +155,42 @@ impl IngestState {
             self.log.append(dataset.as_str(), payload).await?;
         }
         Ok(prepared.outcomes)
+    }
+}
+
+/// Outcomes of one dataset's group: its name, which items were primary, per-item outcomes.
+type GroupOutcome = (String, Vec<bool>, Vec<Option<String>>);
+
+impl IngestState {
+    /// Like [`IngestState::ingest`] for requests that carry several datasets (OTLP): decodes
+    /// and admits every group on a blocking thread, then appends the groups to the log
+    /// concurrently. Succeeds only when every group is durable.
+    async fn ingest_groups(
+        &self,
+        decode: impl FnOnce() -> Result<otlp::Groups, ApiError> + Send + 'static,
+    ) -> Result<Vec<GroupOutcome>, ApiError> {
+        let this = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for (name, group) in decode()? {
+                let dataset = dataset_name(&name)?;
+                let p = this.prepare(&dataset, group.items)?;
+                out.push((dataset, group.primary, p));
+            }
+            Ok::<_, ApiError>(out)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
+        let appends = prepared.iter().filter_map(|(dataset, _, p)| {
+            p.payload
+                .clone()
+                .map(|payload| self.log.append(dataset.as_str(), payload))
+        });
+        futures::future::try_join_all(appends).await?;
+        Ok(prepared
+            .into_iter()
+            .map(|(dataset, primary, p)| (dataset.to_string(), primary, p.outcomes))
+            .collect())
     }
 }
 
@@ -322,7 +361,9 @@ pub fn router(state: IngestState, keys: Keys) -> Router {
     let routes = Router::new()
         .route("/1/batch/{dataset}", post(post_batch))
         .route("/1/events/{dataset}", post(post_event))
-        .route("/api/v1/ingest/{dataset}", post(post_ndjson));
+        .route("/api/v1/ingest/{dataset}", post(post_ndjson))
+        .route("/v1/traces", post(otlp::post_traces))
+        .route("/v1/logs", post(otlp::post_logs));
     auth::guard(routes, keys, Scope::Ingest, false)
         .with_state(state)
         .merge(auth_route)

@@ -126,7 +126,66 @@ pub fn flatten_object(
             limit: limits.max_event_bytes,
         });
     }
-    // Sort and keep the last of duplicate names ({"a.b":1,"a":{"b":2}} both flatten to a.b).
+    // Keep the last of duplicate names ({"a.b":1,"a":{"b":2}} both flatten to a.b).
+    sort_dedup(&mut fields);
+    Ok(Event {
+        timestamp_us: time_us.or(own_time).unwrap_or(receive_us),
+        samplerate,
+        fields,
+    })
+}
+
+impl Event {
+    /// Builds an event from fields produced by a decoder other than JSON (OTLP): applies the
+    /// same limits as [`flatten_object`] (field count, string length, event size, names),
+    /// then sorts by name, keeping the last of duplicate names. Strings over the limit refuse
+    /// the event, as in JSON.
+    pub fn from_fields(
+        mut fields: Vec<(String, Value)>,
+        timestamp_us: i64,
+        samplerate: i64,
+        limits: &Limits,
+    ) -> Result<Event, EventError> {
+        if fields.len() > limits.max_fields_per_event {
+            return Err(EventError::TooManyFields {
+                count: fields.len(),
+                limit: limits.max_fields_per_event,
+            });
+        }
+        let mut size = 0usize;
+        for (name, v) in &fields {
+            if name.is_empty() {
+                return Err(EventError::EmptyFieldName);
+            }
+            if let Value::Str(s) = v
+                && s.len() > limits.max_string_bytes
+            {
+                return Err(EventError::StringTooLong {
+                    field: name.clone(),
+                    len: s.len(),
+                    limit: limits.max_string_bytes,
+                });
+            }
+            size += name.len() + v.size();
+        }
+        if size > limits.max_event_bytes {
+            return Err(EventError::TooLarge {
+                size,
+                limit: limits.max_event_bytes,
+            });
+        }
+        sort_dedup(&mut fields);
+        Ok(Event {
+            timestamp_us,
+            samplerate,
+            fields,
+        })
+    }
+}
+
+/// Sorts fields by name and keeps the last of duplicate names.
+fn sort_dedup(fields: &mut Vec<(String, Value)>) {
+    // Stable sort: among equal names, the later one stays later, and dedup keeps it.
     fields.sort_by(|a, b| a.0.cmp(&b.0));
     fields.dedup_by(|later, earlier| {
         if later.0 == earlier.0 {
@@ -136,11 +195,6 @@ pub fn flatten_object(
             false
         }
     });
-    Ok(Event {
-        timestamp_us: time_us.or(own_time).unwrap_or(receive_us),
-        samplerate,
-        fields,
-    })
 }
 
 fn count_leaves(v: &BorrowedValue<'_>) -> usize {
