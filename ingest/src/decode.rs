@@ -1,6 +1,7 @@
 //! Decoders: request bodies → events, one result per item, in request order.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use eventide_model::event::{parse_samplerate, parse_time_value};
 use eventide_model::{Event, Limits, flatten_object};
@@ -95,6 +96,69 @@ fn get<'a>(obj: &'a BorrowedValue<'static>, key: &str) -> Option<&'a BorrowedVal
 }
 
 /// A Honeycomb batch item `{"data": {...}, "time"?: ..., "samplerate"?: N}`.
+/// Events of one dataset decoded from a request that carries several datasets (OTLP, UDP).
+/// `primary[i]` says whether item `i` counts on its own (a span or log record, a UDP line)
+/// rather than being derived from one (a span event or link).
+#[derive(Debug, Default)]
+pub struct Group {
+    pub items: Vec<Item>,
+    pub primary: Vec<bool>,
+}
+
+/// Decoded events by dataset.
+pub type Groups = BTreeMap<String, Group>;
+
+impl Group {
+    pub fn push(&mut self, item: Item, primary: bool) {
+        self.items.push(item);
+        self.primary.push(primary);
+    }
+}
+
+/// UDP datagrams: one JSON object per line, `{"dataset": "...", "data": {...}, "time"?: ...,
+/// "samplerate"?: N}`. Returns the events by dataset and the errors of lines that named no
+/// valid dataset or were not JSON objects.
+pub fn udp_lines(chunk: &[u8], receive_us: i64, limits: &Limits) -> (Groups, Vec<String>) {
+    let d = Defaults {
+        time_us: None,
+        samplerate: 1,
+        receive_us,
+    };
+    let mut groups = Groups::new();
+    let mut bad = Vec::new();
+    for line in chunk.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let v = match parse_json(line, limits) {
+            Ok(v) => v,
+            Err(e) => {
+                bad.push(e);
+                continue;
+            }
+        };
+        let dataset = match get(&v, "dataset") {
+            Some(BorrowedValue::String(s)) => match eventide_model::DatasetName::new(s) {
+                Ok(_) => s.to_string(),
+                Err(e) => {
+                    bad.push(e.to_string());
+                    continue;
+                }
+            },
+            _ => {
+                bad.push("udp line has no \"dataset\" string".into());
+                continue;
+            }
+        };
+        groups
+            .entry(dataset)
+            .or_default()
+            .push(batch_item(&v, &d, limits), true);
+    }
+    (groups, bad)
+}
+
 pub fn batch_item(item: &BorrowedValue<'static>, d: &Defaults, limits: &Limits) -> Item {
     let BorrowedValue::Object(_) = item else {
         return Err("batch item must be an object with a data field".into());

@@ -10,6 +10,7 @@
 //! - `registry`: column types per dataset; applies the type rules before the log.
 //! - `auth`: keys, scopes and the middleware that checks them.
 //! - `otlp`: OTLP/HTTP traces and logs → Honeycomb-shaped events.
+//! - `udp`: the UDP receiver (JSON lines, `recvmmsg`, counted drops).
 //! - [`router`]: the ingest routes (`/1/batch`, `/1/events`, `/api/v1/ingest`, `/v1/traces`,
 //!   `/v1/logs`).
 //!
@@ -26,6 +27,7 @@ pub mod decode;
 pub mod error;
 pub mod otlp;
 pub mod registry;
+pub mod udp;
 
 use std::sync::Arc;
 
@@ -167,7 +169,7 @@ impl IngestState {
     /// concurrently. Succeeds only when every group is durable.
     async fn ingest_groups(
         &self,
-        decode: impl FnOnce() -> Result<otlp::Groups, ApiError> + Send + 'static,
+        decode: impl FnOnce() -> Result<decode::Groups, ApiError> + Send + 'static,
     ) -> Result<Vec<GroupOutcome>, ApiError> {
         let this = self.clone();
         let prepared = tokio::task::spawn_blocking(move || {

@@ -22,7 +22,6 @@
 //! protobuf's own JSON mapping writes) are accepted as a fallback, as are enum names
 //! (`"SPAN_KIND_SERVER"`) where the spec wants numbers.
 
-use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -43,7 +42,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 
-use crate::decode::Item;
+use crate::decode::{Group, Groups, Item};
 use crate::error::ApiError;
 use crate::{IngestState, body};
 
@@ -88,24 +87,6 @@ impl Encoding {
             Self::Protobuf => "application/x-protobuf",
             Self::Json => "application/json",
         }
-    }
-}
-
-/// Events of one dataset decoded from an OTLP request. `primary[i]` says whether item `i`
-/// is a span or log record (counted in `partialSuccess`) rather than a span event or link.
-#[derive(Debug, Default)]
-pub struct Group {
-    pub items: Vec<Item>,
-    pub primary: Vec<bool>,
-}
-
-/// Decoded events by dataset.
-pub type Groups = BTreeMap<String, Group>;
-
-impl Group {
-    fn push(&mut self, item: Item, primary: bool) {
-        self.items.push(item);
-        self.primary.push(primary);
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP assembly: ingest routes, query routes, health, fallbacks, panics → JSON errors.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -9,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use eventide_ingest::auth::guard;
 use eventide_ingest::error::error_response;
+use eventide_ingest::udp::UdpStats;
 use eventide_ingest::{ApiError, IngestState, Keys, Scope};
 use eventide_query::{QueryEngine, QueryError, QuerySpec};
 use serde::Deserialize;
@@ -90,6 +92,22 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     )
 }
 
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(udp: Option<Arc<UdpStats>>) -> Response {
+    let mut out = String::new();
+    if let Some(u) = udp {
+        u.render_prometheus(&mut out);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -97,7 +115,12 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
 
 /// The HTTP API of a process: ingest routes when it ingests, query routes when it queries,
 /// `/healthz` always.
-pub fn app(ingest: Option<IngestState>, engine: Option<QueryEngine>, keys: Keys) -> Router {
+pub fn app(
+    ingest: Option<IngestState>,
+    engine: Option<QueryEngine>,
+    keys: Keys,
+    udp: Option<Arc<UdpStats>>,
+) -> Router {
     let mut router = Router::new();
     if let Some(engine) = engine {
         router = router.merge(query_routes(engine, keys.clone()));
@@ -107,6 +130,7 @@ pub fn app(ingest: Option<IngestState>, engine: Option<QueryEngine>, keys: Keys)
     }
     router
         .route("/healthz", get(healthz))
+        .route("/metrics", get(move || metrics(udp.clone())))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))

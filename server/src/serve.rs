@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// Largest request body for batch endpoints in bytes, after decompression.
     #[arg(long, env = "EVENTIDE_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Also receive events as UDP datagrams of JSON lines on this address (e.g. 0.0.0.0:4081).
+    #[arg(long, env = "EVENTIDE_UDP")]
+    pub udp: Option<SocketAddr>,
     /// Size of one log segment file in bytes.
     #[arg(long, env = "EVENTIDE_LOG_SEGMENT_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub log_segment_bytes: u64,
@@ -134,7 +137,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let app = crate::api::app(ingest, engine, keys);
+    let udp = match (&args.udp, &ingest) {
+        (Some(addr), Some(state)) => Some(
+            eventide_ingest::udp::UdpReceiver::start(*addr, state.clone())
+                .with_context(|| format!("binding udp {addr}"))?,
+        ),
+        (Some(_), None) => anyhow::bail!("--udp needs a role that ingests (all or ingest)"),
+        (None, _) => None,
+    };
+    let app = crate::api::app(ingest, engine, keys, udp.as_ref().map(|u| u.stats()));
 
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
@@ -144,6 +155,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "eventide listening on http://{addr} (data in {})",
         args.data_dir.display()
     );
+    if let Some(u) = &udp {
+        println!("eventide receiving udp on {}", u.local_addr());
+    }
     for (scope, secret) in &generated {
         println!("generated {} key: {secret}", scope.as_str());
     }

@@ -201,3 +201,31 @@ pub fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
     (at(0.5), at(0.99), at(1.0))
 }
+
+impl Server {
+    /// Rows of a SQL query.
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Json>> {
+        let body = self.sql(sql).await;
+        serde_json::from_value(body["rows"].clone()).expect("rows are arrays")
+    }
+
+    /// Polls `SELECT count(*) …` until it reaches `want` (events are applied to the hot tail
+    /// just after their acknowledgement) or 20 s pass; returns the last count.
+    pub async fn wait_count(&self, from_where: &str, want: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self
+                .try_sql(&format!("SELECT count(*) FROM {from_where}"))
+                .await;
+            let n = if status == 200 {
+                body["rows"][0][0].as_u64().unwrap_or(0)
+            } else {
+                0
+            };
+            if n >= want || Instant::now() > deadline {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
