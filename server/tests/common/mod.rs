@@ -17,6 +17,8 @@ pub struct Server {
     pub url: String,
     pub dir: PathBuf,
     pub client: reqwest::Client,
+    /// The UDP receiver's address, when started with `--udp`.
+    pub udp: Option<std::net::SocketAddr>,
 }
 
 impl Server {
@@ -28,10 +30,11 @@ impl Server {
     /// Like [`Server::start`], with extra `serve` flags.
     pub async fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventide"));
-        cmd.args(["serve", "--data-dir"])
-            .arg(dir)
-            .args(["--http", "127.0.0.1:0"])
-            .args(args)
+        cmd.args(["serve", "--data-dir"]).arg(dir);
+        if !args.contains(&"--http") {
+            cmd.args(["--http", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
             .env(
                 "EVENTIDE_KEYS",
                 format!("ingest:{INGEST_KEY},query:{QUERY_KEY},admin:{ADMIN_KEY}"),
@@ -50,24 +53,29 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("eventide listening on ") {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = tx.send(url);
+                for prefix in ["eventide listening on ", "eventide receiving udp on "] {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        let _ = tx.send(addr.to_owned());
+                    }
                 }
             }
         });
         let url = rx
             .recv_timeout(Duration::from_secs(120))
             .expect("server printed its address");
+        let udp = args.contains(&"--udp").then(|| {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("server printed its udp address")
+                .parse()
+                .expect("udp address")
+        });
         let server = Server {
             child,
             url,
             dir: dir.to_owned(),
             client: reqwest::Client::new(),
+            udp,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
