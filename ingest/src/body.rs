@@ -65,7 +65,16 @@ pub async fn read_raw(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 /// Decompresses a raw body (CPU work: call it off the async threads for large bodies),
 /// refusing more than `limit` bytes after decompression (413) and an empty body (400).
 pub fn decode_body(raw: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes, ApiError> {
-    let body = match encoding {
+    let body = decompress_body(raw, encoding, limit)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("request body is empty".into()));
+    }
+    Ok(body)
+}
+
+/// Like [`decode_body`] but an empty body is fine (an empty protobuf message is valid).
+pub fn decompress_body(raw: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes, ApiError> {
+    Ok(match encoding {
         Encoding::Identity => raw,
         Encoding::Gzip => decompress(flate2::read::MultiGzDecoder::new(&raw[..]), limit, "gzip")?,
         Encoding::Zstd => {
@@ -73,11 +82,7 @@ pub fn decode_body(raw: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes
                 .map_err(|e| ApiError::BadRequest(format!("body is not valid zstd: {e}")))?;
             decompress(d, limit, "zstd")?
         }
-    };
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest("request body is empty".into()));
-    }
-    Ok(body)
+    })
 }
 
 /// Reads, checks and decompresses a whole body.

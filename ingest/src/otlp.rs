@@ -578,7 +578,7 @@ async fn receive(
     let limits = s.limits.clone();
     let results = s
         .ingest_groups(move || {
-            let body = body::decode_body(raw, compression, limit)?;
+            let body = body::decompress_body(raw, compression, limit)?;
             let ds = dataset_override.as_deref();
             match signal {
                 Signal::Traces => decode_traces(&body, enc, ds, receive_us, &limits),
