@@ -6,6 +6,7 @@
 //! - `gen`: writes deterministic, realistic wide events as NDJSON.
 //! - `ingest`: HTTP batch ingest from N concurrent clients, with ack latency, plus freshness
 //!   probes (ack → visible in SQL) running during the load.
+//! - `udp`: UDP datagrams at paced rates; the highest rate with < 0.1 % loss.
 
 mod generator;
 
@@ -45,6 +46,39 @@ enum Cmd {
     },
     /// HTTP batch ingest from concurrent clients, with freshness probes during the load.
     Ingest(IngestArgs),
+    /// UDP at paced rates: events sent, stored and lost per rate; the highest rate with
+    /// less than 0.1 % loss.
+    Udp(UdpArgs),
+}
+
+/// Settings of `eventide-bench udp`.
+#[derive(Debug, clap::Args)]
+struct UdpArgs {
+    /// The server's UDP address (`serve --udp`).
+    #[arg(long, default_value = "127.0.0.1:4081")]
+    pub target: std::net::SocketAddr,
+    /// The server's HTTP API, to count what was stored.
+    #[arg(long, default_value = "http://127.0.0.1:4080")]
+    pub url: String,
+    /// A key with query scope.
+    #[arg(long, env = "EVENTIDE_KEY")]
+    pub key: String,
+    /// Events sent at each rate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Rates to try, events per second, ascending.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "25000,50000,100000,150000,200000,300000"
+    )]
+    pub rates: Vec<u64>,
+    /// Events per datagram (JSON lines).
+    #[arg(long, default_value_t = 1)]
+    pub per_datagram: u64,
+    /// Stop after the first rate that loses more than this fraction.
+    #[arg(long, default_value_t = 0.001)]
+    pub max_loss: f64,
 }
 
 /// Settings of `eventide-bench ingest`.
@@ -232,6 +266,131 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends `events` events at `rate`/s as datagrams of `per` lines: whatever is due by the
+/// clock is sent, then the sender naps 200 µs.
+/// Returns the seconds it took.
+fn udp_send(
+    target: std::net::SocketAddr,
+    dataset: &str,
+    events: u64,
+    rate: u64,
+    per: u64,
+    templates: &[String],
+) -> anyhow::Result<f64> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    sock.connect(target)?;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut dgram = String::with_capacity(64 * 1024);
+    while sent < events {
+        // Events due by now at the paced rate.
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(events);
+        if sent >= due {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        while sent < due {
+            dgram.clear();
+            let n = per.min(events - sent);
+            for k in 0..n {
+                let id = sent + k;
+                let t = &templates[(id % templates.len() as u64) as usize];
+                // `t` is an event object's members without the braces.
+                dgram.push_str(&format!(
+                    "{{\"dataset\":\"{dataset}\",\"data\":{{\"id\":{id},{t}}}}}\n"
+                ));
+            }
+            sock.send(dgram.as_bytes())?;
+            sent += n;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+async fn udp(args: UdpArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let count = |dataset: String| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/sql", args.url);
+        let key = args.key.clone();
+        async move {
+            let r: Json = http
+                .post(url)
+                .header("Authorization", format!("Bearer {key}"))
+                .json(&json!({"sql": format!("SELECT count(*) FROM \"{dataset}\"")}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(r["rows"][0][0].as_u64().unwrap_or(0))
+        }
+    };
+    let mut generator = generator::Generator::new(7);
+    let templates: Vec<String> = (0..10_000)
+        .map(|_| {
+            let mut e = generator.event();
+            if let Some(o) = e.as_object_mut() {
+                o.remove("timestamp");
+            }
+            let s = e.to_string();
+            s[1..s.len() - 1].to_owned()
+        })
+        .collect();
+    let avg = templates.iter().map(|t| t.len() + 40).sum::<usize>() / templates.len();
+    println!(
+        "UDP: {} events per rate, {} per datagram, ~{avg} bytes per event",
+        args.events, args.per_datagram
+    );
+    println!(
+        "{:>9} {:>10} {:>10} {:>9} {:>8}",
+        "rate/s", "achieved/s", "stored", "loss %", "secs"
+    );
+    let mut best = None;
+    for &rate in &args.rates {
+        let dataset = format!("udp-{rate}-{}", args.per_datagram);
+        let (target, events, per) = (args.target, args.events, args.per_datagram);
+        let ds = dataset.clone();
+        let templates_ = templates.clone();
+        let secs = tokio::task::spawn_blocking(move || {
+            udp_send(target, &ds, events, rate, per, &templates_)
+        })
+        .await??;
+        // Wait until the count stops growing (2 s unchanged) or reaches everything.
+        let mut stored = 0;
+        let mut still_since = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let n = count(dataset.clone()).await.unwrap_or(stored);
+            if n != stored {
+                stored = n;
+                still_since = Instant::now();
+            }
+            if stored >= args.events || still_since.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        let loss = 1.0 - stored as f64 / args.events as f64;
+        println!(
+            "{rate:>9} {:>10.0} {stored:>10} {:>9.3} {secs:>8.2}",
+            args.events as f64 / secs,
+            loss * 100.0
+        );
+        if loss < args.max_loss {
+            best = Some(rate);
+        } else {
+            break;
+        }
+    }
+    match best {
+        Some(r) => println!(
+            "highest rate with < {:.1} % loss: {r} events/s",
+            args.max_loss * 100.0
+        ),
+        None => println!("every rate lost more than {:.1} %", args.max_loss * 100.0),
+    }
+    Ok(())
+}
+
 fn gen_file(events: u64, out: PathBuf, seed: u64) -> anyhow::Result<()> {
     use std::io::Write;
     let mut generator = generator::Generator::new(seed);
@@ -255,5 +414,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Gen { events, out, seed } => gen_file(events, out, seed),
         Cmd::Ingest(args) => ingest(args).await,
+        Cmd::Udp(args) => udp(args).await,
     }
 }

@@ -122,6 +122,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     // Delivers what is still queued before exiting.
     let stats = client.shutdown().await;
-    println!("events sent: {}, dropped: {}, failed: {}", stats.sent, stats.dropped, stats.failed);
+    println!(
+        "events sent: {}, dropped: {}, failed: {}",
+        stats.sent, stats.dropped, stats.failed
+    );
     Ok(())
 }

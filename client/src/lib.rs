@@ -42,8 +42,9 @@
 //! - **Flush and shutdown**: [`Client::flush`] sends everything queued and waits for the
 //!   answers; [`Client::shutdown`] flushes within [`ClientBuilder::shutdown_timeout`] and
 //!   counts what could not be delivered as failed.
-//! - **Counters** ([`Client::stats`]): every event handed to `send` ends in exactly one of
-//!   `sampled_out`, `dropped`, `sent`, `failed`, or is still `queued`.
+//! - **Counters** ([`Client::stats`]): every event handed to `send` or `send_wait` ends in
+//!   exactly one of `sampled_out`, `dropped`, `sent`, `failed` (including events refused for
+//!   having no dataset, or sent after shutdown), or is still `queued`.
 //! - **A UDP transport** ([`Transport::Udp`]): JSON lines in datagrams of at most 60 kB;
 //!   fire-and-forget, no retries.
 //!
@@ -116,7 +117,52 @@ pub(crate) struct Counters {
     sampled_out: AtomicU64,
     failed: AtomicU64,
     retries: AtomicU64,
+    /// Events held by the client; the top bit ([`CLOSED`]) is set once it has shut down.
     held: AtomicU64,
+}
+
+/// Set in [`Counters::held`] by shutdown: every event still held was then counted failed, and
+/// later settlements of those events are ignored, so each event is counted once.
+const CLOSED: u64 = 1 << 63;
+
+impl Counters {
+    /// Takes a place in the queue; `Err(held)` when full or closed (nothing counted).
+    fn try_reserve(&self, cap: u64) -> Result<(), u64> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                (h & CLOSED == 0 && h < cap).then_some(h + 1)
+            })
+            .map(|_| ())
+    }
+
+    /// Settles held events as sent or failed and gives their places back. A no-op after
+    /// [`Counters::close`], which already counted them.
+    pub(crate) fn settle(&self, room: &Notify, sent: u64, failed: u64) {
+        let k = sent + failed;
+        if k == 0 {
+            return;
+        }
+        let open = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                (h & CLOSED == 0).then(|| h - k)
+            })
+            .is_ok();
+        if open {
+            self.sent.fetch_add(sent, Ordering::Relaxed);
+            self.failed.fetch_add(failed, Ordering::Relaxed);
+            room.notify_waiters();
+        }
+    }
+
+    /// Counts every held event as failed and refuses new ones.
+    fn close(&self, room: &Notify) {
+        let prev = self.held.fetch_or(CLOSED, Ordering::AcqRel);
+        if prev & CLOSED == 0 {
+            self.failed.fetch_add(prev, Ordering::Relaxed);
+        }
+        room.notify_waiters();
+    }
 }
 
 /// Settings of a [`Client`].
@@ -250,6 +296,13 @@ impl ClientBuilder {
             if self.key.is_empty() {
                 return Err(Error::Config("an API key is required".into()));
             }
+            if self.endpoint.starts_with("https://") {
+                return Err(Error::Config(
+                    "https:// is not supported by this build (no TLS): use http:// to Eventide \
+                     or a local TLS-terminating proxy"
+                        .into(),
+                ));
+            }
         }
         let counters = Arc::new(Counters::default());
         let room = Arc::new(Notify::new());
@@ -335,7 +388,7 @@ impl Client {
             sampled_out: c.sampled_out.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
-            queued: c.held.load(Ordering::Relaxed),
+            queued: c.held.load(Ordering::Relaxed) & !CLOSED,
         }
     }
 
@@ -351,10 +404,12 @@ impl Client {
     }
 
     /// Flushes within the shutdown timeout, then stops the sender. Events still undelivered
-    /// then count as failed. Other clones of this client can no longer send.
+    /// then count as failed. Other clones of this client can no longer send ([`Error::Closed`],
+    /// counted as failed).
     pub async fn shutdown(&self) -> Stats {
         let timeout = self.inner.config.shutdown_timeout;
         let _ = tokio::time::timeout(timeout, self.flush()).await;
+        self.inner.counters.close(&self.inner.room);
         let worker = self
             .inner
             .worker
@@ -362,38 +417,38 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(w) = worker {
-            // Aborting drops the in-flight batches, whose guards count their events failed.
+            // What is still in flight was counted failed by `close`.
             w.abort();
             let _ = w.await;
         }
         self.stats()
     }
 
-    /// Takes a place in the queue, or says why not.
-    fn reserve(&self) -> bool {
+    /// Takes a place in the queue. `Ok(false)` when full; a closed client counts the event
+    /// failed.
+    fn reserve(&self) -> Result<bool, Error> {
         let c = &self.inner.counters;
-        let cap = self.inner.config.queue_capacity as u64;
-        c.held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
-                (h < cap).then_some(h + 1)
-            })
-            .is_ok()
+        match c.try_reserve(self.inner.config.queue_capacity as u64) {
+            Ok(()) => Ok(true),
+            Err(h) if h & CLOSED != 0 => {
+                c.failed.fetch_add(1, Ordering::Relaxed);
+                Err(Error::Closed)
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     fn enqueue(&self, q: Queued) -> Result<(), Error> {
         if self.inner.tx.send(Msg::Event(q)).is_err() {
-            release(&self.inner.counters, &self.inner.room, 1);
-            self.inner.counters.failed.fetch_add(1, Ordering::Relaxed);
+            self.inner.counters.settle(&self.inner.room, 0, 1);
             return Err(Error::Closed);
         }
         Ok(())
     }
-}
 
-/// Gives `n` places back to the queue.
-pub(crate) fn release(c: &Counters, room: &Notify, n: u64) {
-    c.held.fetch_sub(n, Ordering::AcqRel);
-    room.notify_waiters();
+    fn count_failed(&self) {
+        self.inner.counters.failed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What happened to an event handed to [`EventBuilder::send`].
@@ -456,7 +511,7 @@ impl EventBuilder<'_> {
         let Some(q) = self.prepare()? else {
             return Ok(Outcome::SampledOut);
         };
-        if !client.reserve() {
+        if !client.reserve()? {
             client
                 .inner
                 .counters
@@ -475,11 +530,8 @@ impl EventBuilder<'_> {
         };
         loop {
             let room = client.inner.room.notified();
-            if client.reserve() {
+            if client.reserve()? {
                 break;
-            }
-            if client.inner.tx.is_closed() {
-                return Err(Error::Closed);
             }
             // Re-checks at least every 50 ms in case a wake-up raced the reservation.
             let _ = tokio::time::timeout(Duration::from_millis(50), room).await;
@@ -501,6 +553,7 @@ impl EventBuilder<'_> {
         }
         let dataset = self.dataset.as_deref().unwrap_or(&config.dataset);
         if dataset.is_empty() {
+            self.client.count_failed();
             return Err(Error::Config(
                 "no dataset: set one on the client or the event".into(),
             ));
@@ -515,7 +568,10 @@ impl EventBuilder<'_> {
         item.insert("time".into(), Value::from(time));
         item.insert("samplerate".into(), Value::from(rate));
         item.insert("data".into(), Value::Object(self.fields));
-        let bytes = serde_json::to_vec(&item).map_err(|e| Error::Encode(e.to_string()))?;
+        let bytes = serde_json::to_vec(&item).map_err(|e| {
+            self.client.count_failed();
+            Error::Encode(e.to_string())
+        })?;
         Ok(Some(Queued {
             dataset: Arc::from(dataset),
             item: bytes,
@@ -561,9 +617,17 @@ mod tests {
 
     #[tokio::test]
     async fn builder_refuses_bad_settings() {
-        let e = Client::builder().key("k").sample_rate(0).build().unwrap_err();
+        let e = Client::builder()
+            .key("k")
+            .sample_rate(0)
+            .build()
+            .unwrap_err();
         assert!(e.to_string().contains("sample rate"));
-        let e = Client::builder().endpoint("ftp://x").key("k").build().unwrap_err();
+        let e = Client::builder()
+            .endpoint("ftp://x")
+            .key("k")
+            .build()
+            .unwrap_err();
         assert!(e.to_string().contains("http://"));
         let e = Client::builder().build().unwrap_err();
         assert!(e.to_string().contains("API key"));

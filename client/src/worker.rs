@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::{ClientBuilder, Compression, Counters, Msg, Transport, release};
+use crate::{ClientBuilder, Compression, Counters, Msg, Transport};
 
 /// Largest datagram the UDP transport writes.
 pub(crate) const MAX_DATAGRAM: usize = 60_000;
@@ -28,14 +28,12 @@ struct Settle {
 
 impl Settle {
     fn sent(&mut self, k: u64) {
-        self.c.sent.fetch_add(k, Ordering::Relaxed);
         self.n -= k;
-        release(&self.c, &self.room, k);
+        self.c.settle(&self.room, k, 0);
     }
     fn failed(&mut self, k: u64) {
-        self.c.failed.fetch_add(k, Ordering::Relaxed);
         self.n -= k;
-        release(&self.c, &self.room, k);
+        self.c.settle(&self.room, 0, k);
     }
     fn rest_failed(&mut self) {
         let n = self.n;
@@ -85,10 +83,7 @@ pub(crate) async fn run(
             // Every event sent to this client fails.
             while let Some(msg) = rx.recv().await {
                 match msg {
-                    Msg::Event(_) => {
-                        c.failed.fetch_add(1, Ordering::Relaxed);
-                        release(&c, &room, 1);
-                    }
+                    Msg::Event(_) => c.settle(&room, 0, 1),
                     Msg::Flush(done) => {
                         let _ = done.send(());
                     }
@@ -169,11 +164,14 @@ impl Worker {
         {
             self.dispatch(dataset.clone()).await;
         }
-        let b = self.pending.entry(dataset.clone()).or_insert_with(|| Batch {
-            items: Vec::new(),
-            bytes: 2,
-            since: Instant::now(),
-        });
+        let b = self
+            .pending
+            .entry(dataset.clone())
+            .or_insert_with(|| Batch {
+                items: Vec::new(),
+                bytes: 2,
+                since: Instant::now(),
+            });
         b.bytes += item.len() + 1;
         b.items.push(item);
         if b.items.len() >= self.cfg.batch_events {
@@ -313,7 +311,11 @@ async fn send_http(
                     Ok(statuses) => {
                         let ok = statuses
                             .iter()
-                            .filter(|s| s["status"].as_u64().is_some_and(|c| (200..300).contains(&c)))
+                            .filter(|s| {
+                                s["status"]
+                                    .as_u64()
+                                    .is_some_and(|c| (200..300).contains(&c))
+                            })
                             .count() as u64;
                         if let Some(bad) = statuses.iter().find(|s| s["status"] != 202) {
                             warn_rate_limited("events refused by the server", &bad.to_string());
@@ -410,7 +412,10 @@ mod tests {
 
     #[test]
     fn bodies_decompress_to_the_json_array() {
-        let items = vec![br#"{"data":{"a":1}}"#.to_vec(), br#"{"data":{"b":2}}"#.to_vec()];
+        let items = vec![
+            br#"{"data":{"a":1}}"#.to_vec(),
+            br#"{"data":{"b":2}}"#.to_vec(),
+        ];
         let want = br#"[{"data":{"a":1}},{"data":{"b":2}}]"#;
         let plain = encode_body(&items, Compression::None).unwrap();
         assert_eq!(&plain[..], want);

@@ -406,12 +406,28 @@ pub fn guard<S: Clone + Send + Sync + 'static>(
     router.route_layer(axum::middleware::from_fn_with_state(req, require))
 }
 
-/// Axum middleware enforcing [`Require`]. The dataset, when the route has one, is the last
-/// path segment.
-pub async fn require(State(req_state): State<Require>, request: Request, next: Next) -> Response {
-    let dataset = (!req_state.spans_datasets)
-        .then(|| request.uri().path().rsplit('/').next().map(str::to_owned))
-        .flatten();
+/// Axum middleware enforcing [`Require`]. The dataset, when the route has one, is its
+/// `{dataset}` path parameter.
+pub async fn require(
+    State(req_state): State<Require>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let dataset = if req_state.spans_datasets {
+        None
+    } else {
+        use axum::RequestExt as _;
+        request
+            .extract_parts::<axum::extract::RawPathParams>()
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(name, _)| *name == "dataset")
+                    .map(|(_, v)| v.to_owned())
+            })
+    };
     let result = req_state.keys.check(
         request_secret(request.headers()),
         req_state.scope,

@@ -95,7 +95,6 @@ fn get<'a>(obj: &'a BorrowedValue<'static>, key: &str) -> Option<&'a BorrowedVal
     }
 }
 
-/// A Honeycomb batch item `{"data": {...}, "time"?: ..., "samplerate"?: N}`.
 /// Events of one dataset decoded from a request that carries several datasets (OTLP, UDP).
 /// `primary[i]` says whether item `i` counts on its own (a span or log record, a UDP line)
 /// rather than being derived from one (a span event or link).
@@ -159,6 +158,7 @@ pub fn udp_lines(chunk: &[u8], receive_us: i64, limits: &Limits) -> (Groups, Vec
     (groups, bad)
 }
 
+/// A Honeycomb batch item `{"data": {...}, "time"?: ..., "samplerate"?: N}`.
 pub fn batch_item(item: &BorrowedValue<'static>, d: &Defaults, limits: &Limits) -> Item {
     let BorrowedValue::Object(_) = item else {
         return Err("batch item must be an object with a data field".into());

@@ -161,7 +161,7 @@ impl IngestState {
 }
 
 /// Outcomes of one dataset's group: its name, which items were primary, per-item outcomes.
-type GroupOutcome = (String, Vec<bool>, Vec<Option<String>>);
+pub(crate) type GroupOutcome = (String, Vec<bool>, Vec<Option<String>>);
 
 impl IngestState {
     /// Like [`IngestState::ingest`] for requests that carry several datasets (OTLP): decodes
@@ -363,10 +363,14 @@ pub fn router(state: IngestState, keys: Keys) -> Router {
     let routes = Router::new()
         .route("/1/batch/{dataset}", post(post_batch))
         .route("/1/events/{dataset}", post(post_event))
-        .route("/api/v1/ingest/{dataset}", post(post_ndjson))
+        .route("/api/v1/ingest/{dataset}", post(post_ndjson));
+    // OTLP requests name their datasets inside the body (service.name), so a key limited to
+    // some datasets cannot be checked against the path: such keys are refused there.
+    let otlp_routes = Router::new()
         .route("/v1/traces", post(otlp::post_traces))
         .route("/v1/logs", post(otlp::post_logs));
-    auth::guard(routes, keys, Scope::Ingest, false)
+    auth::guard(routes, keys.clone(), Scope::Ingest, false)
+        .merge(auth::guard(otlp_routes, keys, Scope::Ingest, true))
         .with_state(state)
         .merge(auth_route)
 }

@@ -12,7 +12,8 @@
 //! - each span event and each link → its own event (`meta.annotation_type` `span_event` /
 //!   `link`, `trace.parent_id` = the span, `parent_name` = the span's name);
 //! - a log record → one event with `body`, `severity_text`, `severity_number`, `severity`,
-//!   `trace.trace_id`, `trace.span_id` and the attributes;
+//!   `trace.trace_id`, `trace.span_id`, `event_name` and the attributes;
+//! - every event has `meta.signal_type` (`trace` or `log`);
 //! - a `sampleRate` (or `SampleRate`) attribute becomes `_samplerate` and is not stored as a
 //!   field.
 //!
@@ -21,7 +22,6 @@
 //! JSON objects. Ids are lowercase hex. OTLP/JSON ids should be hex; base64 ids (what
 //! protobuf's own JSON mapping writes) are accepted as a fallback, as are enum names
 //! (`"SPAN_KIND_SERVER"`) where the spec wants numbers.
-
 
 use axum::body::Body;
 use axum::extract::State;
@@ -224,11 +224,22 @@ fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
 
 /// The dataset for a resource: the override, else `service.name` made into a valid name.
 fn dataset_for(resource: Option<&Resource>, dataset_override: Option<&str>) -> String {
-    let raw = dataset_override
-        .or_else(|| resource.and_then(|r| string_attr(&r.attributes, "service.name")))
-        .unwrap_or("")
-        .trim();
-    if raw.is_empty() || raw.starts_with(UNKNOWN_SERVICE) {
+    let raw = match dataset_override {
+        Some(d) => d.trim(),
+        None => {
+            let service = resource
+                .and_then(|r| string_attr(&r.attributes, "service.name"))
+                .unwrap_or("")
+                .trim();
+            // SDKs default to `unknown_service:<process name>`.
+            if service.starts_with(UNKNOWN_SERVICE) {
+                ""
+            } else {
+                service
+            }
+        }
+    };
+    if raw.is_empty() {
         return UNKNOWN_SERVICE.to_owned();
     }
     let name: String = raw
@@ -435,6 +446,8 @@ fn span_events(span: &Span, base: &Fields, receive_us: i64, limits: &Limits, gro
 
     let annotation = |kind: &str| {
         let mut f = base.clone();
+        // A resource-level sampleRate applies through `samplerate`, not as a field.
+        take_samplerate(&mut f, samplerate);
         if let Some(t) = &trace_id {
             f.push(("trace.trace_id".into(), Value::Str(t.clone())));
         }
@@ -535,7 +548,7 @@ struct Rejected {
 }
 
 impl Rejected {
-    fn from_outcomes(results: &[(String, Vec<bool>, Vec<Option<String>>)]) -> Self {
+    fn from_outcomes(results: &[crate::GroupOutcome]) -> Self {
         let mut r = Rejected::default();
         for (dataset, primary, outcomes) in results {
             for (is_primary, outcome) in primary.iter().zip(outcomes) {
@@ -599,14 +612,14 @@ fn reply(enc: Encoding, signal: Signal, rejected: Rejected) -> Response {
     let body = match enc {
         Encoding::Protobuf => match signal {
             Signal::Traces => ExportTraceServiceResponse {
-                partial_success: has_partial.then(|| ExportTracePartialSuccess {
+                partial_success: has_partial.then_some(ExportTracePartialSuccess {
                     rejected_spans: rejected.count,
                     error_message: message,
                 }),
             }
             .encode_to_vec(),
             Signal::Logs => ExportLogsServiceResponse {
-                partial_success: has_partial.then(|| ExportLogsPartialSuccess {
+                partial_success: has_partial.then_some(ExportLogsPartialSuccess {
                     rejected_log_records: rejected.count,
                     error_message: message,
                 }),
@@ -688,10 +701,14 @@ mod tests {
             attributes: vec![
                 kv("http.status_code", any_value::Value::IntValue(500)),
                 kv("sampleRate", any_value::Value::IntValue(10)),
+                kv("timestamp", s("not the event time")),
+                kv("_samplerate", any_value::Value::IntValue(99)),
                 kv(
                     "flags",
                     any_value::Value::ArrayValue(ArrayValue {
-                        values: vec![AnyValue { value: Some(s("a")) }],
+                        values: vec![AnyValue {
+                            value: Some(s("a")),
+                        }],
                     }),
                 ),
                 kv(
@@ -768,6 +785,12 @@ mod tests {
             Some(&Value::Str("card declined".into()))
         );
         assert_eq!(field(span, "sampleRate"), None);
+        // Reserved names behave as in JSON events.
+        assert_eq!(
+            field(span, "timestamp_raw"),
+            Some(&Value::Str("not the event time".into()))
+        );
+        assert_eq!(field(span, "_samplerate"), None);
         assert_eq!(
             field(span, "library.name"),
             Some(&Value::Str("tracer".into()))
@@ -887,6 +910,46 @@ mod tests {
         assert!(err.contains("blob"), "{err}");
     }
 
+    /// OTLP names its datasets in the body, so a dataset-limited key cannot be checked
+    /// against the path and is refused; an unlimited ingest key is accepted.
+    #[tokio::test]
+    async fn dataset_limited_keys_are_refused_on_otlp() {
+        use axum::body::Body;
+        use axum::http::Request;
+        use tower::ServiceExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let log = eventide_eventlog::EmbeddedLog::open(eventide_eventlog::EmbeddedLogConfig::new(
+            dir.path().join("log"),
+        ))
+        .unwrap();
+        let state = crate::IngestState::new(
+            std::sync::Arc::new(log),
+            std::sync::Arc::new(crate::SchemaRegistry::new()),
+            Limits::default(),
+        );
+        let limited =
+            crate::auth::create_key(dir.path(), crate::Scope::Ingest, Some("t*".into())).unwrap();
+        let open = crate::auth::create_key(dir.path(), crate::Scope::Ingest, None).unwrap();
+        let (keys, _) = crate::Keys::load(None, dir.path()).unwrap();
+        let app = crate::router(state, keys);
+        let post = |key: &str| {
+            Request::post("/v1/traces")
+                .header("x-honeycomb-team", key)
+                .header("content-type", "application/x-protobuf")
+                .body(Body::from(request().encode_to_vec()))
+                .unwrap()
+        };
+        let r = app.clone().oneshot(post(&limited)).await.unwrap();
+        assert_eq!(r.status(), 403);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&body).contains("cannot be used here"),
+            "{body:?}"
+        );
+        let r = app.oneshot(post(&open)).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
     #[test]
     fn logs_map_severity_body_and_ids() {
         use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
@@ -931,10 +994,7 @@ mod tests {
         assert_eq!(a.timestamp_us, 1_700_000_000_000_000);
         assert_eq!(field(a, "severity"), Some(&Value::Str("error".into())));
         assert_eq!(field(a, "severity_number"), Some(&Value::Int(17)));
-        assert_eq!(
-            field(a, "body"),
-            Some(&Value::Str("payment failed".into()))
-        );
+        assert_eq!(field(a, "body"), Some(&Value::Str("payment failed".into())));
         assert_eq!(
             field(a, "trace.trace_id"),
             Some(&Value::Str("07".repeat(16)))

@@ -16,7 +16,8 @@
 //! - when the log stays saturated, an append is retried for up to 5 s, then its lines are
 //!   *dropped*; when the chunk queue is full, the datagrams of a chunk are *dropped*;
 //! - what the kernel drops before we read it (receive buffer overrun) is visible in
-//!   `/proc/net/snmp` (`RcvbufErrors`), not here.
+//!   `/proc/net/snmp` (`RcvbufErrors`), not here; nor is what is still queued when the
+//!   process stops.
 //!
 //! The counters are in [`UdpStats`] and on `GET /metrics`.
 
@@ -369,13 +370,14 @@ async fn append_chunk(state: &IngestState, bytes: Bytes, stats: &UdpStats) {
             let Ok(dataset) = eventide_model::DatasetName::new(&name) else {
                 continue; // udp_lines validated the name
             };
+            let lines = group.items.len();
             match this.prepare(&dataset, group.items) {
                 Ok(p) => {
                     let accepted = p.outcomes.iter().filter(|o| o.is_none()).count() as u64;
                     errors.extend(p.outcomes.into_iter().flatten());
                     out.push((dataset, accepted, p.payload));
                 }
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => errors.extend(std::iter::repeat_n(e.to_string(), lines)),
             }
         }
         (out, errors)
@@ -417,7 +419,11 @@ async fn append_chunk(state: &IngestState, bytes: Bytes, stats: &UdpStats) {
     }
 }
 
-async fn append_retrying(state: &IngestState, dataset: &str, payload: Bytes) -> Result<(), LogError> {
+async fn append_retrying(
+    state: &IngestState,
+    dataset: &str,
+    payload: Bytes,
+) -> Result<(), LogError> {
     let deadline = Instant::now() + SATURATED_RETRY_FOR;
     loop {
         match state.log.append(dataset, payload.clone()).await {

@@ -137,15 +137,24 @@ pub fn flatten_object(
 
 impl Event {
     /// Builds an event from fields produced by a decoder other than JSON (OTLP): applies the
-    /// same limits as [`flatten_object`] (field count, string length, event size, names),
-    /// then sorts by name, keeping the last of duplicate names. Strings over the limit refuse
-    /// the event, as in JSON.
+    /// same limits and reserved names as [`flatten_object`] (field count, string length, event
+    /// size, empty names; `timestamp` → `timestamp_raw`, `_samplerate` dropped), then sorts by
+    /// name, keeping the last of duplicate names. Strings over the limit refuse the event, as
+    /// in JSON.
     pub fn from_fields(
         mut fields: Vec<(String, Value)>,
         timestamp_us: i64,
         samplerate: i64,
         limits: &Limits,
     ) -> Result<Event, EventError> {
+        // As in JSON: a `timestamp` field is kept as `timestamp_raw` (the event time is
+        // decided by the caller) and a `_samplerate` field is dropped.
+        fields.retain(|(name, _)| name != SAMPLERATE);
+        for (name, _) in fields.iter_mut() {
+            if name == TIMESTAMP {
+                *name = "timestamp_raw".to_owned();
+            }
+        }
         if fields.len() > limits.max_fields_per_event {
             return Err(EventError::TooManyFields {
                 count: fields.len(),

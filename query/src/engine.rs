@@ -6,6 +6,7 @@ use std::time::Instant;
 use arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use eventide_store::Store;
 use serde::Serialize;
@@ -23,11 +24,99 @@ pub struct ColumnInfo {
     pub type_name: String,
 }
 
+/// What a query read: how well segments and row groups were pruned.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Segment files the scans were planned over (after time-range pruning by the catalog).
+    pub files_scanned: u64,
+    /// Of those, files skipped whole by their Parquet statistics.
+    pub files_pruned: u64,
+    /// Segment files of the datasets read, before any pruning.
+    pub files_total: u64,
+    /// Bytes read from segment files.
+    pub bytes_scanned: u64,
+    /// Bytes of the datasets' segment files, before any pruning.
+    pub bytes_total: u64,
+    /// Row groups skipped by min/max statistics and by bloom filters.
+    pub row_groups_pruned_statistics: u64,
+    pub row_groups_pruned_bloom_filter: u64,
+}
+
+impl ScanStats {
+    fn add(&mut self, o: &ScanStats) {
+        self.files_scanned += o.files_scanned;
+        self.files_pruned += o.files_pruned;
+        self.files_total += o.files_total;
+        self.bytes_scanned += o.bytes_scanned;
+        self.bytes_total += o.bytes_total;
+        self.row_groups_pruned_statistics += o.row_groups_pruned_statistics;
+        self.row_groups_pruned_bloom_filter += o.row_groups_pruned_bloom_filter;
+    }
+
+    /// Sums the Parquet scans of an executed plan.
+    fn of_plan(plan: &Arc<dyn ExecutionPlan>, out: &mut ScanStats) {
+        use datafusion::datasource::physical_plan::FileScanConfig;
+        use datafusion::datasource::source::DataSourceExec;
+        if let Some(exec) = plan.downcast_ref::<DataSourceExec>()
+            && let Some(files) = exec.data_source().downcast_ref::<FileScanConfig>()
+        {
+            out.files_scanned += files
+                .file_groups
+                .iter()
+                .map(|g| g.len() as u64)
+                .sum::<u64>();
+            if let Some(m) = plan.metrics() {
+                let get = |name: &str| m.sum_by_name(name).map_or(0, |v| v.as_usize() as u64);
+                out.bytes_scanned += get("bytes_scanned");
+                out.files_pruned += get("files_ranges_pruned_statistics");
+                out.row_groups_pruned_statistics += get("row_groups_pruned_statistics");
+                out.row_groups_pruned_bloom_filter += get("row_groups_pruned_bloom_filter");
+            }
+        }
+        for child in plan.children() {
+            Self::of_plan(child, out);
+        }
+    }
+}
+
+/// One column of a dataset (`GET /api/v1/datasets/{dataset}/columns`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnStats {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Time of the first and last event that has the column.
+    pub first_seen: Json,
+    pub last_seen: Json,
+    /// Events that have the column.
+    pub count: Json,
+    /// Distinct values, estimated with HyperLogLog (exact for booleans).
+    pub approx_distinct: Json,
+}
+
+/// Columns per statistics query: wide datasets are read in slices.
+const COLUMNS_PER_QUERY: usize = 64;
+
+/// The tables a logical plan scans (subqueries included).
+fn tables_of(plan: &datafusion::logical_expr::LogicalPlan) -> std::collections::BTreeSet<String> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut names = std::collections::BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            names.insert(scan.table_name.table().to_owned());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names
+}
+
 /// The reply of `POST /api/v1/sql`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SqlResult {
     pub columns: Vec<ColumnInfo>,
     pub rows: Vec<Vec<Json>>,
+    pub stats: ScanStats,
     pub elapsed_ms: f64,
 }
 
@@ -74,10 +163,14 @@ impl QueryEngine {
     }
 
     /// Runs read-only SQL and returns the result schema and Arrow batches.
+    /// Runs read-only SQL; adds what it read to `stats`. Segment files it may read are pinned
+    /// (not deleted by compaction or retention) until it returns.
     pub async fn sql_batches(
         &self,
         sql: &str,
+        stats: &mut ScanStats,
     ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+        let _pin = self.store.pin();
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -88,8 +181,71 @@ impl QueryEngine {
             .await
             .map_err(QueryError::from_datafusion)?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(QueryError::from_datafusion)?;
+        let tables = tables_of(df.logical_plan());
+        let task = Arc::new(df.task_ctx());
+        let plan = df
+            .create_physical_plan()
+            .await
+            .map_err(QueryError::from_datafusion)?;
+        let batches = datafusion::physical_plan::collect(plan.clone(), task)
+            .await
+            .map_err(QueryError::from_datafusion)?;
+        let mut s = ScanStats::default();
+        ScanStats::of_plan(&plan, &mut s);
+        // Totals of the datasets the plan read, for the ratio.
+        for table in tables {
+            if let Some(snap) = self.store.snapshot(&table) {
+                s.files_total += snap.segments.len() as u64;
+                s.bytes_total += snap.segments.iter().map(|x| x.bytes).sum::<u64>();
+            }
+        }
+        stats.add(&s);
         Ok((schema, batches))
+    }
+
+    /// Statistics of every column of `dataset` over its visible data.
+    pub async fn columns(&self, dataset: &str) -> Result<Vec<ColumnStats>> {
+        let snap = self
+            .store
+            .snapshot(dataset)
+            .ok_or_else(|| QueryError::bad(format!("unknown dataset {dataset:?}")))?;
+        let fields: Vec<_> = snap.schema.fields().iter().skip(2).cloned().collect();
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let mut out = Vec::with_capacity(fields.len());
+        for chunk in fields.chunks(COLUMNS_PER_QUERY) {
+            let mut select = Vec::new();
+            for f in chunk {
+                let c = quote(f.name());
+                let distinct = if f.data_type() == &arrow::datatypes::DataType::Boolean {
+                    format!("count(DISTINCT {c})")
+                } else {
+                    format!("approx_distinct({c})")
+                };
+                select.push(format!(
+                    "min(\"timestamp\") FILTER (WHERE {c} IS NOT NULL), \
+                     max(\"timestamp\") FILTER (WHERE {c} IS NOT NULL), count({c}), {distinct}"
+                ));
+            }
+            let sql = format!("SELECT {} FROM {}", select.join(", "), quote(dataset));
+            let (_, batches) = self.sql_batches(&sql, &mut ScanStats::default()).await?;
+            let row = |i: usize| {
+                batches
+                    .first()
+                    .filter(|b| b.num_rows() > 0)
+                    .map_or(Json::Null, |b| cell(b.column(i), 0))
+            };
+            for (k, f) in chunk.iter().enumerate() {
+                out.push(ColumnStats {
+                    name: f.name().clone(),
+                    type_name: type_name(f.data_type()),
+                    first_seen: row(4 * k),
+                    last_seen: row(4 * k + 1),
+                    count: row(4 * k + 2),
+                    approx_distinct: row(4 * k + 3),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Runs read-only SQL and encodes the result as JSON rows.
@@ -98,11 +254,13 @@ impl QueryEngine {
         if sql.trim().is_empty() {
             return Err(QueryError::bad("sql is empty"));
         }
-        let (schema, batches) = self.sql_batches(sql).await?;
+        let mut stats = ScanStats::default();
+        let (schema, batches) = self.sql_batches(sql, &mut stats).await?;
         let (columns, rows) = encode_rows(&schema, &batches);
         Ok(SqlResult {
             columns,
             rows,
+            stats,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }

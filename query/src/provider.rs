@@ -216,7 +216,22 @@ impl TableProvider for DatasetTable {
             for (i, seg) in files.iter().enumerate() {
                 groups[i % n_groups].push(PartitionedFile::new(seg.path.clone(), seg.bytes));
             }
-            let source = Arc::new(ParquetSource::new(schema.clone()));
+            let mut source = ParquetSource::new(schema.clone());
+            // Expired or deleted rows in segments that straddle the cut are filtered out row
+            // by row inside the Parquet reader.
+            if let Some(from) = self.snapshot.visible_from_us {
+                use datafusion::physical_expr::expressions as pe;
+                let cut = Arc::new(pe::BinaryExpr::new(
+                    pe::col(eventide_model::TIMESTAMP, &schema)?,
+                    Operator::GtEq,
+                    pe::lit(ScalarValue::TimestampMicrosecond(
+                        Some(from),
+                        Some("UTC".into()),
+                    )),
+                ));
+                source = source.with_predicate(cut).with_pushdown_filters(true);
+            }
+            let source = Arc::new(source);
             let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(SEGMENTS_URL)?, source)
                 .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
                 .with_projection_indices(projection.cloned())?
@@ -291,6 +306,8 @@ mod tests {
             bytes: 1,
             first_offset: 0,
             last_offset: 0,
+            level: 0,
+            created_us: 0,
         };
         let b = TimeBounds { min: 10, max: 19 };
         assert!(b.overlaps(&seg(0, 10)));

@@ -104,6 +104,8 @@ pub struct SpecResult {
     pub results: Vec<Map<String, Json>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub series: Option<Vec<Map<String, Json>>>,
+    /// What the queries behind the result read (all of them summed).
+    pub stats: crate::engine::ScanStats,
     pub elapsed_ms: f64,
 }
 
@@ -734,16 +736,18 @@ impl QueryEngine {
             spec,
             eventide_model::time::now_micros(),
         )?;
-        let (_, batches) = self.sql_batches(&plan.results_sql()).await?;
+        let mut stats = crate::engine::ScanStats::default();
+        let (_, batches) = self.sql_batches(&plan.results_sql(), &mut stats).await?;
         let mut results = rows_to_objects(&plan, &batches, false);
         let heatmaps: Vec<&Calc> = plan.calcs.iter().filter(|c| c.op == Op::Heatmap).collect();
         for h in &heatmaps {
-            self.attach_heatmap(&plan, h, None, &mut results).await?;
+            self.attach_heatmap(&plan, h, None, &mut results, &mut stats)
+                .await?;
         }
         let series = match plan.granularity_us {
             None => None,
             Some(g) => {
-                let (_, batches) = self.sql_batches(&plan.series_sql(g)).await?;
+                let (_, batches) = self.sql_batches(&plan.series_sql(g), &mut stats).await?;
                 let keep: HashSet<String> = results.iter().map(|(k, _)| k.clone()).collect();
                 let mut rows: Vec<(String, Map<String, Json>)> =
                     rows_to_objects(&plan, &batches, true)
@@ -754,7 +758,8 @@ impl QueryEngine {
                         })
                         .collect();
                 for h in &heatmaps {
-                    self.attach_heatmap(&plan, h, Some(g), &mut rows).await?;
+                    self.attach_heatmap(&plan, h, Some(g), &mut rows, &mut stats)
+                        .await?;
                 }
                 Some(rows.into_iter().map(|(_, o)| o).collect())
             }
@@ -762,6 +767,7 @@ impl QueryEngine {
         Ok(SpecResult {
             results: results.into_iter().map(|(_, o)| o).collect(),
             series,
+            stats,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }
@@ -773,14 +779,18 @@ impl QueryEngine {
         calc: &Calc,
         granularity_us: Option<i64>,
         rows: &mut [(String, Map<String, Json>)],
+        stats: &mut crate::engine::ScanStats,
     ) -> Result<()> {
         let col = ident(calc.column.as_deref().unwrap_or_default());
         let where_sql = format!("{} AND {col} IS NOT NULL", plan.where_sql);
         let (_, b) = self
-            .sql_batches(&format!(
-                "SELECT CAST(MIN({col}) AS DOUBLE), CAST(MAX({col}) AS DOUBLE) FROM {} WHERE {where_sql}",
-                plan.table
-            ))
+            .sql_batches(
+                &format!(
+                    "SELECT CAST(MIN({col}) AS DOUBLE), CAST(MAX({col}) AS DOUBLE) FROM {} WHERE {where_sql}",
+                    plan.table
+                ),
+                stats,
+            )
             .await?;
         let bounds = b
             .first()
@@ -829,7 +839,7 @@ impl QueryEngine {
             groups.join(", "),
             groups.join(", ")
         );
-        let (_, batches) = self.sql_batches(&sql).await?;
+        let (_, batches) = self.sql_batches(&sql, stats).await?;
         let offset = usize::from(granularity_us.is_some());
         let nb = plan.breakdowns.len();
         let mut buckets: HashMap<String, Vec<Json>> = HashMap::new();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use eventide_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, Position};
 use eventide_model::{DatasetSchema, Event, Value, encode_batch, events_to_batch};
 use eventide_query::{QueryEngine, QuerySpec};
+use eventide_store::compact::TimeWindowPolicy;
 use eventide_store::{Store, StoreConfig};
 use serde_json::{Value as Json, json};
 
@@ -112,15 +113,49 @@ async fn append(
     log.append(ds, encode_batch(&batch).unwrap()).await.unwrap()
 }
 
-async fn fixture() -> Fixture {
+/// The golden data. `compacted`: every append flushed to its own segment, then the store
+/// compacted until no merge is due; otherwise the first half of `shop` in Parquet and the
+/// second half hot.
+async fn fixture(compacted: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(dir.path().join("log"))).unwrap());
-    let store = Store::open(
-        StoreConfig::new(dir.path()),
-        log.clone() as Arc<dyn EventLog>,
-    )
-    .await
-    .unwrap();
+    let mut config = StoreConfig::new(dir.path());
+    config.merge_policy = Some(Arc::new(TimeWindowPolicy {
+        grace_us: 0,
+        ..TimeWindowPolicy::default()
+    }));
+    // The test compacts explicitly.
+    config.compaction_interval = std::time::Duration::from_secs(3600);
+    let store = Store::open(config, log.clone() as Arc<dyn EventLog>)
+        .await
+        .unwrap();
+    if compacted {
+        let mut shop_schema = DatasetSchema::new();
+        let mut hc_schema = DatasetSchema::new();
+        for part in shop() {
+            let o = append(&log, &mut shop_schema, "shop", part).await;
+            store.wait_applied(o).await;
+            store.flush_all().await.unwrap();
+        }
+        for chunk in high_cardinality().chunks(5_000) {
+            let o = append(&log, &mut hc_schema, "hc", chunk.to_vec()).await;
+            store.wait_applied(o).await;
+            store.flush_all().await.unwrap();
+        }
+        let before = store.snapshot("hc").unwrap().segments.len();
+        while store.compact_now().await.unwrap() > 0 {}
+        let after = store.snapshot("hc").unwrap();
+        assert!(
+            after.segments.len() < before && after.hot.is_empty(),
+            "compacted {before} segments into {}",
+            after.segments.len()
+        );
+        assert!(after.segments.iter().all(|s| s.level > 0));
+        return Fixture {
+            _dir: dir,
+            engine: QueryEngine::new(store).unwrap(),
+        };
+    }
     let mut shop_schema = DatasetSchema::new();
     let mut parts = shop().into_iter();
     let first = parts.next().unwrap();
@@ -205,8 +240,17 @@ async fn sql(f: &Fixture, q: &str) -> Json {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden() {
-    let f = fixture().await;
+    golden_suite(fixture(false).await).await;
+}
 
+/// The same suite, the same answers, after the data went through many small segments and
+/// compaction (merged, re-sorted, split by time window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_after_compaction() {
+    golden_suite(fixture(true).await).await;
+}
+
+async fn golden_suite(f: Fixture) {
     // Every calculation, no breakdown.
     let calcs = [
         "COUNT",
@@ -484,7 +528,7 @@ async fn golden() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_name_the_problem() {
-    let f = fixture().await;
+    let f = fixture(false).await;
     let bad_spec = |s: Json| {
         let f = &f;
         async move {

@@ -137,6 +137,126 @@ pub fn app(
         .layer(TraceLayer::new_for_http())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatasetUpdate {
+    /// `null` removes the retention.
+    retention_days: Option<u32>,
+}
+
+fn time_text(us: Option<i64>) -> serde_json::Value {
+    us.map_or(serde_json::Value::Null, |us| {
+        serde_json::Value::from(eventide_model::time::format_micros(us))
+    })
+}
+
+fn dataset_json(s: &eventide_store::DatasetSummary) -> serde_json::Value {
+    serde_json::json!({
+        "name": s.name,
+        "columns": s.columns,
+        "segments": s.segments,
+        "rows": s.segment_rows + s.hot_rows,
+        "segment_rows": s.segment_rows,
+        "hot_rows": s.hot_rows,
+        "bytes": s.segment_bytes,
+        "oldest": time_text(s.min_time_us),
+        "newest": time_text(s.max_time_us),
+        "retention_days": s.settings.retention_days,
+        "deleted_before": time_text(s.settings.deleted_before_us),
+        "merges_pending": s.merges_pending,
+    })
+}
+
+/// `GET /api/v1/datasets` (admin): every dataset with its size and settings.
+async fn list_datasets(State(engine): State<QueryEngine>) -> Response {
+    let list: Vec<serde_json::Value> = engine
+        .store()
+        .summaries()
+        .iter()
+        .map(dataset_json)
+        .collect();
+    Json(serde_json::json!({ "datasets": list })).into_response()
+}
+
+fn known_dataset(engine: &QueryEngine, dataset: &str) -> Result<(), ApiError> {
+    if engine.store().datasets().iter().any(|d| d == dataset) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("unknown dataset {dataset:?}")))
+    }
+}
+
+/// `PUT /api/v1/datasets/{dataset}` (admin): `{"retention_days": N | null}`.
+async fn put_dataset(
+    State(engine): State<QueryEngine>,
+    Path(dataset): Path<String>,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    known_dataset(&engine, &dataset)?;
+    let update: DatasetUpdate = read_json(body).await?;
+    if let Some(d) = update.retention_days
+        && !(1..=36_500).contains(&d)
+    {
+        return Err(ApiError::BadRequest(
+            "retention_days must be between 1 and 36500, or null for none".into(),
+        ));
+    }
+    let store = engine.store().clone();
+    let ds = dataset.clone();
+    tokio::task::spawn_blocking(move || {
+        store.update_settings(&ds, |s| s.retention_days = update.retention_days)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let summary = engine
+        .store()
+        .summaries()
+        .into_iter()
+        .find(|s| s.name == dataset)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown dataset {dataset:?}")))?;
+    Ok(Json(dataset_json(&summary)).into_response())
+}
+
+/// `DELETE /api/v1/datasets/{dataset}` (admin): every event so far is gone from queries at
+/// once and from disk at the next retention pass.
+async fn delete_dataset(
+    State(engine): State<QueryEngine>,
+    Path(dataset): Path<String>,
+) -> Result<Response, ApiError> {
+    known_dataset(&engine, &dataset)?;
+    let now = eventide_model::time::now_micros();
+    let store = engine.store().clone();
+    let ds = dataset.clone();
+    tokio::task::spawn_blocking(move || {
+        // Strictly after every event so far, including ones stamped this microsecond.
+        store.update_settings(&ds, |s| s.deleted_before_us = Some(now + 1))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(serde_json::json!({
+        "deleted": dataset,
+        "before": eventide_model::time::format_micros(now + 1),
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/datasets/{dataset}/columns`: each column's type, when it was first and last
+/// seen, and an approximate distinct count (HyperLogLog), over the visible data.
+async fn get_columns(
+    State(engine): State<QueryEngine>,
+    Path(dataset): Path<String>,
+) -> Result<Response, ApiError> {
+    known_dataset(&engine, &dataset)?;
+    match engine.columns(&dataset).await {
+        Ok(cols) => {
+            Ok(Json(serde_json::json!({ "dataset": dataset, "columns": cols })).into_response())
+        }
+        Err(e) => Ok(query_error(e)),
+    }
+}
+
 fn query_routes(engine: QueryEngine, keys: Keys) -> Router {
     let sql = guard(
         Router::new().route("/api/v1/sql", post(post_sql)),
@@ -146,11 +266,30 @@ fn query_routes(engine: QueryEngine, keys: Keys) -> Router {
     );
     let spec = guard(
         Router::new().route("/api/v1/query/{dataset}", post(post_spec)),
+        keys.clone(),
+        Scope::Query,
+        false,
+    );
+    let admin = guard(
+        Router::new()
+            .route("/api/v1/datasets", get(list_datasets))
+            .route(
+                "/api/v1/datasets/{dataset}",
+                axum::routing::put(put_dataset).delete(delete_dataset),
+            ),
+        keys.clone(),
+        Scope::Admin,
+        false,
+    );
+    let columns = guard(
+        Router::new().route("/api/v1/datasets/{dataset}/columns", get(get_columns)),
         keys,
         Scope::Query,
         false,
     );
     Router::new()
         .merge(sql.with_state(engine.clone()))
-        .merge(spec.with_state(engine))
+        .merge(spec.with_state(engine.clone()))
+        .merge(admin.with_state(engine.clone()))
+        .merge(columns.with_state(engine))
 }

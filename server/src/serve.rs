@@ -72,6 +72,37 @@ pub struct ServeArgs {
     /// Also receive events as UDP datagrams of JSON lines on this address (e.g. 0.0.0.0:4081).
     #[arg(long, env = "EVENTIDE_UDP")]
     pub udp: Option<SocketAddr>,
+    /// Look for segments to merge, expired data and files to delete this often (0: never
+    /// compact).
+    #[arg(long, env = "EVENTIDE_COMPACTION_SECONDS", default_value_t = 10)]
+    pub compaction_seconds: u64,
+    /// Largest segment file compaction writes, in bytes (it also bounds one merge's input).
+    #[arg(long, env = "EVENTIDE_COMPACTION_TARGET_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub compaction_target_bytes: u64,
+    /// A time window is closed (merged into its final files) this many seconds after it ends.
+    #[arg(long, env = "EVENTIDE_COMPACTION_GRACE_SECONDS", default_value_t = 300)]
+    pub compaction_grace_seconds: u64,
+    /// A segment file dropped by compaction or retention is deleted this many seconds later
+    /// (and only once no local query that might read it is running).
+    #[arg(long, env = "EVENTIDE_RETIRE_GRACE_SECONDS", default_value_t = 60)]
+    pub retire_grace_seconds: u64,
+    /// Columns that get a Parquet bloom filter, for fast `=` lookups of high-cardinality ids.
+    #[arg(
+        long,
+        env = "EVENTIDE_BLOOM_COLUMNS",
+        value_delimiter = ',',
+        default_value = "trace.trace_id,user_id"
+    )]
+    pub bloom_columns: Vec<String>,
+    /// Compacted segments are sorted by these columns (after the time window) so filters on
+    /// them prune row groups.
+    #[arg(
+        long,
+        env = "EVENTIDE_SORT_KEY",
+        value_delimiter = ',',
+        default_value = "service.name"
+    )]
+    pub sort_key: Vec<String>,
     /// Size of one log segment file in bytes.
     #[arg(long, env = "EVENTIDE_LOG_SEGMENT_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub log_segment_bytes: u64,
@@ -86,6 +117,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut store_config = StoreConfig::new(&args.data_dir);
     store_config.flush_age = Duration::from_secs(args.flush_seconds.max(1));
     store_config.flush_rows = args.flush_rows.max(1);
+    store_config.bloom_columns = args.bloom_columns.clone();
+    store_config.sort_key = args.sort_key.clone();
+    store_config.merge_policy = (args.compaction_seconds > 0).then(|| {
+        Arc::new(eventide_store::compact::TimeWindowPolicy {
+            grace_us: i64::try_from(args.compaction_grace_seconds)
+                .unwrap_or(i64::MAX / 1_000_000)
+                .saturating_mul(1_000_000),
+            target_bytes: args.compaction_target_bytes.max(1),
+            max_input_bytes: args.compaction_target_bytes.max(1),
+            ..Default::default()
+        }) as Arc<dyn eventide_store::compact::MergePolicy>
+    });
+    store_config.compaction_interval = Duration::from_secs(args.compaction_seconds.max(1));
+    store_config.retire_grace = Duration::from_secs(args.retire_grace_seconds);
+    // Only this process uses the data directory with the embedded log: files a previous run
+    // left unreferenced can go at once.
+    store_config.exclusive = args.kafka.is_none();
 
     let log: Option<Arc<dyn EventLog>> = match (&args.kafka, args.role) {
         (_, Role::Query) => None,

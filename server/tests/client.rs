@@ -64,7 +64,11 @@ async fn a_million_events_from_eight_tasks_arrive_exactly_once() {
     assert_eq!(r[0][0], n, "count");
     assert_eq!(r[0][1], n, "each id once");
     assert_eq!(r[0][2], n * (n - 1) / 2, "id checksum");
-    assert_eq!(r[0][3], PER_TASK * (TASKS * (TASKS - 1) / 2), "task checksum");
+    assert_eq!(
+        r[0][3],
+        PER_TASK * (TASKS * (TASKS - 1) / 2),
+        "task checksum"
+    );
     assert_eq!(r[0][4], n);
     client.shutdown().await;
 }
@@ -128,9 +132,7 @@ async fn with_the_server_down_the_queue_is_bounded_and_drops_are_exact_then_retr
         500 + CAP,
         "each held event stored once"
     );
-    let r = server
-        .rows("SELECT count(DISTINCT id) FROM outage")
-        .await;
+    let r = server.rows("SELECT count(DISTINCT id) FROM outage").await;
     assert_eq!(r[0][0], 500 + CAP);
 }
 
@@ -158,10 +160,21 @@ async fn shutdown_with_the_server_down_counts_the_undelivered_as_failed() {
         (0, 300, 700, 0),
         "{s:?}"
     );
+    // After shutdown every send is refused and counted, so the identity still holds.
     assert!(matches!(
         client.event().add("id", 1).send(),
         Err(Error::Closed)
     ));
+    assert!(matches!(
+        client.event().add("id", 2).send_wait().await,
+        Err(Error::Closed)
+    ));
+    let s = client.stats();
+    assert_eq!((s.failed, s.queued), (302, 0), "{s:?}");
+    assert_eq!(
+        s.sent + s.failed + s.dropped + s.sampled_out + s.queued,
+        1_002
+    );
 }
 
 #[tokio::test]

@@ -187,7 +187,9 @@ async fn check_traces(server: &Server, encoding: &str) {
         rows.iter().map(|r| (r[0].as_str().unwrap(), r)).collect();
     for s in spans {
         let name = s["name"].as_str().unwrap();
-        let r = by_name.get(name).unwrap_or_else(|| panic!("span {name} stored"));
+        let r = by_name
+            .get(name)
+            .unwrap_or_else(|| panic!("span {name} stored"));
         assert_eq!(r[1], s["span_id"], "{name}");
         assert_eq!(r[2], s["parent_span_id"], "{name}");
         let kind = match s["kind"].as_u64().unwrap() {
@@ -316,7 +318,12 @@ async fn opentelemetry_sdk_logs_protobuf_and_json() {
             .await;
         assert_eq!(rows.len(), 5);
         let mut want: Vec<&Json> = logs.iter().collect();
-        want.sort_by_key(|l| (l["time_unix_nano"].as_u64().unwrap() / 1000, l["body"].to_string()));
+        want.sort_by_key(|l| {
+            (
+                l["time_unix_nano"].as_u64().unwrap() / 1000,
+                l["body"].to_string(),
+            )
+        });
         for (r, l) in rows.iter().zip(want) {
             assert_eq!(r[0], l["body"], "{r:?}");
             assert_eq!(r[1], l["severity_text"]);

@@ -95,10 +95,14 @@ async fn otlp_errors_partial_success_and_dataset_override() {
             .contains("malformed OTLP protobuf ExportTraceServiceRequest"),
         "{b}"
     );
-    let r = otlp("/v1/logs", "application/json", b"{\"resourceLogs\": 7}".to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = otlp(
+        "/v1/logs",
+        "application/json",
+        b"{\"resourceLogs\": 7}".to_vec(),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 400);
     // No key: 401.
     let r = s
@@ -130,11 +134,15 @@ async fn otlp_errors_partial_success_and_dataset_override() {
             span(3, vec![kv("k", "c")]),
         ],
     );
-    let r = otlp("/v1/traces", "application/x-protobuf", gzip(&req.encode_to_vec()))
-        .header("content-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let r = otlp(
+        "/v1/traces",
+        "application/x-protobuf",
+        gzip(&req.encode_to_vec()),
+    )
+    .header("content-encoding", "gzip")
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-type"].to_str().unwrap(),
@@ -151,8 +159,18 @@ async fn otlp_errors_partial_success_and_dataset_override() {
     assert_eq!(
         rows,
         vec![
-            vec![json!("op-1"), json!("a"), json!(2.5), json!("0101010101010101")],
-            vec![json!("op-3"), json!("c"), json!(2.5), json!("0303030303030303")],
+            vec![
+                json!("op-1"),
+                json!("a"),
+                json!(2.5),
+                json!("0101010101010101")
+            ],
+            vec![
+                json!("op-3"),
+                json!("c"),
+                json!(2.5),
+                json!("0303030303030303")
+            ],
         ]
     );
 
@@ -239,7 +257,10 @@ async fn udp_lines_are_stored_and_bad_lines_counted() {
     let r = s
         .rows("SELECT count(DISTINCT id), sum(id), sum(_samplerate), min(id) FROM udp")
         .await;
-    assert_eq!(r[0], vec![json!(1000), json!(499_500), json!(2000), json!(0)]);
+    assert_eq!(
+        r[0],
+        vec![json!(1000), json!(499_500), json!(2000), json!(0)]
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while metric(&s, "eventide_udp_lines_rejected_total").await < 4
         && std::time::Instant::now() < deadline

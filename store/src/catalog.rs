@@ -27,9 +27,18 @@ pub struct SegmentMeta {
     pub max_time_us: i64,
     pub rows: u64,
     pub bytes: u64,
-    /// The log offsets of the first and last log records this segment holds.
+    /// The log offsets of the first and last log records this segment holds (for a merged
+    /// segment: the smallest and largest of its inputs).
     pub first_offset: u64,
     pub last_offset: u64,
+    /// How many times its events have been rewritten by compaction (0: a flush; see
+    /// `compact::policy`).
+    #[serde(default)]
+    pub level: u8,
+    /// When the segment was written, Unix microseconds (0 in catalogs from before it was
+    /// recorded: taken as long ago).
+    #[serde(default)]
+    pub created_us: i64,
 }
 
 /// Catalog state of one dataset.
@@ -167,6 +176,8 @@ mod tests {
                     bytes: 4,
                     first_offset: 0,
                     last_offset: 9,
+                    level: 0,
+                    created_us: 0,
                 }],
             },
         );

@@ -132,3 +132,24 @@ impl HotTail {
         };
     }
 }
+
+/// The rows of `batch` at or after `from_us` (column 0 is `timestamp`); all of it when
+/// `from_us` is None.
+pub fn rows_from(batch: &RecordBatch, from_us: Option<i64>) -> Result<RecordBatch, ArrowError> {
+    let Some(from) = from_us else {
+        return Ok(batch.clone());
+    };
+    let ts = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+        .ok_or_else(|| ArrowError::SchemaError("timestamp column has the wrong type".into()))?;
+    if ts.iter().all(|t| t.is_some_and(|t| t >= from)) {
+        return Ok(batch.clone());
+    }
+    let keep: arrow::array::BooleanArray = ts
+        .iter()
+        .map(|t| Some(t.is_some_and(|t| t >= from)))
+        .collect();
+    arrow::compute::filter_record_batch(batch, &keep)
+}

@@ -33,8 +33,10 @@
 //! - Memory is bounded: the consumer stops polling while the hot tails exceed `max_hot_bytes`.
 
 pub mod catalog;
+pub mod compact;
 pub mod hot;
 pub mod segment;
+pub mod settings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -105,6 +107,25 @@ pub struct StoreConfig {
     pub max_hot_bytes: usize,
     /// How often catalogs of partitions owned by other processes are re-read.
     pub refresh: Duration,
+    /// Columns with a Parquet bloom filter (when a dataset has them).
+    pub bloom_columns: Vec<String>,
+    /// Compacted segments are sorted by window, then these columns (when a dataset has them),
+    /// then time, so `service.name = …` prunes row groups.
+    pub sort_key: Vec<String>,
+    /// Which segments to merge; `None` turns compaction off.
+    pub merge_policy: Option<Arc<dyn compact::MergePolicy>>,
+    /// How often the compactor looks for work (merges, retention, files to delete).
+    pub compaction_interval: Duration,
+    /// A file dropped from the catalog is deleted once no local query that might read it is
+    /// running and at least this long after it was dropped (queries of other processes
+    /// sharing the directory).
+    pub retire_grace: Duration,
+    /// A segment file no catalog names (left by a crash mid-flush or mid-merge) is deleted
+    /// once it is this old…
+    pub orphan_grace: Duration,
+    /// …or at once when it predates this process and the data directory is this process's
+    /// alone (the embedded log).
+    pub exclusive: bool,
 }
 
 impl StoreConfig {
@@ -116,6 +137,13 @@ impl StoreConfig {
             flush_age: Duration::from_secs(30),
             max_hot_bytes: 1024 * 1024 * 1024,
             refresh: Duration::from_secs(1),
+            bloom_columns: vec!["trace.trace_id".into(), "user_id".into()],
+            sort_key: vec!["service.name".into()],
+            merge_policy: Some(Arc::new(compact::TimeWindowPolicy::default())),
+            compaction_interval: Duration::from_secs(10),
+            retire_grace: Duration::from_secs(60),
+            orphan_grace: Duration::from_secs(600),
+            exclusive: false,
         }
     }
 }
@@ -140,8 +168,30 @@ pub struct DatasetSnapshot {
     pub schema: SchemaRef,
     /// Committed Parquet segments (all partitions).
     pub segments: Vec<SegmentMeta>,
-    /// Hot batches of the partitions this process owns, conformed to `schema`.
+    /// Hot batches of the partitions this process owns, conformed to `schema` (rows before
+    /// `visible_from_us` already removed).
     pub hot: Vec<RecordBatch>,
+    /// Rows with an earlier `timestamp` are expired or deleted and must not be returned;
+    /// `segments` may still hold some (those that straddle the cut).
+    pub visible_from_us: Option<i64>,
+}
+
+/// One dataset at a glance (`GET /api/v1/datasets`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DatasetSummary {
+    pub name: String,
+    pub columns: usize,
+    pub segments: usize,
+    pub segment_rows: u64,
+    pub segment_bytes: u64,
+    pub hot_rows: u64,
+    /// Oldest and newest event time in segments, Unix microseconds.
+    pub min_time_us: Option<i64>,
+    pub max_time_us: Option<i64>,
+    pub settings: settings::DatasetSettings,
+    /// Merges the compaction policy would start now in the partitions this process owns
+    /// (0 once compaction has settled).
+    pub merges_pending: usize,
 }
 
 /// One (dataset, partition).
@@ -308,6 +358,17 @@ struct Inner {
     /// Part of every segment name this process writes, so two processes that both believe
     /// they own a partition (one of them cut off from Kafka) never overwrite each other's file.
     writer_token: String,
+    /// Segment files being written and not yet committed.
+    in_flight: Mutex<HashSet<String>>,
+    /// Files dropped from the catalog and who might still read them.
+    readers: Mutex<compact::Readers>,
+    /// When this process opened the store.
+    started: SystemTime,
+    /// Per-dataset settings and the settings file's mtime when read.
+    settings: RwLock<(
+        Option<SystemTime>,
+        BTreeMap<String, settings::DatasetSettings>,
+    )>,
 }
 
 /// The store: consumer, hot tails, flusher and catalogs.
@@ -408,6 +469,8 @@ impl Store {
         let inner = store.inner.clone();
         tokio::spawn(async move { inner.run_flusher(flush_rx).await });
         let inner = store.inner.clone();
+        tokio::spawn(async move { inner.run_compactor().await });
+        let inner = store.inner.clone();
         tokio::spawn(async move { inner.run_ticker().await });
         Ok(store)
     }
@@ -423,6 +486,8 @@ impl Store {
     }
 
     fn new(config: StoreConfig) -> Result<Self> {
+        let settings_file = settings::SettingsFile::new(&config.data_dir);
+        let settings = (settings_file.mtime(), settings_file.load()?);
         let segments_dir = config.data_dir.join("segments");
         std::fs::create_dir_all(&segments_dir).map_err(|e| StoreError::io(&segments_dir, e))?;
         let objects: Arc<dyn ObjectStore> =
@@ -440,6 +505,10 @@ impl Store {
                 flush_tx: OnceLock::new(),
                 log_identity: OnceLock::new(),
                 writer_token: writer_token(),
+                in_flight: Mutex::new(HashSet::new()),
+                readers: Mutex::new(compact::Readers::default()),
+                started: SystemTime::now(),
+                settings: RwLock::new(settings),
             }),
         })
     }
@@ -481,14 +550,24 @@ impl Store {
 
     /// A consistent view of one dataset for a query.
     pub fn snapshot(&self, dataset: &str) -> Option<DatasetSnapshot> {
+        let visible_from_us = self
+            .settings(dataset)
+            .visible_from_us(eventide_model::time::now_micros());
         let state = read_lock(&self.inner.state);
         let d = state.datasets.get(dataset)?;
         let mut segments = Vec::new();
         let mut hot = Vec::new();
         for part in d.parts.values() {
-            segments.extend(part.segments.iter().cloned());
+            segments.extend(
+                part.segments
+                    .iter()
+                    .filter(|s| visible_from_us.is_none_or(|v| s.max_time_us >= v))
+                    .cloned(),
+            );
             for b in &part.hot.batches {
-                match extend_to(&b.batch, &d.arrow_schema) {
+                let b = extend_to(&b.batch, &d.arrow_schema)
+                    .and_then(|b| hot::rows_from(&b, visible_from_us));
+                match b {
                     Ok(b) => hot.push(b),
                     Err(e) => {
                         error!(error = %e, dataset, "hot batch does not fit the dataset schema")
@@ -501,7 +580,77 @@ impl Store {
             schema: d.arrow_schema.clone(),
             segments,
             hot,
+            visible_from_us,
         })
+    }
+
+    /// The settings of `dataset` (defaults when none were set).
+    pub fn settings(&self, dataset: &str) -> settings::DatasetSettings {
+        read_lock(&self.inner.settings)
+            .1
+            .get(dataset)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Changes the settings of `dataset` in the settings file (read fresh, so changes made by
+    /// other processes are kept) and in memory; returns the new settings.
+    pub fn update_settings(
+        &self,
+        dataset: &str,
+        change: impl FnOnce(&mut settings::DatasetSettings),
+    ) -> Result<settings::DatasetSettings> {
+        let file = settings::SettingsFile::new(&self.inner.config.data_dir);
+        let mut guard = write_lock(&self.inner.settings);
+        let mut all = file.load()?;
+        let entry = all.entry(dataset.to_owned()).or_default();
+        change(entry);
+        let new = entry.clone();
+        if new == settings::DatasetSettings::default() {
+            all.remove(dataset);
+        }
+        file.save(&all)?;
+        *guard = (file.mtime(), all);
+        Ok(new)
+    }
+
+    /// Merges the compaction policy would start now for `dataset` in owned partitions.
+    pub fn merges_pending(&self, dataset: &str) -> usize {
+        let Some(policy) = &self.inner.config.merge_policy else {
+            return 0;
+        };
+        let now = eventide_model::time::now_micros();
+        let state = read_lock(&self.inner.state);
+        state.datasets.get(dataset).map_or(0, |d| {
+            d.parts
+                .iter()
+                .filter(|(p, _)| state.owned.contains(p))
+                .map(|(_, part)| policy.plan(&part.segments, now).len())
+                .sum()
+        })
+    }
+
+    /// Every dataset at a glance.
+    pub fn summaries(&self) -> Vec<DatasetSummary> {
+        let names = self.datasets();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let snap = self.snapshot(&name)?;
+                Some(DatasetSummary {
+                    columns: snap.schema.fields().len().saturating_sub(2),
+                    segments: snap.segments.len(),
+                    segment_rows: snap.segments.iter().map(|s| s.rows).sum(),
+                    segment_bytes: snap.segments.iter().map(|s| s.bytes).sum(),
+                    hot_rows: snap.hot.iter().map(|b| b.num_rows() as u64).sum(),
+                    min_time_us: snap.segments.iter().map(|s| s.min_time_us).min(),
+                    max_time_us: snap.segments.iter().map(|s| s.max_time_us).max(),
+                    settings: self.settings(&name),
+                    merges_pending: self.merges_pending(&name),
+                    name,
+                })
+            })
+            .collect()
     }
 
     /// The next offset of `partition` the store will apply (None when not owned or nothing
@@ -522,6 +671,28 @@ impl Store {
             }
             notified.await;
         }
+    }
+
+    /// Pins the files a query is about to read: no file dropped from a catalog after this is
+    /// deleted while the pin lives.
+    pub fn pin(&self) -> compact::ReadPin {
+        self.inner.pin()
+    }
+
+    /// Runs the merges due now (the compactor also does, every `compaction_interval`).
+    pub async fn compact_now(&self) -> Result<usize> {
+        self.inner.compact_once().await
+    }
+
+    /// Runs the retention pass now: drops owned segments wholly past their dataset's
+    /// visibility cut. Returns how many segments were dropped.
+    pub async fn expire_now(&self) -> Result<usize> {
+        self.inner.expire().await
+    }
+
+    /// Deletes retired and orphaned files that are due now.
+    pub fn sweep_now(&self) -> usize {
+        self.inner.delete_retired_and_orphans()
     }
 
     /// Flushes every owned hot tail to segments (e.g. on shutdown).
@@ -632,6 +803,19 @@ impl Inner {
         Ok(n)
     }
 
+    /// Re-reads the settings file when another process changed it.
+    fn refresh_settings(&self) {
+        let file = settings::SettingsFile::new(&self.config.data_dir);
+        let mtime = file.mtime();
+        if read_lock(&self.settings).0 == mtime {
+            return;
+        }
+        match file.load() {
+            Ok(all) => *write_lock(&self.settings) = (mtime, all),
+            Err(e) => warn!(error = %e, "could not re-read dataset settings"),
+        }
+    }
+
     /// Re-reads catalog files of partitions this process does not own, when they changed.
     fn refresh_foreign(&self) -> Result<()> {
         for (p, mtime) in catalog::list_partitions(&self.config.data_dir)? {
@@ -660,6 +844,7 @@ impl Inner {
             tick.tick().await;
             if last_refresh.elapsed() >= self.config.refresh {
                 last_refresh = std::time::Instant::now();
+                self.refresh_settings();
                 let this = self.clone();
                 match tokio::task::spawn_blocking(move || this.refresh_foreign()).await {
                     Ok(Err(e)) => warn!(error = %e, "could not refresh foreign catalogs"),
@@ -759,43 +944,19 @@ impl Inner {
             id,
             count,
         } = job;
+        let opts = segment::SegmentOptions {
+            bloom_columns: self.config.bloom_columns.clone(),
+            presorted: false,
+        };
         let encoded =
-            tokio::task::spawn_blocking(move || segment::encode_segment(&schema, &batches))
+            tokio::task::spawn_blocking(move || segment::encode_segment(&schema, &batches, &opts))
                 .await
                 .map_err(|e| StoreError::Internal(format!("segment encoder panicked: {e}")))??;
-        let rel = format!("{name}/p{p:05}-{id:012}-{}.parquet", self.writer_token);
-        let bytes = encoded.bytes.len() as u64;
-        self.objects
-            .put(
-                &object_store::path::Path::from(rel.as_str()),
-                PutPayload::from(encoded.bytes),
-            )
+        let rel = self.segment_path(name, p, id);
+        let _in_flight = self.in_flight(&rel);
+        let meta = self
+            .put_segment(rel.clone(), encoded, first_offset, last_offset, id, 0)
             .await?;
-        // Local files and their directory entries must be on disk before the catalog names them.
-        let local = self.segments_dir.join(&rel);
-        tokio::task::spawn_blocking(move || {
-            std::fs::File::open(&local)?.sync_all()?;
-            if let Some(dir) = local.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-                if let Some(root) = dir.parent() {
-                    std::fs::File::open(root)?.sync_all()?;
-                }
-            }
-            Ok::<_, std::io::Error>(())
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
-        .map_err(|e| StoreError::io(&self.segments_dir, e))?;
-        let meta = SegmentMeta {
-            id,
-            path: rel,
-            min_time_us: encoded.min_time_us,
-            max_time_us: encoded.max_time_us,
-            rows: encoded.rows,
-            bytes,
-            first_offset,
-            last_offset,
-        };
         // Commit: under the fence, check we still own the partition, write its catalog with
         // the new segment, and apply it in memory.
         let this = self.clone();
@@ -878,6 +1039,88 @@ impl Inner {
             .or_else(|| state.applied.get(&p).copied())
             .unwrap_or(meta.last_offset + 1);
         Ok(Some(next))
+    }
+}
+
+impl Inner {
+    /// Where segment `id` of (dataset, partition) goes.
+    pub(crate) fn segment_path(&self, name: &str, p: Partition, id: u64) -> String {
+        format!("{name}/p{p:05}-{id:012}-{}.parquet", self.writer_token)
+    }
+
+    /// Marks a segment file as being written, so the orphan sweep leaves it alone until the
+    /// guard is dropped (after its commit, or its failure).
+    pub(crate) fn in_flight(self: &Arc<Self>, rel: &str) -> InFlight {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rel.to_owned());
+        InFlight {
+            inner: self.clone(),
+            rel: rel.to_owned(),
+        }
+    }
+
+    /// Uploads an encoded segment and makes it durable (the file and its directory entries
+    /// are on disk before any catalog names it).
+    pub(crate) async fn put_segment(
+        &self,
+        rel: String,
+        encoded: segment::EncodedSegment,
+        first_offset: Offset,
+        last_offset: Offset,
+        id: u64,
+        level: u8,
+    ) -> Result<SegmentMeta> {
+        let bytes = encoded.bytes.len() as u64;
+        self.objects
+            .put(
+                &object_store::path::Path::from(rel.as_str()),
+                PutPayload::from(encoded.bytes),
+            )
+            .await?;
+        let local = self.segments_dir.join(&rel);
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&local)?.sync_all()?;
+            if let Some(dir) = local.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+                if let Some(root) = dir.parent() {
+                    std::fs::File::open(root)?.sync_all()?;
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .map_err(|e| StoreError::io(&self.segments_dir, e))?;
+        Ok(SegmentMeta {
+            id,
+            path: rel,
+            min_time_us: encoded.min_time_us,
+            max_time_us: encoded.max_time_us,
+            rows: encoded.rows,
+            bytes,
+            first_offset,
+            last_offset,
+            level,
+            created_us: eventide_model::time::now_micros(),
+        })
+    }
+}
+
+/// See [`Inner::in_flight`].
+pub(crate) struct InFlight {
+    inner: Arc<Inner>,
+    rel: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.rel);
     }
 }
 

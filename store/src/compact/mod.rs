@@ -1,0 +1,576 @@
+//! Compaction: merging small segments into large, time-windowed, sorted ones (ADR 0003), and
+//! deleting files that no catalog names any more.
+//!
+//! The compactor runs in the process that owns a partition, one merge at a time on one
+//! blocking thread (at most one core), each merge reading at most the policy's
+//! `max_input_bytes` of Parquet. A merge:
+//! 1. reads its input segments and conforms them to the dataset's schema;
+//! 2. sorts the rows by (window, sort key, timestamp) and cuts them at window boundaries and
+//!    at the target file size;
+//! 3. writes and fsyncs the outputs (marked in flight, so the orphan sweep leaves them);
+//! 4. commits under the catalog's commit fence: if every input is still in the catalog and
+//!    the partition is still owned, the catalog file is atomically replaced with the inputs
+//!    swapped for the outputs and the change applied in memory under one lock, so a query
+//!    sees either the inputs or the outputs, never both or neither;
+//! 5. retires the inputs: each is deleted once no local query that began before the swap is
+//!    running and `retire_grace` has passed (for queries of other processes).
+//!
+//! A crash at any step leaves the old catalog (outputs become orphans) or the new one
+//! (inputs become orphans); the orphan sweep deletes segment files of owned partitions that
+//! no catalog names, so nothing is counted twice and nothing leaks.
+
+pub mod policy;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use arrow::array::{Array, ArrayRef, Int64Array, TimestampMicrosecondArray};
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use eventide_eventlog::Partition;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tracing::{debug, info, warn};
+
+pub use policy::{DAY_US, HOUR_US, MergePolicy, MergeTask, TimeWindowPolicy, window_of};
+
+use crate::hot::extend_to;
+use crate::segment::{self, SegmentOptions};
+use crate::{Inner, Result, SegmentMeta, StoreError, read_lock, write_lock};
+
+/// Who may still read files dropped from a catalog.
+#[derive(Debug, Default)]
+pub struct Readers {
+    /// Bumped at every swap that retires files.
+    epoch: u64,
+    /// Running local queries by the epoch they started in.
+    active: BTreeMap<u64, usize>,
+    /// Retired files: (epoch of the swap, when, path).
+    retired: Vec<(u64, Instant, String)>,
+}
+
+/// Held by a running query: files it may read are not deleted until it is dropped.
+pub struct ReadPin {
+    inner: Arc<Inner>,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for ReadPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadPin")
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+impl Drop for ReadPin {
+    fn drop(&mut self) {
+        let mut r = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = r.active.get_mut(&self.epoch) {
+            *n -= 1;
+            if *n == 0 {
+                r.active.remove(&self.epoch);
+            }
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn pin(self: &Arc<Self>) -> ReadPin {
+        let mut r = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = r.epoch;
+        *r.active.entry(epoch).or_default() += 1;
+        ReadPin {
+            inner: self.clone(),
+            epoch,
+        }
+    }
+
+    /// Queues files dropped from the catalog for deletion.
+    pub(crate) fn retire(&self, paths: impl IntoIterator<Item = String>) {
+        let mut r = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        r.epoch += 1;
+        let epoch = r.epoch;
+        let now = Instant::now();
+        r.retired
+            .extend(paths.into_iter().map(|path| (epoch, now, path)));
+    }
+
+    /// Deletes retired files nobody can need any more.
+    fn delete_retired(&self) -> usize {
+        let due: Vec<String> = {
+            let mut r = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            let oldest_reader = r.active.keys().next().copied().unwrap_or(u64::MAX);
+            let grace = self.config.retire_grace;
+            let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut r.retired)
+                .into_iter()
+                .partition(|(epoch, at, _)| {
+                    // A query that started in an epoch before the swap may read the file.
+                    oldest_reader >= *epoch && at.elapsed() >= grace
+                });
+            r.retired = keep;
+            due.into_iter().map(|(_, _, p)| p).collect()
+        };
+        let mut n = 0;
+        for rel in due {
+            let path = self.segments_dir.join(&rel);
+            match std::fs::remove_file(&path) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "could not delete a retired segment")
+                }
+            }
+        }
+        n
+    }
+
+    /// Deletes segment files of owned partitions that no catalog names and nobody is
+    /// writing: left by a crash between writing a file and committing the catalog.
+    fn sweep_orphans(&self) -> usize {
+        let (owned, named): (HashSet<Partition>, HashSet<String>) = {
+            let state = read_lock(&self.state);
+            let named = state
+                .datasets
+                .values()
+                .flat_map(|d| d.parts.values())
+                .flat_map(|p| p.segments.iter().map(|s| s.path.clone()))
+                .collect();
+            (state.owned.clone(), named)
+        };
+        if owned.is_empty() {
+            return 0;
+        }
+        let in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let retired: HashSet<String> = self
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retired
+            .iter()
+            .map(|r| r.2.clone())
+            .collect();
+        let Ok(datasets) = std::fs::read_dir(&self.segments_dir) else {
+            return 0;
+        };
+        let now = SystemTime::now();
+        let mut n = 0;
+        for ds in datasets.flatten() {
+            let Ok(files) = std::fs::read_dir(ds.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                let Some(p) = segment_partition(&name) else {
+                    continue;
+                };
+                let rel = format!("{}/{name}", ds.file_name().to_string_lossy());
+                if !owned.contains(&p)
+                    || named.contains(&rel)
+                    || in_flight.contains(&rel)
+                    || retired.contains(&rel)
+                {
+                    continue;
+                }
+                let Ok(mtime) = f.metadata().and_then(|m| m.modified()) else {
+                    continue;
+                };
+                let old = now.duration_since(mtime).unwrap_or_default() >= self.config.orphan_grace;
+                let before_us = self.config.exclusive && mtime < self.started;
+                if !(old || before_us) {
+                    continue;
+                }
+                match std::fs::remove_file(f.path()) {
+                    Ok(()) => {
+                        info!(file = %rel, "deleted an orphaned segment file (no catalog names it)");
+                        n += 1;
+                    }
+                    Err(e) => {
+                        warn!(file = %rel, error = %e, "could not delete an orphaned segment")
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    pub(crate) fn delete_retired_and_orphans(&self) -> usize {
+        self.delete_retired() + self.sweep_orphans()
+    }
+
+    /// The compactor: merges, retention and file deletion, every `compaction_interval`.
+    pub(crate) async fn run_compactor(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.compaction_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.expire().await {
+                warn!(error = %e, "retention pass failed; will retry");
+            }
+            if let Err(e) = self.compact_once().await {
+                warn!(error = %e, "compaction failed; will retry");
+            }
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || this.delete_retired_and_orphans()).await;
+        }
+    }
+
+    /// Drops segments wholly older than their dataset's visibility cut (retention, deletion)
+    /// from the partitions this process owns. Returns how many were dropped.
+    pub(crate) async fn expire(self: &Arc<Self>) -> Result<usize> {
+        let now = eventide_model::time::now_micros();
+        let cuts: BTreeMap<String, i64> = read_lock(&self.settings)
+            .1
+            .iter()
+            .filter_map(|(name, s)| s.visible_from_us(now).map(|v| (name.clone(), v)))
+            .collect();
+        if cuts.is_empty() {
+            return Ok(0);
+        }
+        let work: Vec<(String, Partition, Vec<SegmentMeta>)> = {
+            let state = read_lock(&self.state);
+            let mut work = Vec::new();
+            for (name, cut) in &cuts {
+                let Some(d) = state.datasets.get(name) else {
+                    continue;
+                };
+                for (p, part) in &d.parts {
+                    let expired: Vec<SegmentMeta> = part
+                        .segments
+                        .iter()
+                        .filter(|s| s.max_time_us < *cut)
+                        .cloned()
+                        .collect();
+                    if state.owned.contains(p) && !expired.is_empty() {
+                        work.push((name.clone(), *p, expired));
+                    }
+                }
+            }
+            work
+        };
+        let mut dropped = 0;
+        for (name, p, expired) in work {
+            let ids: Vec<u64> = expired.iter().map(|s| s.id).collect();
+            let this = self.clone();
+            let dataset = name.clone();
+            let ok = tokio::task::spawn_blocking(move || {
+                this.commit_merge(&dataset, p, &ids, Vec::new())
+            })
+            .await
+            .map_err(|e| StoreError::Internal(format!("catalog commit panicked: {e}")))??;
+            if ok {
+                dropped += expired.len();
+                info!(
+                    dataset = %name,
+                    partition = p,
+                    segments = expired.len(),
+                    rows = expired.iter().map(|s| s.rows).sum::<u64>(),
+                    "dropped expired segments"
+                );
+                self.retire(expired.into_iter().map(|s| s.path));
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Plans and runs the merges due now. Returns how many ran.
+    pub(crate) async fn compact_once(self: &Arc<Self>) -> Result<usize> {
+        let Some(policy) = self.config.merge_policy.clone() else {
+            return Ok(0);
+        };
+        let now = eventide_model::time::now_micros();
+        let work: Vec<(String, Partition, Vec<MergeTask>)> = {
+            let state = read_lock(&self.state);
+            let mut work = Vec::new();
+            for (name, d) in &state.datasets {
+                for (p, part) in &d.parts {
+                    if state.owned.contains(p) {
+                        let tasks = policy.plan(&part.segments, now);
+                        if !tasks.is_empty() {
+                            work.push((name.clone(), *p, tasks));
+                        }
+                    }
+                }
+            }
+            work
+        };
+        let mut ran = 0;
+        for (name, p, tasks) in work {
+            for task in tasks {
+                let started = Instant::now();
+                match self.merge(&name, p, &task).await? {
+                    Some((rows, outputs)) => {
+                        ran += 1;
+                        info!(
+                            dataset = %name,
+                            partition = p,
+                            level = task.level,
+                            inputs = task.inputs.len(),
+                            outputs,
+                            rows,
+                            ms = started.elapsed().as_millis() as u64,
+                            "merged segments"
+                        );
+                    }
+                    None => debug!(dataset = %name, partition = p, "merge skipped: inputs changed"),
+                }
+            }
+        }
+        Ok(ran)
+    }
+
+    /// Runs one merge. `None` when its inputs are no longer all committed (a retention pass
+    /// or another merge took some) or the partition was lost.
+    async fn merge(
+        self: &Arc<Self>,
+        name: &str,
+        p: Partition,
+        task: &MergeTask,
+    ) -> Result<Option<(u64, usize)>> {
+        let (inputs, schema) = {
+            let state = read_lock(&self.state);
+            let Some(d) = state.datasets.get(name) else {
+                return Ok(None);
+            };
+            let Some(part) = d.parts.get(&p) else {
+                return Ok(None);
+            };
+            let inputs: Vec<SegmentMeta> = part
+                .segments
+                .iter()
+                .filter(|s| task.inputs.contains(&s.id))
+                .cloned()
+                .collect();
+            if inputs.len() != task.inputs.len() || !state.owned.contains(&p) {
+                return Ok(None);
+            }
+            (inputs, d.arrow_schema.clone())
+        };
+        // Read the inputs.
+        let mut batches = Vec::new();
+        for s in &inputs {
+            let bytes: Bytes = self
+                .objects
+                .get(&object_store::path::Path::from(s.path.as_str()))
+                .await?
+                .bytes()
+                .await?;
+            let schema = schema.clone();
+            let read = tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>> {
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
+                    .with_batch_size(64 * 1024)
+                    .build()?;
+                let mut out = Vec::new();
+                for b in reader {
+                    out.push(extend_to(&b?, &schema)?);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| StoreError::Internal(format!("segment reader panicked: {e}")))??;
+            batches.extend(read);
+        }
+        let in_rows: u64 = inputs.iter().map(|s| s.rows).sum();
+        let in_bytes: u64 = inputs.iter().map(|s| s.bytes).sum();
+        let target = self
+            .config
+            .merge_policy
+            .as_ref()
+            .map_or(128 * 1024 * 1024, |p| p.target_bytes());
+        // Rows per output file from the inputs' bytes per row.
+        let rows_per_file = ((target as f64) / (in_bytes.max(1) as f64 / in_rows.max(1) as f64))
+            .clamp(1.0, u64::MAX as f64) as usize;
+        let sort_key = self.config.sort_key.clone();
+        let window_us = task.window_us;
+        let schema_ = schema.clone();
+        let bloom = self.config.bloom_columns.clone();
+        let chunks = tokio::task::spawn_blocking(move || {
+            sort_and_cut(&schema_, &batches, &sort_key, window_us, rows_per_file).and_then(
+                |chunks| {
+                    let opts = SegmentOptions {
+                        bloom_columns: bloom,
+                        presorted: true,
+                    };
+                    chunks
+                        .into_iter()
+                        .map(|c| segment::encode_segment(&schema_, &[c], &opts))
+                        .collect::<Result<Vec<_>>>()
+                },
+            )
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("merge panicked: {e}")))??;
+        let out_rows: u64 = chunks.iter().map(|c| c.rows).sum();
+        if out_rows != in_rows {
+            return Err(StoreError::Internal(format!(
+                "merge of {name} produced {out_rows} rows from {in_rows}; not committed"
+            )));
+        }
+        // Write the outputs.
+        let first_offset = inputs.iter().map(|s| s.first_offset).min().unwrap_or(0);
+        let last_offset = inputs.iter().map(|s| s.last_offset).max().unwrap_or(0);
+        let mut outputs = Vec::new();
+        let mut guards = Vec::new();
+        for encoded in chunks {
+            let id = {
+                let mut state = write_lock(&self.state);
+                let id = state.next_segment_id.get(&p).copied().unwrap_or(1);
+                state.next_segment_id.insert(p, id + 1);
+                id
+            };
+            let rel = self.segment_path(name, p, id);
+            guards.push(self.in_flight(&rel));
+            outputs.push(
+                self.put_segment(rel, encoded, first_offset, last_offset, id, task.level)
+                    .await?,
+            );
+        }
+        let n_out = outputs.len();
+        let this = self.clone();
+        let dataset = name.to_owned();
+        let ids = task.inputs.clone();
+        let outs = outputs.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || this.commit_merge(&dataset, p, &ids, outs))
+                .await
+                .map_err(|e| StoreError::Internal(format!("catalog commit panicked: {e}")))??;
+        drop(guards);
+        if !committed {
+            for o in outputs {
+                let _ = std::fs::remove_file(self.segments_dir.join(&o.path));
+            }
+            return Ok(None);
+        }
+        self.retire(inputs.into_iter().map(|s| s.path));
+        Ok(Some((out_rows, n_out)))
+    }
+
+    /// Swaps `inputs` for `outputs` in partition `p`'s catalog, atomically on disk and in
+    /// memory. False when an input is gone or the partition is no longer owned.
+    fn commit_merge(
+        &self,
+        name: &str,
+        p: Partition,
+        inputs: &[u64],
+        outputs: Vec<SegmentMeta>,
+    ) -> Result<bool> {
+        let _fence = self.commit_fence.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.consumer.get().is_none_or(|c| c.holds(p)) {
+            return Ok(false);
+        }
+        let catalog = {
+            let state = read_lock(&self.state);
+            if !state.owned.contains(&p) {
+                return Ok(false);
+            }
+            let Some(part) = state.datasets.get(name).and_then(|d| d.parts.get(&p)) else {
+                return Ok(false);
+            };
+            let present = part
+                .segments
+                .iter()
+                .filter(|s| inputs.contains(&s.id))
+                .count();
+            if present != inputs.len() {
+                return Ok(false);
+            }
+            let mut c = state.catalog_of(p);
+            c.log = self.log_identity.get().cloned().unwrap_or_default();
+            if let Some(entry) = c.datasets.get_mut(name) {
+                entry.segments.retain(|s| !inputs.contains(&s.id));
+                entry.segments.extend(outputs.iter().cloned());
+            }
+            c
+        };
+        crate::CatalogFile::new(&self.config.data_dir, p).commit(&catalog)?;
+        let mut state = write_lock(&self.state);
+        if let Some(part) = state
+            .datasets
+            .get_mut(name)
+            .and_then(|d| d.parts.get_mut(&p))
+        {
+            part.segments.retain(|s| !inputs.contains(&s.id));
+            part.segments.extend(outputs);
+        }
+        Ok(true)
+    }
+}
+
+/// The partition of a segment file name `pNNNNN-…`.
+fn segment_partition(file: &str) -> Option<Partition> {
+    let rest = file.strip_prefix('p')?;
+    if !file.ends_with(".parquet") {
+        return None;
+    }
+    rest.get(..5)?.parse().ok()
+}
+
+/// Sorts rows by (window, sort key columns present, timestamp) and cuts them into chunks
+/// that never cross a window and hold at most `rows_per_file` rows.
+pub fn sort_and_cut(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    sort_key: &[String],
+    window_us: i64,
+    rows_per_file: usize,
+) -> Result<Vec<RecordBatch>> {
+    let batch = arrow::compute::concat_batches(schema, batches)?;
+    if batch.num_rows() == 0 {
+        return Ok(Vec::new());
+    }
+    let ts = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| StoreError::Internal("timestamp column has the wrong type".into()))?;
+    let windows: Int64Array = ts
+        .iter()
+        .map(|t| t.map(|t| window_of(t, window_us)))
+        .collect();
+    let mut keys = vec![SortColumn {
+        values: Arc::new(windows.clone()) as ArrayRef,
+        options: Some(SortOptions::default()),
+    }];
+    for k in sort_key {
+        if let Some((i, _)) = schema.column_with_name(k) {
+            keys.push(SortColumn {
+                values: batch.column(i).clone(),
+                options: Some(SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                }),
+            });
+        }
+    }
+    keys.push(SortColumn {
+        values: batch.column(0).clone(),
+        options: Some(SortOptions::default()),
+    });
+    let indices = lexsort_to_indices(&keys, None)?;
+    let sorted = take_record_batch(&batch, &indices)?;
+    let windows = arrow::compute::take(&windows, &indices, None)?;
+    let windows = windows
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| StoreError::Internal("window column".into()))?;
+    let mut out = Vec::new();
+    let mut start = 0;
+    let n = sorted.num_rows();
+    while start < n {
+        let w = windows.value(start);
+        let mut end = start;
+        while end < n && windows.value(end) == w && end - start < rows_per_file.max(1) {
+            end += 1;
+        }
+        out.push(sorted.slice(start, end - start));
+        start = end;
+    }
+    Ok(out)
+}
