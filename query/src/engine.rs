@@ -55,18 +55,38 @@ impl ScanStats {
 
     /// Sums the Parquet scans of an executed plan.
     fn of_plan(plan: &Arc<dyn ExecutionPlan>, out: &mut ScanStats) {
+        let mut files = std::collections::HashSet::new();
+        Self::walk(plan, out, &mut files);
+        out.files_scanned += files.len() as u64;
+    }
+
+    fn walk(
+        plan: &Arc<dyn ExecutionPlan>,
+        out: &mut ScanStats,
+        files: &mut std::collections::HashSet<String>,
+    ) {
         use datafusion::datasource::physical_plan::FileScanConfig;
         use datafusion::datasource::source::DataSourceExec;
+        use datafusion::physical_plan::metrics::MetricValue;
         if let Some(exec) = plan.downcast_ref::<DataSourceExec>()
-            && let Some(files) = exec.data_source().downcast_ref::<FileScanConfig>()
+            && let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>()
         {
-            out.files_scanned += files
-                .file_groups
-                .iter()
-                .map(|g| g.len() as u64)
-                .sum::<u64>();
+            // A file may be split into several byte ranges; count it once.
+            for group in &config.file_groups {
+                for f in group.iter() {
+                    files.insert(f.object_meta.location.to_string());
+                }
+            }
             if let Some(m) = plan.metrics() {
-                let get = |name: &str| m.sum_by_name(name).map_or(0, |v| v.as_usize() as u64);
+                // Pruning metrics count what was pruned and what matched; take the pruned.
+                let get = |name: &str| {
+                    m.sum_by_name(name).map_or(0, |v| match v {
+                        MetricValue::PruningMetrics {
+                            pruning_metrics, ..
+                        } => pruning_metrics.pruned() as u64,
+                        other => other.as_usize() as u64,
+                    })
+                };
                 out.bytes_scanned += get("bytes_scanned");
                 out.files_pruned += get("files_ranges_pruned_statistics");
                 out.row_groups_pruned_statistics += get("row_groups_pruned_statistics");
@@ -74,7 +94,7 @@ impl ScanStats {
             }
         }
         for child in plan.children() {
-            Self::of_plan(child, out);
+            Self::walk(child, out, files);
         }
     }
 }
@@ -216,10 +236,13 @@ impl QueryEngine {
             let mut select = Vec::new();
             for f in chunk {
                 let c = quote(f.name());
-                let distinct = if f.data_type() == &arrow::datatypes::DataType::Boolean {
-                    format!("count(DISTINCT {c})")
-                } else {
-                    format!("approx_distinct({c})")
+                let distinct = match f.data_type() {
+                    arrow::datatypes::DataType::Boolean => format!("count(DISTINCT {c})"),
+                    // DataFusion's HyperLogLog takes no floats: count their text.
+                    arrow::datatypes::DataType::Float64 => {
+                        format!("approx_distinct(CAST({c} AS VARCHAR))")
+                    }
+                    _ => format!("approx_distinct({c})"),
                 };
                 select.push(format!(
                     "min(\"timestamp\") FILTER (WHERE {c} IS NOT NULL), \

@@ -508,3 +508,170 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
     assert_eq!(r.status(), 200);
     assert_eq!(server.wait_count("ret", 10).await, 10);
 }
+
+/// Looks up a needle among 200,000 events after compaction, and reads 3 columns of a
+/// dataset with 2,000 sparse ones: the reported stats show how little is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn needle_and_narrow_queries_read_a_small_part_of_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &COMPACTION).await;
+    let n: u64 = 200_000;
+    let end_us = chrono::Utc::now().timestamp_micros();
+    // A scrambled trace id per event, so min/max statistics cannot help; bloom filters can.
+    let trace = |i: u64| {
+        format!(
+            "{:032x}",
+            (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+        )
+    };
+    let bodies: Vec<Vec<u8>> = (0..n / 1000)
+        .map(|b| {
+            let items: Vec<Json> = (b * 1000..(b + 1) * 1000)
+                .map(|i| {
+                    let t = end_us - 48 * HOUR_US + (i as i64) * (48 * HOUR_US / n as i64);
+                    json!({"time": t as f64 / 1e6, "data": {
+                        "id": i, "trace.trace_id": trace(i),
+                        "service.name": format!("svc-{}", i % 9),
+                        "duration_ms": (i % 977) as f64,
+                        "payload": format!("{:0>64}", i),
+                    }})
+                })
+                .collect();
+            serde_json::to_vec(&items).unwrap()
+        })
+        .collect();
+    for body in bodies {
+        let r = server
+            .post("/1/batch/needle", INGEST_KEY)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(server.wait_count("needle", n).await, n);
+    settle(&server, dir.path(), "needle", Duration::from_secs(300)).await;
+
+    let r = server
+        .sql(&format!(
+            "SELECT id, \"service.name\" FROM needle WHERE \"trace.trace_id\" = '{}'",
+            trace(123_457)
+        ))
+        .await;
+    assert_eq!(r["rows"], json!([[123_457, "svc-4"]]));
+    let s = &r["stats"];
+    let (scanned, total) = (
+        s["bytes_scanned"].as_u64().unwrap(),
+        s["bytes_total"].as_u64().unwrap(),
+    );
+    // Every file but the one holding the needle is skipped by its bloom filter; what is read
+    // is that file's row group plus the filters and footers (at 200,000 events a file is one
+    // row group, so the ratio is modest here; the storage benchmark measures 10M events).
+    let files = s["files_scanned"].as_u64().unwrap();
+    assert!(files >= 3, "{s}");
+    assert_eq!(
+        s["row_groups_pruned_bloom_filter"].as_u64().unwrap()
+            + s["row_groups_pruned_statistics"].as_u64().unwrap(),
+        files - 1,
+        "bloom filters prune all but the needle's row group: {s}"
+    );
+    assert!(
+        total > 0 && scanned * 2 < total,
+        "needle read {scanned} of {total} bytes: {s}"
+    );
+    // A time-bounded question reads only that window's files.
+    let r = server
+        .sql(&format!(
+            "SELECT count(*) FROM needle WHERE timestamp >= to_timestamp_micros({}) ",
+            end_us - 2 * HOUR_US
+        ))
+        .await;
+    let s = &r["stats"];
+    assert!(
+        s["files_scanned"].as_u64().unwrap() < s["files_total"].as_u64().unwrap(),
+        "time pruning: {s}"
+    );
+    // The same stats are in query spec replies.
+    let spec = server
+        .spec("needle", json!({"time_range": 7 * 86400, "calculations": [{"op": "COUNT"}],
+                               "filters": [{"column": "trace.trace_id", "op": "=", "value": trace(99)}]}))
+        .await;
+    assert_eq!(spec["results"][0]["COUNT"], 1);
+    assert!(
+        spec["stats"]["row_groups_pruned_bloom_filter"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    // 2,000 sparse columns; a query over 3 of them reads only those.
+    let items: Vec<Json> = (0..4000u64)
+        .map(|i| {
+            let mut data = serde_json::Map::new();
+            data.insert("a".into(), json!(i));
+            data.insert("b".into(), json!(format!("b{}", i % 10)));
+            data.insert("c".into(), json!(i as f64 / 2.0));
+            for k in 0..10 {
+                data.insert(
+                    format!("sparse_{}", (i * 10 + k) % 2000),
+                    json!(format!("v{i}-{k}-padding-padding")),
+                );
+            }
+            json!({"data": data})
+        })
+        .collect();
+    for chunk in items.chunks(500) {
+        let r = server
+            .post("/1/batch/wide", INGEST_KEY)
+            .json(&chunk)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(server.wait_count("wide", 4000).await, 4000);
+    // Let the hot tail flush to Parquet (flush age 1 s) so the stats cover segments.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = server
+            .sql("SELECT sum(a), count(b), max(c) FROM wide")
+            .await;
+        assert_eq!(r["rows"], json!([[7_998_000, 4000, 1999.5]]));
+        let s = &r["stats"];
+        let (scanned, total) = (
+            s["bytes_scanned"].as_u64().unwrap(),
+            s["bytes_total"].as_u64().unwrap(),
+        );
+        if total > 0 && s["files_scanned"].as_u64().unwrap() == s["files_total"].as_u64().unwrap() {
+            assert!(
+                scanned * 20 < total,
+                "3 of 2003 columns: read {scanned} of {total} bytes"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "wide never flushed: {s}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The columns endpoint lists every column with its type and statistics.
+    let cols: Json = server
+        .client
+        .get(format!("{}/api/v1/datasets/wide/columns", server.url))
+        .header("X-Honeycomb-Team", common::QUERY_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cols = cols["columns"].as_array().unwrap();
+    assert_eq!(cols.len(), 2003);
+    let a = cols.iter().find(|c| c["name"] == "a").unwrap();
+    assert_eq!((&a["type"], &a["count"]), (&json!("int64"), &json!(4000)));
+    let ad = a["approx_distinct"].as_u64().unwrap();
+    assert!((3800..=4200).contains(&ad), "approx distinct of a: {ad}");
+    let b = cols.iter().find(|c| c["name"] == "b").unwrap();
+    assert_eq!(b["approx_distinct"], 10);
+    let sparse = cols.iter().find(|c| c["name"] == "sparse_7").unwrap();
+    assert_eq!(sparse["count"], 20);
+    assert!(sparse["first_seen"].is_string() && sparse["last_seen"].is_string());
+}
