@@ -28,15 +28,29 @@ pub struct Generator {
     rng: StdRng,
     seq: u64,
     time_us: i64,
+    /// Average gap between consecutive events, µs.
+    step_us: i64,
 }
+
+/// Where generated time starts by default (2026-11-18T…Z).
+pub const DEFAULT_START_US: i64 = 1_795_000_000_000_000;
 
 impl Generator {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: StdRng::seed_from_u64(seed),
             seq: 0,
-            time_us: 1_795_000_000_000_000,
+            time_us: DEFAULT_START_US,
+            step_us: 1000,
         }
+    }
+
+    /// Events from `start_us`, `step_us` apart on average (e.g. 2.5M events a week apart by
+    /// ~242 ms to shape a month).
+    pub fn with_time(mut self, start_us: i64, step_us: i64) -> Self {
+        self.time_us = start_us;
+        self.step_us = step_us.max(1);
+        self
     }
 
     fn normal(&mut self) -> f64 {
@@ -48,7 +62,7 @@ impl Generator {
 
     pub fn event(&mut self) -> Json {
         self.seq += 1;
-        self.time_us += self.rng.random_range(0..2000);
+        self.time_us += self.rng.random_range(0..2 * self.step_us);
         let r = &mut self.rng;
         let service = r.random_range(0..30u32);
         let endpoint = r.random_range(0..300u32);

@@ -105,6 +105,12 @@ struct IngestArgs {
     /// Milliseconds between freshness probes (0: none).
     #[arg(long, default_value_t = 100)]
     pub probe_every_ms: u64,
+    /// Event time of the first event, Unix microseconds.
+    #[arg(long, default_value_t = generator::DEFAULT_START_US)]
+    pub start_us: i64,
+    /// Average gap between event times, µs (1000: 1M events span ~17 minutes).
+    #[arg(long, default_value_t = 1000)]
+    pub step_us: i64,
 }
 
 fn pct(v: &mut [f64], q: f64) -> f64 {
@@ -172,9 +178,11 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         events,
         seed,
         probe_every_ms,
+        start_us,
+        step_us,
     } = args;
     // Build every request body first so the measured window holds only sending.
-    let mut generator = generator::Generator::new(seed);
+    let mut generator = generator::Generator::new(seed).with_time(start_us, step_us);
     let mut bodies = Vec::new();
     let mut bytes = 0usize;
     let mut left = events;

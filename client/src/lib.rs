@@ -157,7 +157,8 @@ impl Counters {
 
     /// Counts every held event as failed and refuses new ones.
     fn close(&self, room: &Notify) {
-        let prev = self.held.fetch_or(CLOSED, Ordering::AcqRel);
+        // Nothing is held any more: what was is now counted failed.
+        let prev = self.held.swap(CLOSED, Ordering::AcqRel);
         if prev & CLOSED == 0 {
             self.failed.fetch_add(prev, Ordering::Relaxed);
         }

@@ -462,20 +462,22 @@ fn span_events(span: &Span, base: &Fields, receive_us: i64, limits: &Limits, gro
     for ev in &span.events {
         let mut f = annotation("span_event");
         push_attrs(&mut f, &ev.attributes, limits);
+        let sr = take_samplerate(&mut f, samplerate);
         f.push(("name".into(), Value::Str(ev.name.clone())));
         let ts = nanos_to_micros(ev.time_unix_nano).unwrap_or(start_us);
-        group.push(finish(f, ts, samplerate, limits), false);
+        group.push(finish(f, ts, sr, limits), false);
     }
     for link in &span.links {
         let mut f = annotation("link");
         push_attrs(&mut f, &link.attributes, limits);
+        let sr = take_samplerate(&mut f, samplerate);
         if let Some(t) = id_hex(&link.trace_id) {
             f.push(("trace.link.trace_id".into(), Value::Str(t)));
         }
         if let Some(s) = id_hex(&link.span_id) {
             f.push(("trace.link.span_id".into(), Value::Str(s)));
         }
-        group.push(finish(f, start_us, samplerate, limits), false);
+        group.push(finish(f, start_us, sr, limits), false);
     }
 }
 

@@ -270,13 +270,18 @@ fn query_routes(engine: QueryEngine, keys: Keys) -> Router {
         Scope::Query,
         false,
     );
+    // The listing spans datasets: keys limited to some datasets are refused there.
+    let listing = guard(
+        Router::new().route("/api/v1/datasets", get(list_datasets)),
+        keys.clone(),
+        Scope::Admin,
+        true,
+    );
     let admin = guard(
-        Router::new()
-            .route("/api/v1/datasets", get(list_datasets))
-            .route(
-                "/api/v1/datasets/{dataset}",
-                axum::routing::put(put_dataset).delete(delete_dataset),
-            ),
+        Router::new().route(
+            "/api/v1/datasets/{dataset}",
+            axum::routing::put(put_dataset).delete(delete_dataset),
+        ),
         keys.clone(),
         Scope::Admin,
         false,
@@ -290,6 +295,7 @@ fn query_routes(engine: QueryEngine, keys: Keys) -> Router {
     Router::new()
         .merge(sql.with_state(engine.clone()))
         .merge(spec.with_state(engine.clone()))
+        .merge(listing.with_state(engine.clone()))
         .merge(admin.with_state(engine.clone()))
         .merge(columns.with_state(engine))
 }

@@ -73,7 +73,7 @@ pub struct ServeArgs {
     #[arg(long, env = "EVENTIDE_UDP")]
     pub udp: Option<SocketAddr>,
     /// Look for segments to merge, expired data and files to delete this often (0: never
-    /// compact).
+    /// merge; retention and file cleanup still run every second).
     #[arg(long, env = "EVENTIDE_COMPACTION_SECONDS", default_value_t = 10)]
     pub compaction_seconds: u64,
     /// Largest segment file compaction writes, in bytes (it also bounds one merge's input).

@@ -251,6 +251,12 @@ async fn two_million_small_batches_compact_to_a_few_dozen_segments_with_identica
         after_segments.len()
     );
     assert!(after_segments.iter().all(|(level, _)| *level > 0));
+    eprintln!(
+        "compaction: {} flushed segments -> {} segments (levels {:?})",
+        before_segments.len(),
+        after_segments.len(),
+        after_segments.iter().map(|s| s.0).collect::<Vec<_>>()
+    );
     exact_once(&server, "many", n).await;
     let after = answers(&server, "many", end_us).await;
     assert_same_answers(&before, &after);
@@ -275,7 +281,8 @@ async fn kill_9_during_compaction_loses_nothing_and_leaves_no_orphans() {
     server.stop();
 
     // Kill -9 the moment a merge has a file on disk that the catalog does not name (written,
-    // not yet committed; or committed, inputs not yet deleted), three times.
+    // not yet committed; or committed, inputs not yet deleted): two such kills, in at most
+    // five attempts.
     let mut kills = 0;
     for _ in 0..5 {
         if kills >= 2 {

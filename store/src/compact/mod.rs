@@ -305,7 +305,16 @@ impl Inner {
         for (name, p, tasks) in work {
             for task in tasks {
                 let started = Instant::now();
-                match self.merge(&name, p, &task).await? {
+                // One failing merge (an unreadable input, a full disk) must not stall the
+                // others: log it and go on; it is planned again next pass.
+                let merged = match self.merge(&name, p, &task).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn!(dataset = %name, partition = p, level = task.level, error = %e, "merge failed; will retry");
+                        continue;
+                    }
+                };
+                match merged {
                     Some((rows, outputs)) => {
                         ran += 1;
                         info!(
@@ -503,10 +512,12 @@ impl Inner {
     }
 }
 
-/// The partition of a segment file name `pNNNNN-…`.
+/// The partition of a segment file name `pNNNNN-….parquet`, or of the object store's staging
+/// file for one (`….parquet#N`, left by a crash mid-upload).
 fn segment_partition(file: &str) -> Option<Partition> {
     let rest = file.strip_prefix('p')?;
-    if !file.ends_with(".parquet") {
+    let base = file.split_once('#').map_or(file, |(b, _)| b);
+    if !base.ends_with(".parquet") {
         return None;
     }
     rest.get(..5)?.parse().ok()
