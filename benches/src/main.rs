@@ -49,6 +49,12 @@ enum Cmd {
     /// UDP at paced rates: events sent, stored and lost per rate; the highest rate with
     /// less than 0.1 % loss.
     Udp(UdpArgs),
+    /// Parquet encodings compared on generated events (in process, no server): bytes per
+    /// event and encode time for ZSTD levels, dictionary and timestamp encodings.
+    Encodings {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
 }
 
 /// Settings of `eventide-bench udp`.
@@ -399,6 +405,135 @@ async fn udp(args: UdpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Encodes the same generated events (flattened and typed as ingest does, sorted by time as a
+/// segment is) with several Parquet settings; prints bytes per event and encode time, with the
+/// store's setting (ZSTD 1, dictionary on, delta-encoded timestamps) as the reference.
+fn encodings(events: u64) -> anyhow::Result<()> {
+    use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+    use parquet::basic::{Compression, Encoding, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+    use parquet::schema::types::ColumnPath;
+
+    let mut generator = generator::Generator::new(3);
+    let mut schema = eventide_model::DatasetSchema::new();
+    let limits = eventide_model::Limits::default();
+    let mut evs = Vec::with_capacity(events as usize);
+    let mut raw = 0usize;
+    for _ in 0..events {
+        let mut bytes = serde_json::to_vec(&generator.event())?;
+        raw += bytes.len() + 1;
+        let v = simd_json::to_borrowed_value(&mut bytes)?;
+        let mut e = eventide_model::flatten_object(&v, None, 0, 1, &limits)?;
+        schema.admit(&mut e, limits.max_columns_per_dataset)?;
+        evs.push(e);
+    }
+    let batch = eventide_model::events_to_batch(&schema, &evs)?;
+    drop(evs);
+    let idx = lexsort_to_indices(
+        &[SortColumn {
+            values: batch.column(0).clone(),
+            options: None,
+        }],
+        None,
+    )?;
+    let batch = take_record_batch(&batch, &idx)?;
+    let base = || {
+        WriterProperties::builder()
+            .set_max_row_group_row_count(Some(256 * 1024))
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
+    };
+    let ts = ColumnPath::new(vec![eventide_model::TIMESTAMP.to_owned()]);
+    let variants: Vec<(&str, WriterProperties)> = vec![
+        (
+            "store: zstd 1, dictionary, ts delta",
+            base()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+                .set_column_dictionary_enabled(ts.clone(), false)
+                .set_column_encoding(ts.clone(), Encoding::DELTA_BINARY_PACKED)
+                .build(),
+        ),
+        (
+            "zstd 3 (before this measurement)",
+            base()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+                .build(),
+        ),
+        (
+            "zstd 1",
+            base()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+                .build(),
+        ),
+        (
+            "zstd 6",
+            base()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(6)?))
+                .build(),
+        ),
+        (
+            "zstd 9",
+            base()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(9)?))
+                .build(),
+        ),
+        (
+            "zstd 3, no dictionary",
+            base()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+                .set_dictionary_enabled(false)
+                .build(),
+        ),
+        (
+            "zstd 3, ts DELTA_BINARY_PACKED",
+            base()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+                .set_column_dictionary_enabled(ts.clone(), false)
+                .set_column_encoding(ts.clone(), Encoding::DELTA_BINARY_PACKED)
+                .build(),
+        ),
+        ("lz4", base().set_compression(Compression::LZ4_RAW).build()),
+        (
+            "snappy",
+            base().set_compression(Compression::SNAPPY).build(),
+        ),
+    ];
+    println!(
+        "{events} events, {} columns, raw NDJSON {:.1} bytes/event",
+        batch.num_columns(),
+        raw as f64 / events as f64
+    );
+    let mut reference = None;
+    for (name, props) in variants {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let mut out = Vec::new();
+            let mut w = parquet::arrow::ArrowWriter::try_new(
+                &mut out,
+                batch.schema(),
+                Some(props.clone()),
+            )?;
+            w.write(&batch)?;
+            w.close()?;
+            times.push(started.elapsed().as_secs_f64());
+            size = out.len();
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[1];
+        let per = size as f64 / events as f64;
+        let (ref_per, ref_t) = *reference.get_or_insert((per, median));
+        println!(
+            "{name:<38} {per:>7.1} bytes/event ({:>5.1}x smaller than raw, {:.3}x the store's size), encode median {:.2} s ({:.2}x)",
+            raw as f64 / size as f64,
+            per / ref_per,
+            median,
+            median / ref_t
+        );
+    }
+    Ok(())
+}
+
 fn gen_file(events: u64, out: PathBuf, seed: u64) -> anyhow::Result<()> {
     use std::io::Write;
     let mut generator = generator::Generator::new(seed);
@@ -423,5 +558,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Gen { events, out, seed } => gen_file(events, out, seed),
         Cmd::Ingest(args) => ingest(args).await,
         Cmd::Udp(args) => udp(args).await,
+        Cmd::Encodings { events } => encodings(events),
     }
 }
