@@ -130,20 +130,29 @@ impl CatalogFile {
     /// Replaces the catalog atomically and durably.
     pub fn commit(&self, catalog: &Catalog) -> Result<()> {
         fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
-        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(catalog).map_err(|e| StoreError::Catalog {
-            path: tmp.display().to_string(),
+            path: self.path.display().to_string(),
             message: e.to_string(),
         })?;
-        let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        f.write_all(&bytes).map_err(|e| StoreError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        fs::rename(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError::io(&self.dir, e))?;
-        Ok(())
+        replace_file(&self.path, &self.dir, &bytes)
     }
+}
+
+/// Replaces `path` (in directory `dir`) with `bytes`, atomically and durably: write
+/// `path.tmp`, fsync it, rename it over `path`, fsync the directory. After a crash the file is
+/// the old or the new content, never a mix.
+pub(crate) fn replace_file(path: &Path, dir: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
+    f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 //! serves the admin API, and re-read by every process when it changes.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -70,17 +69,9 @@ impl SettingsFile {
     }
 
     pub fn save(&self, settings: &BTreeMap<String, DatasetSettings>) -> Result<()> {
-        let tmp = self.dir.join(format!("{SETTINGS_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(settings)
             .map_err(|e| StoreError::Internal(format!("encoding settings: {e}")))?;
-        let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        f.write_all(&bytes).map_err(|e| StoreError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        fs::rename(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError::io(&self.dir, e))?;
-        Ok(())
+        crate::catalog::replace_file(&self.path, &self.dir, &bytes)
     }
 }
 
