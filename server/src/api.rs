@@ -140,8 +140,15 @@ pub fn app(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DatasetUpdate {
-    /// `null` removes the retention.
-    retention_days: Option<u32>,
+    /// Must be present: a number of days, or `null` to remove the retention (so an empty
+    /// body cannot remove it by accident).
+    #[serde(default, deserialize_with = "present")]
+    retention_days: Option<Option<u32>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
 }
 
 fn time_text(us: Option<i64>) -> serde_json::Value {
@@ -194,7 +201,12 @@ async fn put_dataset(
 ) -> Result<Response, ApiError> {
     known_dataset(&engine, &dataset)?;
     let update: DatasetUpdate = read_json(body).await?;
-    if let Some(d) = update.retention_days
+    let Some(retention_days) = update.retention_days else {
+        return Err(ApiError::BadRequest(
+            "retention_days is required: a number of days, or null for none".into(),
+        ));
+    };
+    if let Some(d) = retention_days
         && !(1..=36_500).contains(&d)
     {
         return Err(ApiError::BadRequest(
@@ -204,7 +216,7 @@ async fn put_dataset(
     let store = engine.store().clone();
     let ds = dataset.clone();
     tokio::task::spawn_blocking(move || {
-        store.update_settings(&ds, |s| s.retention_days = update.retention_days)
+        store.update_settings(&ds, |s| s.retention_days = retention_days)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?

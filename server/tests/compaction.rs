@@ -421,6 +421,19 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
     .await
     .unwrap();
     assert_eq!(r.status(), 400);
+    // An empty body or a misspelt field must not remove a retention by accident.
+    for body in [json!({}), json!({"retention": 3})] {
+        let r = admin(
+            server
+                .client
+                .put(format!("{}/api/v1/datasets/ret", server.url)),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+    }
     let r = admin(
         server
             .client
