@@ -140,16 +140,26 @@ pub fn app(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DatasetUpdate {
-    /// Must be present: a number of days, or `null` to remove the retention (so an empty
-    /// body cannot remove it by accident).
+    /// A number of days, or `null` to remove the retention; absent: unchanged.
     #[serde(default, deserialize_with = "present")]
     retention_days: Option<Option<u32>>,
+    /// Columns compacted files are sorted by (after the time window); `null` or `[]`: the
+    /// store's `--sort-key`; absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    sort_key: Option<Option<Vec<String>>>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
-    Option::<u32>::deserialize(d).map(Some)
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
+
+/// Most columns in a dataset's sort key.
+const MAX_SORT_KEY: usize = 8;
 
 fn time_text(us: Option<i64>) -> serde_json::Value {
     us.map_or(serde_json::Value::Null, |us| {
@@ -169,6 +179,7 @@ fn dataset_json(s: &eventide_store::DatasetSummary) -> serde_json::Value {
         "oldest": time_text(s.min_time_us),
         "newest": time_text(s.max_time_us),
         "retention_days": s.settings.retention_days,
+        "sort_key": s.settings.sort_key,
         "deleted_before": time_text(s.settings.deleted_before_us),
         "merges_pending": s.merges_pending,
     })
@@ -201,12 +212,19 @@ async fn put_dataset(
 ) -> Result<Response, ApiError> {
     known_dataset(&engine, &dataset)?;
     let update: DatasetUpdate = read_json(body).await?;
-    let Some(retention_days) = update.retention_days else {
+    if update.retention_days.is_none() && update.sort_key.is_none() {
         return Err(ApiError::BadRequest(
-            "retention_days is required: a number of days, or null for none".into(),
+            "nothing to change: give retention_days (days, or null for none) and/or sort_key (columns, or null for the default)".into(),
         ));
-    };
-    if let Some(d) = retention_days
+    }
+    if let Some(Some(key)) = &update.sort_key
+        && (key.len() > MAX_SORT_KEY || key.iter().any(|c| c.is_empty()))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "sort_key must be at most {MAX_SORT_KEY} non-empty column names"
+        )));
+    }
+    if let Some(Some(d)) = update.retention_days
         && !(1..=36_500).contains(&d)
     {
         return Err(ApiError::BadRequest(
@@ -216,7 +234,14 @@ async fn put_dataset(
     let store = engine.store().clone();
     let ds = dataset.clone();
     tokio::task::spawn_blocking(move || {
-        store.update_settings(&ds, |s| s.retention_days = retention_days)
+        store.update_settings(&ds, |s| {
+            if let Some(days) = update.retention_days {
+                s.retention_days = days;
+            }
+            if let Some(key) = update.sort_key {
+                s.sort_key = key.filter(|k| !k.is_empty());
+            }
+        })
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?

@@ -421,6 +421,21 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
     .await
     .unwrap();
     assert_eq!(r.status(), 400);
+    // A per-dataset sort key for compaction, shown in the listing below.
+    let r = admin(
+        server
+            .client
+            .put(format!("{}/api/v1/datasets/ret", server.url)),
+    )
+    .json(&json!({"sort_key": ["age_h"]}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Json>().await.unwrap()["sort_key"],
+        json!(["age_h"])
+    );
     // An empty body or a misspelt field must not remove a retention by accident.
     for body in [json!({}), json!({"retention": 3})] {
         let r = admin(
@@ -500,6 +515,11 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
         .clone();
     assert_eq!(ret["rows"], new);
     assert_eq!(ret["retention_days"], 3);
+    assert_eq!(
+        ret["sort_key"],
+        json!(["age_h"]),
+        "setting the retention kept the sort key"
+    );
 
     // Deleting the dataset: everything gone from queries at once, from disk soon after.
     let r = admin(

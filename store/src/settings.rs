@@ -20,6 +20,10 @@ pub struct DatasetSettings {
     /// Set by deleting the dataset: events with an earlier timestamp are gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_before_us: Option<i64>,
+    /// Columns compacted files of this dataset are sorted by (after the time window); None:
+    /// the store's `sort_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_key: Option<Vec<String>>,
 }
 
 impl DatasetSettings {
@@ -84,12 +88,13 @@ mod tests {
         let day = 86_400_000_000;
         let s = DatasetSettings {
             retention_days: Some(2),
-            deleted_before_us: None,
+            ..Default::default()
         };
         assert_eq!(s.visible_from_us(10 * day), Some(8 * day));
         let s = DatasetSettings {
             retention_days: Some(2),
             deleted_before_us: Some(9 * day),
+            ..Default::default()
         };
         assert_eq!(s.visible_from_us(10 * day), Some(9 * day));
         assert_eq!(DatasetSettings::default().visible_from_us(10 * day), None);
@@ -105,7 +110,8 @@ mod tests {
             "web".to_owned(),
             DatasetSettings {
                 retention_days: Some(7),
-                deleted_before_us: None,
+                sort_key: Some(vec!["service.name".into()]),
+                ..Default::default()
             },
         );
         f.save(&m).unwrap();

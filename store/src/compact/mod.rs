@@ -396,7 +396,11 @@ impl Inner {
         // Rows per output file from the inputs' bytes per row.
         let rows_per_file = ((target as f64) / (in_bytes.max(1) as f64 / in_rows.max(1) as f64))
             .clamp(1.0, u64::MAX as f64) as usize;
-        let sort_key = self.config.sort_key.clone();
+        let sort_key = read_lock(&self.settings)
+            .1
+            .get(name)
+            .and_then(|s| s.sort_key.clone())
+            .unwrap_or_else(|| self.config.sort_key.clone());
         let window_us = task.window_us;
         let schema_ = schema.clone();
         let bloom = self.config.bloom_columns.clone();
@@ -584,4 +588,67 @@ pub fn sort_and_cut(
         start = end;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    #[test]
+    fn rows_are_sorted_by_window_key_time_and_cut_at_windows_and_sizes() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("svc", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, false),
+        ]));
+        // Two hours, services interleaved.
+        let ts = [HOUR_US + 5, 3, HOUR_US + 1, 2, 1, HOUR_US + 2];
+        let svc = ["b", "b", "a", "a", "b", "a"];
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(ts.to_vec()).with_timezone("UTC")),
+                Arc::new(StringArray::from(svc.to_vec())),
+                Arc::new(Int64Array::from((0..6).collect::<Vec<i64>>())),
+            ],
+        )
+        .unwrap();
+        let chunks = sort_and_cut(
+            &schema,
+            std::slice::from_ref(&batch),
+            &["svc".into()],
+            HOUR_US,
+            2,
+        )
+        .unwrap();
+        let ids: Vec<Vec<i64>> = chunks
+            .iter()
+            .map(|c| {
+                c.column(2)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        // Hour 0: a@2 (3), b@1 (4), b@3 (1) → cut at 2 rows; hour 1: a@1 (2), a@2 (5), b@5 (0).
+        assert_eq!(ids, vec![vec![3, 4], vec![1], vec![2, 5], vec![0]]);
+        // Without a sort key present in the schema: by time within each window.
+        let chunks = sort_and_cut(&schema, &[batch], &["nope".into()], HOUR_US, 10).unwrap();
+        let first: Vec<i64> = chunks[0]
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        assert_eq!(first, vec![4, 3, 1]);
+    }
 }
