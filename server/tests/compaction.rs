@@ -401,6 +401,15 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
     assert_eq!(server.wait_count("ret", old + new).await, old + new);
 
     let admin = |req: reqwest::RequestBuilder| req.header("X-Honeycomb-Team", common::ADMIN_KEY);
+    let put = |dataset: &str, body: Json| {
+        admin(
+            server
+                .client
+                .put(format!("{}/api/v1/datasets/{dataset}", server.url)),
+        )
+        .json(&body)
+        .send()
+    };
     // Validation, and only admins.
     let r = server
         .client
@@ -411,26 +420,10 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let r = admin(
-        server
-            .client
-            .put(format!("{}/api/v1/datasets/ret", server.url)),
-    )
-    .json(&json!({"retention_days": 0}))
-    .send()
-    .await
-    .unwrap();
+    let r = put("ret", json!({"retention_days": 0})).await.unwrap();
     assert_eq!(r.status(), 400);
     // A per-dataset sort key for compaction, shown in the listing below.
-    let r = admin(
-        server
-            .client
-            .put(format!("{}/api/v1/datasets/ret", server.url)),
-    )
-    .json(&json!({"sort_key": ["age_h"]}))
-    .send()
-    .await
-    .unwrap();
+    let r = put("ret", json!({"sort_key": ["age_h"]})).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<Json>().await.unwrap()["sort_key"],
@@ -438,37 +431,13 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
     );
     // An empty body or a misspelt field must not remove a retention by accident.
     for body in [json!({}), json!({"retention": 3})] {
-        let r = admin(
-            server
-                .client
-                .put(format!("{}/api/v1/datasets/ret", server.url)),
-        )
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        let r = put("ret", body.clone()).await.unwrap();
         assert_eq!(r.status(), 400, "{body}");
     }
-    let r = admin(
-        server
-            .client
-            .put(format!("{}/api/v1/datasets/nope", server.url)),
-    )
-    .json(&json!({"retention_days": 3}))
-    .send()
-    .await
-    .unwrap();
+    let r = put("nope", json!({"retention_days": 3})).await.unwrap();
     assert_eq!(r.status(), 404);
 
-    let r = admin(
-        server
-            .client
-            .put(format!("{}/api/v1/datasets/ret", server.url)),
-    )
-    .json(&json!({"retention_days": 3}))
-    .send()
-    .await
-    .unwrap();
+    let r = put("ret", json!({"retention_days": 3})).await.unwrap();
     assert_eq!(r.status(), 200);
     let body: Json = r.json().await.unwrap();
     assert_eq!(body["retention_days"], 3);

@@ -123,3 +123,42 @@ def any_value(v):
 
 def attrs(kvs):
     return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def parse_args():
+    """The command line shared by otel_traces.py and otel_logs.py."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--endpoint", required=True, help="base URL, e.g. http://127.0.0.1:4080")
+    p.add_argument("--key", required=True)
+    p.add_argument("--encoding", choices=["protobuf", "json", "json-base64"], required=True)
+    p.add_argument("--service", required=True)
+    p.add_argument("--run-id", required=True)
+    p.add_argument("--processor", choices=["batch", "simple"], default="batch")
+    return p.parse_args()
+
+
+def recording_exporter(base, inner):
+    """An exporter of the SDK class `base` that delegates to `inner` and keeps what it was
+    given (`.items`) and each export's result (`.results`)."""
+
+    class Recording(base):
+        def __init__(self):
+            self.inner = inner
+            self.items = []
+            self.results = []
+
+        def export(self, batch):
+            self.items.extend(batch)
+            r = self.inner.export(batch)
+            self.results.append(r)
+            return r
+
+        def shutdown(self):
+            self.inner.shutdown()
+
+        def force_flush(self, timeout_millis=30000):
+            return self.inner.force_flush(timeout_millis)
+
+    return Recording()

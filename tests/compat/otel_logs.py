@@ -33,7 +33,6 @@ message the SDK encodes for these records):
    "requests": [{"status", "content_type", "content_encoding", "user_agent", "bytes"}]}
 Exit status: nonzero unless every request was answered 200.
 """
-import argparse
 import json
 import logging
 import sys
@@ -41,6 +40,8 @@ import warnings
 
 from _otlp_common import (
     RecordingSession,
+    parse_args,
+    recording_exporter,
     attrs,
     post_json,
     scrub_otel_env,
@@ -93,36 +94,8 @@ class JsonLogExporter(_Exporter):
         return True
 
 
-class RecordingExporter(_Exporter):
-    """Delegates to the real exporter; keeps the records and each export's result."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.records = []
-        self.results = []
-
-    def export(self, batch):
-        self.records.extend(batch)
-        r = self.inner.export(batch)
-        self.results.append(r)
-        return r
-
-    def shutdown(self):
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis=30000):
-        return self.inner.force_flush(timeout_millis)
-
-
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--endpoint", required=True, help="base URL, e.g. http://127.0.0.1:4080")
-    p.add_argument("--key", required=True)
-    p.add_argument("--encoding", choices=["protobuf", "json", "json-base64"], required=True)
-    p.add_argument("--service", required=True)
-    p.add_argument("--run-id", required=True)
-    p.add_argument("--processor", choices=["batch", "simple"], default="batch")
-    args = p.parse_args()
+    args = parse_args()
 
     url = args.endpoint.rstrip("/") + "/v1/logs"
     session = RecordingSession()
@@ -135,7 +108,7 @@ def main():
         )
     else:
         inner = JsonLogExporter(url, args.key, session, hex_ids=args.encoding == "json")
-    exporter = RecordingExporter(inner)
+    exporter = recording_exporter(_Exporter, inner)
 
     resource = Resource.create({"service.name": args.service, "deployment.environment": "test"})
     provider = LoggerProvider(resource=resource)
@@ -172,10 +145,10 @@ def main():
     flushed = provider.force_flush(30_000)
     provider.shutdown()
 
-    ok = flushed and len(exporter.records) == len(expected) and all(r == _Result.SUCCESS for r in exporter.results)
+    ok = flushed and len(exporter.items) == len(expected) and all(r == _Result.SUCCESS for r in exporter.results)
     ok = not session.report_failures() and ok and len(session.exchanges) > 0
 
-    msg = encode_logs(exporter.records)
+    msg = encode_logs(exporter.items)
     res_attrs, scope, pb_logs = {}, None, []
     for rl in msg.resource_logs:
         res_attrs = attrs(rl.resource.attributes)
@@ -213,7 +186,7 @@ def main():
     print(json.dumps(summary))
     sys.stdout.flush()
     if not ok:
-        print(f"export failed: results={exporter.results} records={len(exporter.records)}", file=sys.stderr)
+        print(f"export failed: results={exporter.results} records={len(exporter.items)}", file=sys.stderr)
         return 1
     return 0
 

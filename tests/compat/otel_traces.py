@@ -38,7 +38,6 @@ message the SDK encodes for these spans):
    "requests": [{"status", "content_type", "content_encoding", "user_agent", "bytes"}]}
 Exit status: nonzero unless every request was answered 200.
 """
-import argparse
 import json
 import sys
 import time
@@ -46,6 +45,8 @@ import warnings
 
 from _otlp_common import (
     RecordingSession,
+    parse_args,
+    recording_exporter,
     attrs,
     post_json,
     scrub_otel_env,
@@ -89,36 +90,8 @@ class JsonSpanExporter(SpanExporter):
         pass
 
 
-class RecordingExporter(SpanExporter):
-    """Delegates to the real exporter; keeps the spans and each export's result."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.spans = []
-        self.results = []
-
-    def export(self, spans):
-        self.spans.extend(spans)
-        r = self.inner.export(spans)
-        self.results.append(r)
-        return r
-
-    def shutdown(self):
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis=30000):
-        return self.inner.force_flush(timeout_millis)
-
-
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--endpoint", required=True, help="base URL, e.g. http://127.0.0.1:4080")
-    p.add_argument("--key", required=True)
-    p.add_argument("--encoding", choices=["protobuf", "json", "json-base64"], required=True)
-    p.add_argument("--service", required=True)
-    p.add_argument("--run-id", required=True)
-    p.add_argument("--processor", choices=["batch", "simple"], default="batch")
-    args = p.parse_args()
+    args = parse_args()
 
     url = args.endpoint.rstrip("/") + "/v1/traces"
     session = RecordingSession()
@@ -131,7 +104,7 @@ def main():
         )
     else:
         inner = JsonSpanExporter(url, args.key, session, hex_ids=args.encoding == "json")
-    exporter = RecordingExporter(inner)
+    exporter = recording_exporter(SpanExporter, inner)
 
     resource = Resource.create({"service.name": args.service, "deployment.environment": "test"})
     provider = TracerProvider(resource=resource)
@@ -179,10 +152,10 @@ def main():
     flushed = provider.force_flush(30_000)
     provider.shutdown()
 
-    ok = flushed and len(exporter.spans) == 4 and all(r == SpanExportResult.SUCCESS for r in exporter.results)
+    ok = flushed and len(exporter.items) == 4 and all(r == SpanExportResult.SUCCESS for r in exporter.results)
     ok = not session.report_failures() and ok and len(session.exchanges) > 0
 
-    msg = encode_spans(exporter.spans)
+    msg = encode_spans(exporter.items)
     res_attrs = {}
     pb_spans = []
     for rs in msg.resource_spans:
@@ -221,7 +194,7 @@ def main():
     print(json.dumps(summary))
     sys.stdout.flush()
     if not ok:
-        print(f"export failed: results={exporter.results} spans={len(exporter.spans)}", file=sys.stderr)
+        print(f"export failed: results={exporter.results} spans={len(exporter.items)}", file=sys.stderr)
         return 1
     return 0
 
