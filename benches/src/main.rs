@@ -9,6 +9,7 @@
 //! - `udp`: UDP datagrams at paced rates; the highest rate with < 0.1 % loss.
 
 mod generator;
+mod suite;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +56,10 @@ enum Cmd {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
     },
+    /// The whole suite with its same-run references: decode ceiling, ingest + freshness,
+    /// queries vs DuckDB on the same Parquet files, storage; writes report.json, report.md
+    /// and charts.
+    Suite(suite::SuiteArgs),
 }
 
 /// Settings of `eventide-bench udp`.
@@ -88,7 +93,7 @@ struct UdpArgs {
 }
 
 /// Settings of `eventide-bench ingest`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct IngestArgs {
     #[arg(long, default_value = "http://127.0.0.1:4080")]
     pub url: String,
@@ -127,10 +132,13 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
+/// Every `every`, sends one event with a unique `probe` value into `dataset` (the dataset
+/// under load) and polls SQL until it is visible: ack → visible, ms, per probe.
 async fn probe_loop(
     client: reqwest::Client,
     url: String,
     key: String,
+    dataset: String,
     every: Duration,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<f64>> {
@@ -140,7 +148,7 @@ async fn probe_loop(
         n += 1;
         let probe = format!("p{n}-{}", std::process::id());
         let r = client
-            .post(format!("{url}/1/events/bench-probe"))
+            .post(format!("{url}/1/events/{dataset}"))
             .header("X-Honeycomb-Team", &key)
             .json(&json!({ "probe": probe }))
             .send()
@@ -150,7 +158,7 @@ async fn probe_loop(
             continue;
         }
         let acked = Instant::now();
-        let sql = format!("SELECT count(*) FROM \"bench-probe\" WHERE probe = '{probe}'");
+        let sql = format!("SELECT count(*) FROM \"{dataset}\" WHERE probe = '{probe}'");
         loop {
             let r: Json = client
                 .post(format!("{url}/api/v1/sql"))
@@ -174,20 +182,73 @@ async fn probe_loop(
     Ok(out)
 }
 
-async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
-    let IngestArgs {
-        url,
-        key,
-        dataset,
-        clients,
-        batch,
-        events,
-        seed,
-        probe_every_ms,
-        start_us,
-        step_us,
-    } = args;
-    // Build every request body first so the measured window holds only sending.
+/// What one HTTP batch ingest run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IngestReport {
+    pub events: usize,
+    pub json_bytes: usize,
+    pub seconds: f64,
+    pub clients: usize,
+    pub batch: usize,
+    /// Ack latency of every batch request, ms.
+    pub ack_samples_ms: Vec<f64>,
+    /// `(seconds since start, acked events/s over the half second ending then)`.
+    pub timeline: Vec<(f64, f64)>,
+    /// Ack → visible in SQL, ms, of every freshness probe.
+    pub fresh_samples_ms: Vec<f64>,
+}
+
+impl IngestReport {
+    pub fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+
+    fn print(&self) {
+        let mut lat = self.ack_samples_ms.clone();
+        println!(
+            "ingest: {} events in {:.2} s = {:.0} events/s, {:.1} MB/s of JSON, {} clients × {}-event batches",
+            self.events,
+            self.seconds,
+            self.events_per_s(),
+            self.json_bytes as f64 / self.seconds / 1e6,
+            self.clients,
+            self.batch
+        );
+        println!(
+            "ack latency per batch: p50 {:.1} ms, p99 {:.1} ms",
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99)
+        );
+        if !self.fresh_samples_ms.is_empty() {
+            let mut f = self.fresh_samples_ms.clone();
+            println!(
+                "freshness (ack → visible in SQL) under load, {} probes: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                f.len(),
+                pct(&mut f, 0.5),
+                pct(&mut f, 0.99),
+                pct(&mut f, 1.0)
+            );
+        }
+    }
+}
+
+/// Counts the accepted items of a `/1/batch` reply without building JSON values (the load
+/// generator shares the machine's cores with the server).
+fn accepted_in_reply(body: &[u8]) -> usize {
+    const ACCEPTED: &[u8] = br#"{"status":202}"#;
+    body.windows(ACCEPTED.len())
+        .filter(|w| *w == ACCEPTED)
+        .count()
+}
+
+/// Builds `events` generated events into `/1/batch` bodies of `batch` items.
+fn batch_bodies(
+    seed: u64,
+    start_us: i64,
+    step_us: i64,
+    events: u64,
+    batch: usize,
+) -> anyhow::Result<(Vec<bytes::Bytes>, usize)> {
     let mut generator = generator::Generator::new(seed).with_time(start_us, step_us);
     let mut bodies = Vec::new();
     let mut bytes = 0usize;
@@ -199,9 +260,27 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             .collect();
         let body = serde_json::to_vec(&items)?;
         bytes += body.len();
-        bodies.push(body);
+        bodies.push(bytes::Bytes::from(body));
         left -= n;
     }
+    Ok((bodies, bytes))
+}
+
+async fn run_ingest(args: &IngestArgs) -> anyhow::Result<IngestReport> {
+    let IngestArgs {
+        url,
+        key,
+        dataset,
+        clients,
+        batch,
+        events,
+        seed,
+        probe_every_ms,
+        start_us,
+        step_us,
+    } = args.clone();
+    // Build every request body first so the measured window holds only sending.
+    let (bodies, bytes) = batch_bodies(seed, start_us, step_us, events, batch)?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients * 2)
         .build()?;
@@ -211,13 +290,14 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             client.clone(),
             url.clone(),
             key.clone(),
+            dataset.clone(),
             Duration::from_millis(probe_every_ms),
             stop.clone(),
         ))
     });
     let started = Instant::now();
     let target = format!("{url}/1/batch/{dataset}");
-    let results: Vec<anyhow::Result<(f64, usize)>> = futures::stream::iter(bodies)
+    let results: Vec<anyhow::Result<(f64, f64, usize)>> = futures::stream::iter(bodies)
         .map(|body| {
             let (client, target, key) = (client.clone(), target.clone(), key.clone());
             async move {
@@ -238,9 +318,12 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                     if r.status() != 200 {
                         bail!("batch answered {}", r.status());
                     }
-                    let statuses: Vec<Json> = r.json().await?;
-                    let ok = statuses.iter().filter(|s| s["status"] == 202).count();
-                    return Ok((t.elapsed().as_secs_f64() * 1000.0, ok));
+                    let ok = accepted_in_reply(&r.bytes().await?);
+                    return Ok((
+                        t.elapsed().as_secs_f64() * 1000.0,
+                        started.elapsed().as_secs_f64(),
+                        ok,
+                    ));
                 }
             }
         })
@@ -251,32 +334,37 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
     let mut accepted = 0usize;
+    const BUCKET: f64 = 0.5;
+    let mut buckets = vec![0usize; (secs / BUCKET).ceil() as usize + 1];
     for r in results {
-        let (l, ok) = r?;
+        let (l, done_at, ok) = r?;
         lat.push(l);
         accepted += ok;
+        buckets[(done_at / BUCKET) as usize] += ok;
     }
-    println!(
-        "ingest: {accepted} events in {secs:.2} s = {:.0} events/s, {:.1} MB/s of JSON, {} clients × {batch}-event batches",
-        accepted as f64 / secs,
-        bytes as f64 / secs / 1e6,
-        clients
-    );
-    println!(
-        "ack latency per batch: p50 {:.1} ms, p99 {:.1} ms",
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99)
-    );
-    if let Some(p) = prober {
-        let mut f = p.await??;
-        println!(
-            "freshness (ack → visible in SQL) under load, {} probes: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            f.len(),
-            pct(&mut f, 0.5),
-            pct(&mut f, 0.99),
-            pct(&mut f, 1.0)
-        );
-    }
+    let timeline = buckets
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ((i + 1) as f64 * BUCKET, *n as f64 / BUCKET))
+        .collect();
+    let fresh_samples_ms = match prober {
+        Some(p) => p.await??,
+        None => Vec::new(),
+    };
+    Ok(IngestReport {
+        events: accepted,
+        json_bytes: bytes,
+        seconds: secs,
+        clients,
+        batch,
+        ack_samples_ms: lat,
+        timeline,
+        fresh_samples_ms,
+    })
+}
+
+async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    run_ingest(&args).await?.print();
     Ok(())
 }
 
@@ -559,5 +647,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Ingest(args) => ingest(args).await,
         Cmd::Udp(args) => udp(args).await,
         Cmd::Encodings { events } => encodings(events),
+        Cmd::Suite(args) => suite::run(args).await,
     }
 }

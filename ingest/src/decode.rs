@@ -1,10 +1,13 @@
 //! Decoders: request bodies → events, one result per item, in request order.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use eventide_model::columnar::tape_scalar;
 use eventide_model::event::{parse_samplerate, parse_time_value};
-use eventide_model::{Event, Limits, flatten_object};
+use eventide_model::{ColumnarBatch, Event, EventError, Limits, flatten_object};
+use simd_json::tape::{Tape, Value as TapeValue};
 use simd_json::{BorrowedValue, StaticNode};
 
 use crate::body::json_too_deep;
@@ -176,17 +179,6 @@ pub fn batch_item(item: &BorrowedValue<'static>, d: &Defaults, limits: &Limits) 
         .map_err(|e| e.to_string())
 }
 
-/// `POST /1/batch`: a JSON array of batch items.
-pub fn json_batch(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Vec<Item>, ApiError> {
-    let v = parse_json(body, limits).map_err(ApiError::BadRequest)?;
-    let BorrowedValue::Array(items) = v else {
-        return Err(ApiError::BadRequest(
-            "batch body must be a json array of events".into(),
-        ));
-    };
-    Ok(items.iter().map(|i| batch_item(i, d, limits)).collect())
-}
-
 /// `POST /1/events`: one JSON object.
 pub fn json_event(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Event, ApiError> {
     let v = parse_json(body, limits).map_err(ApiError::BadRequest)?;
@@ -194,19 +186,132 @@ pub fn json_event(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Event, A
         .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// `POST /api/v1/ingest`: NDJSON. Returns `(line number, item)` for every non-blank line.
-pub fn ndjson(body: &[u8], d: &Defaults, limits: &Limits) -> Vec<(usize, Item)> {
+thread_local! {
+    /// This thread's simd-json buffers and tape, reused from one request to the next.
+    static PARSER: RefCell<(simd_json::Buffers, Option<Tape<'static>>)> =
+        RefCell::new((simd_json::Buffers::default(), Some(Tape::null())));
+}
+
+/// Parses `input` (in place) into a tape with this thread's reused buffers and calls `f`
+/// with the document's root. `f` must not parse JSON itself.
+fn with_tape<R>(
+    input: &mut [u8],
+    f: impl FnOnce(TapeValue<'_, '_>) -> R,
+) -> Result<R, simd_json::Error> {
+    PARSER.with(|p| {
+        let mut p = p.borrow_mut();
+        let (buffers, slot) = &mut *p;
+        let mut tape = slot.take().unwrap_or_else(Tape::null).reset();
+        let r = simd_json::fill_tape(input, buffers, &mut tape).map(|()| f(tape.as_value()));
+        *slot = Some(tape.reset());
+        r
+    })
+}
+
+/// Parses one JSON document with [`with_tape`], after the depth guard; a document with
+/// `NaN`/`Infinity` tokens is parsed again with them as `null`, as [`parse_json`] does.
+fn parse_tape<R>(
+    bytes: &[u8],
+    scratch: &mut Vec<u8>,
+    limits: &Limits,
+    f: impl FnOnce(TapeValue<'_, '_>) -> R,
+) -> Result<R, String> {
+    if json_too_deep(bytes, limits.max_json_depth) {
+        return Err(format!(
+            "json nests deeper than {} levels",
+            limits.max_json_depth
+        ));
+    }
+    scratch.clear();
+    scratch.extend_from_slice(bytes);
+    // `f` runs at most once: keep it in an Option so the retry can take it.
+    let mut f = Some(f);
+    let mut call = |v: TapeValue<'_, '_>| f.take().map(|f| f(v));
+    match with_tape(scratch, &mut call) {
+        Ok(r) => r.ok_or_else(|| "json decoder ran twice".to_string()),
+        Err(e) => {
+            let Some(mut fixed) = non_finite_to_null(bytes) else {
+                return Err(format!("malformed json: {e}"));
+            };
+            with_tape(&mut fixed, &mut call)
+                .map_err(|e| format!("malformed json: {e}"))?
+                .ok_or_else(|| "json decoder ran twice".to_string())
+        }
+    }
+}
+
+/// A Honeycomb batch item read from a tape, added to `batch`.
+fn batch_item_into(
+    item: TapeValue<'_, '_>,
+    d: &Defaults,
+    limits: &Limits,
+    batch: &mut ColumnarBatch,
+) -> Result<(), String> {
+    let Some(obj) = item.as_object() else {
+        return Err("batch item must be an object with a data field".into());
+    };
+    let data = obj.get("data").ok_or("batch item has no data field")?;
+    let time = match obj.get("time") {
+        Some(t) => {
+            let t = tape_scalar(t).map_err(|json| EventError::BadTime(json).to_string())?;
+            parse_time_value(&t).map_err(|e| e.to_string())?
+        }
+        None => None,
+    };
+    let samplerate = match obj.get("samplerate") {
+        Some(s) => {
+            let s = tape_scalar(s).map_err(|json| EventError::BadSampleRate(json).to_string())?;
+            parse_samplerate(&s).map_err(|e| e.to_string())?
+        }
+        None => d.samplerate,
+    };
+    batch.push_json(data, time.or(d.time_us), d.receive_us, samplerate, limits)
+}
+
+/// `POST /1/batch` (JSON) straight into Arrow columns: per item `None` (added to `batch`) or
+/// why it was refused. Same rules and messages as the event path
+/// ([`batch_item`]).
+pub fn json_batch_into(
+    body: &[u8],
+    d: &Defaults,
+    limits: &Limits,
+    batch: &mut ColumnarBatch,
+) -> Result<Vec<Option<String>>, ApiError> {
+    let mut scratch = Vec::new();
+    parse_tape(body, &mut scratch, limits, |v| {
+        let Some(items) = v.as_array() else {
+            return Err(ApiError::BadRequest(
+                "batch body must be a json array of events".into(),
+            ));
+        };
+        Ok(items
+            .iter()
+            .map(|item| batch_item_into(item, d, limits, batch).err())
+            .collect())
+    })
+    .map_err(ApiError::BadRequest)?
+}
+
+/// `POST /api/v1/ingest` (NDJSON) straight into Arrow columns: `(line number, None or why it
+/// was refused)` for every non-blank line. Same rules and messages as the event path.
+pub fn ndjson_into(
+    body: &[u8],
+    d: &Defaults,
+    limits: &Limits,
+    batch: &mut ColumnarBatch,
+) -> Vec<(usize, Option<String>)> {
     let mut out = Vec::new();
+    let mut scratch = Vec::new();
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let item = parse_json(line, limits).and_then(|v| {
-            flatten_object(&v, d.time_us, d.receive_us, d.samplerate, limits)
-                .map_err(|e| e.to_string())
-        });
-        out.push((i + 1, item));
+        let r = parse_tape(line, &mut scratch, limits, |v| {
+            batch.push_json(v, d.time_us, d.receive_us, d.samplerate, limits)
+        })
+        .and_then(|r| r);
+        out.push((i + 1, r.err()));
     }
     out
 }
@@ -318,66 +423,104 @@ mod tests {
         }
     }
 
+    fn new_batch() -> ColumnarBatch {
+        ColumnarBatch::new(eventide_model::DatasetSchema::new(), 10_000, 8)
+    }
+
+    fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
+        b.column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+            .as_any()
+            .downcast_ref::<T>()
+            .unwrap()
+    }
+
+    use arrow::array::{Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::record_batch::RecordBatch;
+
     #[test]
     fn batch_items_succeed_and_fail_alone() {
         let body = br#"[{"data":{"a":1},"time":"2023-11-14T22:13:20Z","samplerate":10},
-            {"nodata":1}, 7, {"data":{"b":"x"},"time":"bogus"}, {"data":{"c":true}}]"#;
-        let items = json_batch(body, &d(), &Limits::default()).unwrap();
-        assert_eq!(items.len(), 5);
-        let e = items[0].as_ref().unwrap();
-        assert_eq!((e.timestamp_us, e.samplerate), (1_700_000_000_000_000, 10));
+            {"nodata":1}, 7, {"data":{"b":"x"},"time":"bogus"}, {"data":{"c":true}},
+            {"data":{"a":2},"samplerate":[1]}]"#;
+        let mut b = new_batch();
+        let out = json_batch_into(body, &d(), &Limits::default(), &mut b).unwrap();
+        assert_eq!(out.len(), 6);
+        assert_eq!(out[0], None);
+        assert_eq!(out[1].as_deref(), Some("batch item has no data field"));
         assert_eq!(
-            items[1].as_ref().unwrap_err(),
-            "batch item has no data field"
+            out[2].as_deref(),
+            Some("batch item must be an object with a data field")
         );
-        assert!(items[2].is_err());
-        assert!(items[3].as_ref().unwrap_err().contains("bogus"));
-        assert_eq!(items[4].as_ref().unwrap().timestamp_us, 5);
-        assert!(matches!(
-            json_batch(b"{\"a\":1}", &d(), &Limits::default()),
-            Err(ApiError::BadRequest(_))
-        ));
-        assert!(matches!(
-            json_batch(b"[{\"data\":", &d(), &Limits::default()),
-            Err(ApiError::BadRequest(_))
-        ));
+        assert!(out[3].as_deref().unwrap().contains("bogus"));
+        assert_eq!(out[4], None);
+        assert_eq!(
+            out[5].as_deref(),
+            Some("samplerate must be a positive integer, got [1]")
+        );
+        let batch = b.finish().unwrap().unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        let ts = column::<TimestampMicrosecondArray>(&batch, "timestamp");
+        assert_eq!((ts.value(0), ts.value(1)), (1_700_000_000_000_000, 5));
+        let rates = column::<Int64Array>(&batch, "_samplerate");
+        assert_eq!((rates.value(0), rates.value(1)), (10, 1));
+        let a = column::<Int64Array>(&batch, "a");
+        assert!(a.value(0) == 1 && a.is_null(1));
+        for bad in [&b"{\"a\":1}"[..], b"[{\"data\":"] {
+            assert!(matches!(
+                json_batch_into(bad, &d(), &Limits::default(), &mut new_batch()),
+                Err(ApiError::BadRequest(_))
+            ));
+        }
     }
 
     #[test]
     fn python_non_finite_numbers_are_dropped() {
         let body = br#"[{"data":{"a":NaN,"b":Infinity,"c":-Infinity,"s":"NaN Infinity","n":1.5},"time":"2026-11-22T20:00:00Z","samplerate":1}]"#;
-        let items = json_batch(body, &d(), &Limits::default()).unwrap();
-        let e = items[0].as_ref().unwrap();
-        assert_eq!(
-            e.fields,
-            vec![
-                ("n".into(), Value::Float(1.5)),
-                ("s".into(), Value::Str("NaN Infinity".into()))
-            ]
-        );
+        let mut b = new_batch();
+        let out = json_batch_into(body, &d(), &Limits::default(), &mut b).unwrap();
+        assert_eq!(out, vec![None]);
+        let batch = b.finish().unwrap().unwrap();
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["timestamp", "_samplerate", "n", "s"]);
+        assert_eq!(column::<Float64Array>(&batch, "n").value(0), 1.5);
+        assert_eq!(column::<StringArray>(&batch, "s").value(0), "NaN Infinity");
         assert_eq!(
             non_finite_to_null(br#"{"x":"NaN"}"#),
             None,
             "strings are left alone"
         );
-        assert!(json_batch(b"[{\"data\": Nope}]", &d(), &Limits::default()).is_err());
+        assert!(
+            json_batch_into(
+                b"[{\"data\": Nope}]",
+                &d(),
+                &Limits::default(),
+                &mut new_batch()
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn ndjson_lines() {
-        let body = b"{\"a\":1}\n\nnot json\n{\"b\":2}\r\n\xff\xfe\n";
-        let items = ndjson(body, &d(), &Limits::default());
+        let body = b"{\"a\":1}\n\nnot json\n{\"b\":2}\r\n\xff\xfe\n{\"a\":\"x\"}\n";
+        let mut b = new_batch();
+        let items = ndjson_into(body, &d(), &Limits::default(), &mut b);
         let lines: Vec<usize> = items.iter().map(|(l, _)| *l).collect();
-        assert_eq!(lines, vec![1, 3, 4, 5]);
-        assert!(items[0].1.is_ok() && items[2].1.is_ok());
-        assert!(
-            items[1]
-                .1
-                .as_ref()
-                .unwrap_err()
-                .starts_with("malformed json")
+        assert_eq!(lines, vec![1, 3, 4, 5, 6]);
+        assert!(items[0].1.is_none() && items[2].1.is_none());
+        assert!(items[1].1.as_deref().unwrap().starts_with("malformed json"));
+        assert!(items[3].1.is_some(), "invalid utf-8 is refused");
+        assert_eq!(
+            items[4].1.as_deref(),
+            Some("field \"a\" is string but the column is int64")
         );
-        assert!(items[3].1.is_err(), "invalid utf-8 is refused");
+        assert_eq!(b.finish().unwrap().unwrap().num_rows(), 2);
     }
 
     #[test]

@@ -39,7 +39,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
 use eventide_eventlog::EventLog;
-use eventide_model::{DatasetName, Event, Limits, encode_batch, events_to_batch};
+use eventide_model::{ColumnarBatch, DatasetName, Event, Limits, encode_batch, events_to_batch};
 use serde_json::json;
 
 pub use auth::{Keys, Require, Scope};
@@ -160,6 +160,80 @@ impl IngestState {
     }
 }
 
+impl IngestState {
+    /// The columnar path (JSON batches, NDJSON): `fill` decodes the request straight into a
+    /// [`ColumnarBatch`] built against a copy of the dataset's schema, without holding its
+    /// lock. The columns the batch adds are then published; when another request changed the
+    /// schema meanwhile, the batch is built again under the lock, so type decisions stay
+    /// consistent. CPU-bound.
+    fn prepare_columnar<T>(
+        &self,
+        dataset: &DatasetName,
+        mut fill: impl FnMut(&mut ColumnarBatch) -> Result<T, ApiError>,
+    ) -> Result<(T, Option<Bytes>), ApiError> {
+        let shared = self.registry.dataset(dataset.as_str());
+        let lock = || shared.lock().unwrap_or_else(|p| p.into_inner());
+        let max = self.limits.max_columns_per_dataset;
+        let snapshot = lock().clone();
+        let mut batch = ColumnarBatch::new(snapshot, max, 1024);
+        let mut outcomes = fill(&mut batch)?;
+        if !batch.new_columns().is_empty() {
+            let mut schema = lock();
+            if schema.len() != batch.base_len() {
+                // Another request added columns since the copy: decide again against the
+                // current schema, holding the lock this time.
+                batch = ColumnarBatch::new(schema.clone(), max, batch.len().max(1));
+                outcomes = fill(&mut batch)?;
+            }
+            for (name, t) in batch.new_columns() {
+                schema.merge_column(name, *t);
+            }
+        }
+        let payload = match batch
+            .finish()
+            .map_err(|e| ApiError::Internal(format!("building arrow batch: {e}")))?
+        {
+            Some(b) => Some(
+                encode_batch(&b).map_err(|e| ApiError::Internal(format!("encoding batch: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok((outcomes, payload))
+    }
+
+    /// Like [`IngestState::ingest_request`] for the columnar decoders: reads the body, then
+    /// decodes, admits and encodes it on a blocking thread, and appends it durably.
+    async fn ingest_columnar<T: Send + 'static>(
+        &self,
+        dataset: &str,
+        headers: &HeaderMap,
+        body: Body,
+        limit: usize,
+        fill: impl Fn(&[u8], &Defaults, &Limits, &mut ColumnarBatch) -> Result<T, ApiError>
+        + Send
+        + 'static,
+    ) -> Result<T, ApiError> {
+        let dataset = dataset_name(dataset)?;
+        let enc = body::encoding(headers)?;
+        let _permit = self.admit_request(limit)?;
+        let raw = body::read_raw(body, limit).await?;
+        let d = defaults(headers)?;
+        let this = self.clone();
+        let ds = dataset.clone();
+        let (out, payload) = tokio::task::spawn_blocking(move || {
+            let body = body::decode_body(raw, enc, limit)?;
+            let limits = this.limits.clone();
+            this.prepare_columnar(&ds, |batch| fill(&body, &d, &limits, batch))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
+        if let Some(payload) = payload {
+            self.log.append(dataset.as_str(), payload).await?;
+        }
+        Ok(out)
+    }
+}
+
 /// Outcomes of one dataset's group: its name, which items were primary, per-item outcomes.
 pub(crate) type GroupOutcome = (String, Vec<bool>, Vec<Option<String>>);
 
@@ -277,25 +351,35 @@ async fn post_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let msgpack = is_msgpack(&headers);
     let limit = s.limits.max_body_bytes;
-    let outcomes = s
-        .ingest_request(&dataset, &headers, body, limit, move |body, d, limits| {
-            if msgpack {
-                decode::msgpack_batch(body, d, limits)
-            } else {
-                decode::json_batch(body, d, limits)
-            }
-        })
-        .await?;
-    let statuses: Vec<serde_json::Value> = outcomes
-        .into_iter()
-        .map(|o| match o {
-            None => json!({"status": 202}),
-            Some(error) => json!({"status": 400, "error": error}),
-        })
-        .collect();
-    Ok(Json(statuses).into_response())
+    let outcomes = if is_msgpack(&headers) {
+        s.ingest_request(&dataset, &headers, body, limit, decode::msgpack_batch)
+            .await?
+    } else {
+        s.ingest_columnar(&dataset, &headers, body, limit, decode::json_batch_into)
+            .await?
+    };
+    Ok(batch_reply(&outcomes))
+}
+
+/// The `/1/batch` reply: `[{"status":202},{"status":400,"error":"…"},…]`, one per item,
+/// written directly (a batch of thousands of items would otherwise build as many JSON
+/// values).
+fn batch_reply(outcomes: &[Option<String>]) -> Response {
+    const ACCEPTED: &str = r#"{"status":202}"#;
+    let mut out = String::with_capacity(outcomes.len() * (ACCEPTED.len() + 1) + 2);
+    out.push('[');
+    for (i, o) in outcomes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match o {
+            None => out.push_str(ACCEPTED),
+            Some(error) => out.push_str(&json!({"status": 400, "error": error}).to_string()),
+        }
+    }
+    out.push(']');
+    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
 async fn post_event(
@@ -325,22 +409,16 @@ async fn post_ndjson(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let lines_out = lines.clone();
     let limit = s.limits.max_body_bytes;
-    let outcomes = s
-        .ingest_request(&dataset, &headers, body, limit, move |body, d, limits| {
-            let (nums, items): (Vec<usize>, Vec<Item>) =
-                decode::ndjson(body, d, limits).into_iter().unzip();
-            *lines_out.lock().unwrap_or_else(|p| p.into_inner()) = nums;
-            Ok(items)
+    let lines = s
+        .ingest_columnar(&dataset, &headers, body, limit, |body, d, limits, batch| {
+            Ok(decode::ndjson_into(body, d, limits, batch))
         })
         .await?;
-    let nums = std::mem::take(&mut *lines.lock().unwrap_or_else(|p| p.into_inner()));
     let mut accepted = 0usize;
     let mut rejected = 0usize;
     let mut errors = Vec::new();
-    for (line, o) in nums.into_iter().zip(outcomes) {
+    for (line, o) in lines {
         match o {
             None => accepted += 1,
             Some(error) => {

@@ -32,7 +32,8 @@ pub enum BatchCodecError {
     Empty,
 }
 
-enum ColumnBuilder {
+#[derive(Debug)]
+pub(crate) enum ColumnBuilder {
     Bool(BooleanBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
@@ -40,7 +41,7 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn new(t: ColumnType, cap: usize) -> Self {
+    pub(crate) fn new(t: ColumnType, cap: usize) -> Self {
         match t {
             ColumnType::Bool => Self::Bool(BooleanBuilder::with_capacity(cap)),
             ColumnType::Int => Self::Int(Int64Builder::with_capacity(cap)),
@@ -58,7 +59,7 @@ impl ColumnBuilder {
         }
     }
 
-    fn pad_to(&mut self, n: usize) {
+    pub(crate) fn pad_to(&mut self, n: usize) {
         let missing = n - self.len();
         if missing == 0 {
             return;
@@ -91,7 +92,7 @@ impl ColumnBuilder {
         }
     }
 
-    fn finish(self) -> ArrayRef {
+    pub(crate) fn finish(self) -> ArrayRef {
         match self {
             Self::Bool(mut b) => Arc::new(b.finish()),
             Self::Int(mut b) => Arc::new(b.finish()),

@@ -17,6 +17,7 @@
 //! - Every stored event has a `timestamp` (UTC, microseconds) and `_samplerate` (≥ 1).
 
 pub mod batch;
+pub mod columnar;
 pub mod dataset;
 pub mod event;
 pub mod limits;
@@ -24,6 +25,7 @@ pub mod schema;
 pub mod time;
 
 pub use batch::{BatchCodecError, decode_batch, encode_batch, events_to_batch};
+pub use columnar::ColumnarBatch;
 pub use dataset::{DatasetName, InvalidDatasetName};
 pub use event::{Event, EventError, Value, flatten_object};
 pub use limits::Limits;

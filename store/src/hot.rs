@@ -79,8 +79,9 @@ pub struct HotTail {
 }
 
 impl HotTail {
-    /// Adds a batch (already conformed to the current schema). When the newest batch is small
-    /// and not being flushed (`frozen` batches are in a flush), the two are merged.
+    /// Adds a batch (already conformed to the current schema). Once the small batches at the
+    /// end (none of them in a flush: `frozen` batches are) add up to [`COALESCE_ROWS`], they
+    /// are merged into one, so every row is copied once, not again at each arrival.
     pub fn push(
         &mut self,
         batch: RecordBatch,
@@ -92,22 +93,6 @@ impl HotTail {
         if self.since.is_none() {
             self.since = Some(std::time::Instant::now());
         }
-        if self.batches.len() > frozen
-            && let Some(last) = self.batches.last_mut()
-            && last.batch.num_rows() + batch.num_rows() <= COALESCE_ROWS
-        {
-            let prev = extend_to(&last.batch, schema)?;
-            let merged = arrow::compute::concat_batches(schema, [&prev, &batch])?;
-            let bytes = batch_bytes(&merged);
-            self.bytes = self.bytes.saturating_sub(last.bytes) + bytes;
-            *last = Arc::new(HotBatch {
-                batch: merged,
-                bytes,
-                first_offset: last.first_offset,
-                last_offset: offset,
-            });
-            return Ok(());
-        }
         let bytes = batch_bytes(&batch);
         self.bytes += bytes;
         self.batches.push(Arc::new(HotBatch {
@@ -116,6 +101,29 @@ impl HotTail {
             first_offset: offset,
             last_offset: offset,
         }));
+        let mut start = self.batches.len();
+        let mut small_rows = 0usize;
+        while start > frozen && self.batches[start - 1].batch.num_rows() < COALESCE_ROWS {
+            start -= 1;
+            small_rows += self.batches[start].batch.num_rows();
+        }
+        if small_rows >= COALESCE_ROWS && self.batches.len() - start > 1 {
+            let run: Vec<RecordBatch> = self.batches[start..]
+                .iter()
+                .map(|b| extend_to(&b.batch, schema))
+                .collect::<Result<_, _>>()?;
+            let merged = arrow::compute::concat_batches(schema, &run)?;
+            let bytes = batch_bytes(&merged);
+            let first_offset = self.batches[start].first_offset;
+            let old: usize = self.batches.drain(start..).map(|b| b.bytes).sum();
+            self.bytes = self.bytes.saturating_sub(old) + bytes;
+            self.batches.push(Arc::new(HotBatch {
+                batch: merged,
+                bytes,
+                first_offset,
+                last_offset: offset,
+            }));
+        }
         Ok(())
     }
 
@@ -152,4 +160,55 @@ pub fn rows_from(batch: &RecordBatch, from_us: Option<i64>) -> Result<RecordBatc
         .map(|t| Some(t.is_some_and(|t| t >= from)))
         .collect();
     arrow::compute::filter_record_batch(batch, &keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    #[test]
+    fn small_batches_are_merged_once_they_add_up() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("_samplerate", DataType::Int64, false),
+        ]));
+        let rows = COALESCE_ROWS / 4;
+        let batch = |t: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(TimestampMicrosecondArray::from(vec![t; rows]).with_timezone("UTC")),
+                    Arc::new(Int64Array::from(vec![1; rows])),
+                ],
+            )
+            .unwrap()
+        };
+        let mut hot = HotTail::default();
+        for i in 0..3 {
+            hot.push(batch(i), i as u64, &schema, 0).unwrap();
+        }
+        assert_eq!(hot.batches.len(), 3, "not enough rows to merge yet");
+        hot.push(batch(3), 3, &schema, 0).unwrap();
+        assert_eq!(hot.batches.len(), 1);
+        let merged = &hot.batches[0];
+        assert_eq!((merged.first_offset, merged.last_offset), (0, 3));
+        assert_eq!(merged.batch.num_rows(), COALESCE_ROWS);
+        assert_eq!(hot.rows, COALESCE_ROWS);
+        assert_eq!(hot.bytes, merged.bytes);
+        // Batches being flushed (frozen) are never merged with new ones.
+        for i in 4..8 {
+            hot.push(batch(i), i as u64, &schema, 1).unwrap();
+        }
+        assert_eq!(hot.batches.len(), 2);
+        assert_eq!(hot.batches[1].first_offset, 4);
+        hot.push(batch(8), 8, &schema, 2).unwrap();
+        assert_eq!(hot.batches.len(), 3);
+        assert_eq!(hot.rows, 2 * COALESCE_ROWS + rows);
+    }
 }

@@ -1,0 +1,538 @@
+//! JSON objects → Arrow columns in one pass, without an intermediate [`Event`].
+//!
+//! [`ColumnarBatch`] is the fast path of the JSON decoders (Honeycomb batches, NDJSON). It
+//! reads each object from a simd-json tape (no per-object hash map, strings borrowed from the
+//! request body) and appends its leaves straight into Arrow builders. It applies exactly the
+//! rules of [`flatten_object`](crate::flatten_object) (limits, dotted names, `timestamp`,
+//! `_samplerate`, JSON text for arrays and deep objects, last duplicate wins) followed by
+//! [`DatasetSchema::admit`] and [`events_to_batch`](crate::events_to_batch): an event that
+//! breaks a rule is refused whole with the same message and leaves the batch unchanged.
+//!
+//! It works on a private copy of the dataset's schema, so decoding needs no lock; the columns
+//! it adds are reported by [`ColumnarBatch::new_columns`] for the caller to publish.
+//!
+//! [`Event`]: crate::Event
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, TimestampMicrosecondArray};
+use arrow::datatypes::{Field, Schema};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use simd_json::ValueType;
+use simd_json::prelude::{TypedValue, ValueAsScalar, ValueIntoString, Writable};
+use simd_json::tape::Value as TapeValue;
+
+use crate::batch::ColumnBuilder;
+use crate::event::EventError;
+use crate::limits::Limits;
+use crate::schema::{ColumnType, DatasetSchema, SchemaError};
+use crate::{SAMPLERATE, TIMESTAMP};
+
+/// One flattened leaf value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Leaf<'a> {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+}
+
+impl Leaf<'_> {
+    fn kind(&self) -> ColumnType {
+        match self {
+            Leaf::Bool(_) => ColumnType::Bool,
+            Leaf::Int(_) => ColumnType::Int,
+            Leaf::Float(_) => ColumnType::Float,
+            Leaf::Str(_) => ColumnType::String,
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Leaf::Str(s) => s.len(),
+            _ => 8,
+        }
+    }
+}
+
+/// Whether a column of type `column` stores a value of type `value` (DESIGN.md §4): anything
+/// goes into a string column, an int widens into a float column, else the types must match.
+pub fn accepts(column: ColumnType, value: ColumnType) -> bool {
+    column == value
+        || column == ColumnType::String
+        || (column == ColumnType::Float && value == ColumnType::Int)
+}
+
+/// Appends a leaf to a builder of its column, applying the type rules.
+fn append_leaf(b: &mut ColumnBuilder, v: &Leaf<'_>, text: &mut String) {
+    match (b, v) {
+        (ColumnBuilder::Bool(b), Leaf::Bool(x)) => b.append_value(*x),
+        (ColumnBuilder::Int(b), Leaf::Int(x)) => b.append_value(*x),
+        (ColumnBuilder::Float(b), Leaf::Float(x)) => b.append_value(*x),
+        (ColumnBuilder::Float(b), Leaf::Int(x)) => b.append_value(*x as f64),
+        (ColumnBuilder::Str(b), Leaf::Str(x)) => b.append_value(x),
+        (ColumnBuilder::Str(b), other) => {
+            text.clear();
+            // Same text as `Value::to_text`.
+            let _ = match other {
+                Leaf::Bool(x) => write!(text, "{x}"),
+                Leaf::Int(x) => write!(text, "{x}"),
+                Leaf::Float(x) => write!(text, "{x}"),
+                Leaf::Str(_) => Ok(()),
+            };
+            b.append_value(&*text)
+        }
+        // Admission prevents these; store null rather than panic.
+        (ColumnBuilder::Bool(b), _) => b.append_null(),
+        (ColumnBuilder::Int(b), _) => b.append_null(),
+        (ColumnBuilder::Float(b), _) => b.append_null(),
+    }
+}
+
+/// Numeric value of a scalar tape node, as `flatten_object` reads a `timestamp` field.
+fn tape_f64(v: &TapeValue<'_, '_>) -> Option<f64> {
+    match v.value_type() {
+        ValueType::I64 => v.as_i64().map(|i| i as f64),
+        ValueType::U64 => v.as_u64().map(|u| u as f64),
+        ValueType::F64 => v.as_f64(),
+        _ => None,
+    }
+}
+
+fn count_leaves(v: &TapeValue<'_, '_>) -> usize {
+    match v.as_object() {
+        Some(o) => o.iter().map(|(_, v)| count_leaves(&v)).sum(),
+        None => 1,
+    }
+}
+
+/// One event's flattened fields, before admission.
+type Fields<'a> = Vec<(Cow<'a, str>, Leaf<'a>)>;
+
+fn push_leaf<'a>(
+    out: &mut Fields<'a>,
+    name: Cow<'a, str>,
+    value: TapeValue<'_, 'a>,
+    limits: &Limits,
+    depth: usize,
+    size: &mut usize,
+) -> Result<(), EventError> {
+    let leaf = match value.value_type() {
+        ValueType::Null => return Ok(()),
+        ValueType::Bool => Leaf::Bool(value.as_bool().unwrap_or_default()),
+        ValueType::I64 => Leaf::Int(value.as_i64().unwrap_or_default()),
+        ValueType::U64 => {
+            let u = value.as_u64().unwrap_or_default();
+            match i64::try_from(u) {
+                Ok(i) => Leaf::Int(i),
+                Err(_) => Leaf::Float(u as f64),
+            }
+        }
+        ValueType::F64 => {
+            let f = value.as_f64().unwrap_or(f64::NAN);
+            if !f.is_finite() {
+                return Ok(());
+            }
+            Leaf::Float(f)
+        }
+        ValueType::String => Leaf::Str(Cow::Borrowed(value.into_string().unwrap_or_default())),
+        ValueType::Object if depth < limits.flatten_depth => {
+            if let Some(obj) = value.as_object() {
+                for (k, v) in obj.iter() {
+                    if k.is_empty() {
+                        return Err(EventError::EmptyFieldName);
+                    }
+                    push_leaf(
+                        out,
+                        Cow::Owned(format!("{name}.{k}")),
+                        v,
+                        limits,
+                        depth + 1,
+                        size,
+                    )?;
+                    if out.len() > limits.max_fields_per_event {
+                        // The caller reports the exact count.
+                        return Ok(());
+                    }
+                }
+            }
+            return Ok(());
+        }
+        // Arrays and objects nested deeper than the flatten depth are stored as JSON text.
+        _ => Leaf::Str(Cow::Owned(value.encode())),
+    };
+    if let Leaf::Str(s) = &leaf
+        && s.len() > limits.max_string_bytes
+    {
+        return Err(EventError::StringTooLong {
+            field: name.into_owned(),
+            len: s.len(),
+            limit: limits.max_string_bytes,
+        });
+    }
+    *size += name.len() + leaf.size();
+    out.push((name, leaf));
+    Ok(())
+}
+
+/// Flattens a tape object like [`flatten_object`](crate::flatten_object): returns its
+/// fields sorted by name (last duplicate wins) and its own parsed `timestamp`, if any.
+pub(crate) fn flatten_tape<'a>(
+    data: TapeValue<'_, 'a>,
+    limits: &Limits,
+) -> Result<(Fields<'a>, Option<i64>), EventError> {
+    let Some(obj) = data.as_object() else {
+        return Err(EventError::NotAnObject);
+    };
+    let mut fields = Vec::with_capacity(obj.len());
+    let mut size = 0usize;
+    let mut own_time = None;
+    for (key, value) in obj.iter() {
+        if key.is_empty() {
+            return Err(EventError::EmptyFieldName);
+        }
+        if key == TIMESTAMP {
+            own_time = match value.value_type() {
+                ValueType::String => value.as_str().and_then(crate::time::parse_time_str),
+                _ => tape_f64(&value).and_then(crate::time::parse_time_number),
+            };
+            if own_time.is_none() {
+                push_leaf(
+                    &mut fields,
+                    Cow::Borrowed("timestamp_raw"),
+                    value,
+                    limits,
+                    1,
+                    &mut size,
+                )?;
+            }
+            continue;
+        }
+        if key == SAMPLERATE {
+            continue;
+        }
+        push_leaf(&mut fields, Cow::Borrowed(key), value, limits, 1, &mut size)?;
+        if fields.len() > limits.max_fields_per_event {
+            return Err(EventError::TooManyFields {
+                count: count_leaves(&data),
+                limit: limits.max_fields_per_event,
+            });
+        }
+    }
+    if size > limits.max_event_bytes {
+        return Err(EventError::TooLarge {
+            size,
+            limit: limits.max_event_bytes,
+        });
+    }
+    // Stable sort: among equal names the later stays later, and dedup keeps it.
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    fields.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            std::mem::swap(later, earlier);
+            true
+        } else {
+            false
+        }
+    });
+    Ok((fields, own_time))
+}
+
+/// Builds one record batch of a dataset's events straight from JSON.
+///
+/// Columns are `timestamp`, `_samplerate`, then the schema columns the batch uses, in schema
+/// order: the same batch [`events_to_batch`](crate::events_to_batch) builds.
+#[derive(Debug)]
+pub struct ColumnarBatch {
+    schema: DatasetSchema,
+    base_len: usize,
+    max_columns: usize,
+    /// `slot[col]`: position in `builders` of schema column `col`, or `u32::MAX`.
+    slot: Vec<u32>,
+    builders: Vec<(usize, ColumnBuilder)>,
+    ts: Vec<i64>,
+    rates: Vec<i64>,
+    /// Column of the field at each sorted position in the previous event: consecutive
+    /// events of one service carry the same names, so most lookups are one compare.
+    recent: Vec<(String, usize)>,
+    /// Columns of the current event, by sorted position (reused between events).
+    cols: Vec<usize>,
+    text: String,
+    capacity: usize,
+}
+
+impl ColumnarBatch {
+    /// A batch admitting events to (a private copy of) `schema`, which may grow up to
+    /// `max_columns` columns. `capacity` is the expected number of events.
+    pub fn new(schema: DatasetSchema, max_columns: usize, capacity: usize) -> Self {
+        let base_len = schema.len();
+        Self {
+            slot: vec![u32::MAX; base_len],
+            schema,
+            base_len,
+            max_columns,
+            builders: Vec::new(),
+            ts: Vec::with_capacity(capacity),
+            rates: Vec::with_capacity(capacity),
+            recent: Vec::new(),
+            cols: Vec::new(),
+            text: String::new(),
+            capacity,
+        }
+    }
+
+    /// Events in the batch.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Columns this batch added to the schema it started from, in order.
+    pub fn new_columns(&self) -> &[(String, ColumnType)] {
+        &self.schema.columns()[self.base_len..]
+    }
+
+    /// Length of the schema the batch started from.
+    pub fn base_len(&self) -> usize {
+        self.base_len
+    }
+
+    fn column_of(&mut self, pos: usize, name: &str) -> Option<usize> {
+        if let Some((n, col)) = self.recent.get(pos)
+            && n == name
+        {
+            return Some(*col);
+        }
+        let (col, _) = self.schema.get(name)?;
+        if pos < self.recent.len() {
+            self.recent[pos] = (name.to_owned(), col);
+        } else if pos == self.recent.len() {
+            self.recent.push((name.to_owned(), col));
+        }
+        Some(col)
+    }
+
+    /// Flattens the JSON object `data` into one event and adds it, or says why it was refused
+    /// (the batch is then unchanged). Its time is `time_us`, else its own `timestamp` field,
+    /// else `receive_us`.
+    pub fn push_json(
+        &mut self,
+        data: TapeValue<'_, '_>,
+        time_us: Option<i64>,
+        receive_us: i64,
+        samplerate: i64,
+        limits: &Limits,
+    ) -> Result<(), String> {
+        let (fields, own_time) = flatten_tape(data, limits).map_err(|e| e.to_string())?;
+        // Admission: every known column must accept its value; count the new ones.
+        let mut cols = std::mem::take(&mut self.cols);
+        cols.clear();
+        let mut new_columns = 0usize;
+        for (pos, (name, leaf)) in fields.iter().enumerate() {
+            if name == TIMESTAMP || name == SAMPLERATE {
+                self.cols = cols;
+                return Err(SchemaError::Reserved(name.to_string()).to_string());
+            }
+            match self.column_of(pos, name) {
+                Some(col) => {
+                    let t = self.schema.columns()[col].1;
+                    if !accepts(t, leaf.kind()) {
+                        self.cols = cols;
+                        return Err(SchemaError::TypeMismatch {
+                            field: name.to_string(),
+                            column: t.name(),
+                            found: leaf.kind().name(),
+                        }
+                        .to_string());
+                    }
+                    cols.push(col);
+                }
+                None => {
+                    new_columns += 1;
+                    cols.push(usize::MAX);
+                }
+            }
+        }
+        if new_columns > 0 && self.schema.len() + new_columns > self.max_columns {
+            let count = self.schema.len() + new_columns;
+            self.cols = cols;
+            return Err(SchemaError::TooManyColumns {
+                count,
+                limit: self.max_columns,
+            }
+            .to_string());
+        }
+        let row = self.ts.len();
+        for ((name, leaf), col) in fields.iter().zip(cols.iter_mut()) {
+            if *col == usize::MAX {
+                self.schema.merge_column(name, leaf.kind());
+                *col = self.schema.len() - 1;
+                self.slot.push(u32::MAX);
+            }
+            let s = match self.slot[*col] {
+                u32::MAX => {
+                    let t = self.schema.columns()[*col].1;
+                    self.slot[*col] = self.builders.len() as u32;
+                    self.builders
+                        .push((*col, ColumnBuilder::new(t, self.capacity.max(row + 1))));
+                    self.builders.len() - 1
+                }
+                s => s as usize,
+            };
+            let b = &mut self.builders[s].1;
+            b.pad_to(row);
+            append_leaf(b, leaf, &mut self.text);
+        }
+        self.cols = cols;
+        self.ts.push(time_us.or(own_time).unwrap_or(receive_us));
+        self.rates.push(samplerate);
+        Ok(())
+    }
+
+    /// The record batch of every event added, or `None` when there is none.
+    pub fn finish(self) -> Result<Option<RecordBatch>, ArrowError> {
+        let n = self.ts.len();
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut builders = self.builders;
+        builders.sort_by_key(|(col, _)| *col);
+        let mut fields = Vec::with_capacity(builders.len() + 2);
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(builders.len() + 2);
+        fields.push(crate::schema::timestamp_field());
+        arrays.push(Arc::new(
+            TimestampMicrosecondArray::from(self.ts).with_timezone("UTC"),
+        ));
+        fields.push(crate::schema::samplerate_field());
+        arrays.push(Arc::new(Int64Array::from(self.rates)));
+        for (col, mut b) in builders {
+            b.pad_to(n);
+            let (name, t) = &self.schema.columns()[col];
+            fields.push(Field::new(name, t.arrow(), true));
+            arrays.push(b.finish());
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map(Some)
+    }
+}
+
+/// A scalar tape value as a borrowed value (for the envelope parsers that take one), or its
+/// JSON text when it is an array or object.
+pub fn tape_scalar<'a>(v: TapeValue<'_, 'a>) -> Result<simd_json::BorrowedValue<'a>, String> {
+    use simd_json::{BorrowedValue, StaticNode};
+    Ok(match v.value_type() {
+        ValueType::Null => BorrowedValue::Static(StaticNode::Null),
+        ValueType::Bool => BorrowedValue::Static(StaticNode::Bool(v.as_bool().unwrap_or_default())),
+        ValueType::I64 => BorrowedValue::Static(StaticNode::I64(v.as_i64().unwrap_or_default())),
+        ValueType::U64 => BorrowedValue::Static(StaticNode::U64(v.as_u64().unwrap_or_default())),
+        ValueType::F64 => BorrowedValue::Static(StaticNode::F64(v.as_f64().unwrap_or_default())),
+        ValueType::String => {
+            BorrowedValue::String(Cow::Borrowed(v.into_string().unwrap_or_default()))
+        }
+        _ => return Err(v.encode()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{events_to_batch, flatten_object};
+
+    fn tape_batch(
+        docs: &[&str],
+        schema: DatasetSchema,
+        limits: &Limits,
+    ) -> (ColumnarBatch, Vec<Result<(), String>>) {
+        let mut b = ColumnarBatch::new(schema, limits.max_columns_per_dataset, 4);
+        let mut out = Vec::new();
+        for d in docs {
+            let mut buf = d.as_bytes().to_vec();
+            let tape = simd_json::to_tape(&mut buf).unwrap();
+            out.push(b.push_json(tape.as_value(), None, 9, 1, limits));
+        }
+        (b, out)
+    }
+
+    fn event_batch(
+        docs: &[&str],
+        mut schema: DatasetSchema,
+        limits: &Limits,
+    ) -> (Option<RecordBatch>, Vec<Result<(), String>>, DatasetSchema) {
+        let mut events = Vec::new();
+        let mut out = Vec::new();
+        for d in docs {
+            let mut buf = d.as_bytes().to_vec();
+            let v = simd_json::to_borrowed_value(&mut buf).unwrap();
+            let r = flatten_object(&v, None, 9, 1, limits)
+                .map_err(|e| e.to_string())
+                .and_then(|mut e| {
+                    schema
+                        .admit(&mut e, limits.max_columns_per_dataset)
+                        .map_err(|e| e.to_string())?;
+                    events.push(e);
+                    Ok(())
+                });
+            out.push(r);
+        }
+        let batch = (!events.is_empty()).then(|| events_to_batch(&schema, &events).unwrap());
+        (batch, out, schema)
+    }
+
+    /// The columnar path and the event path agree on outcomes, batch and schema.
+    fn same(docs: &[&str], schema: DatasetSchema, limits: &Limits) {
+        let (b, out) = tape_batch(docs, schema.clone(), limits);
+        let new_cols = b.new_columns().to_vec();
+        let batch = b.finish().unwrap();
+        let (want_batch, want_out, want_schema) = event_batch(docs, schema.clone(), limits);
+        assert_eq!(out, want_out);
+        assert_eq!(batch, want_batch);
+        assert_eq!(new_cols, want_schema.columns()[schema.len()..].to_vec());
+    }
+
+    #[test]
+    fn agrees_with_the_event_path() {
+        let limits = Limits::default();
+        same(
+            &[
+                r#"{"b":1,"a":"x","n":{"m":{"k":true}},"arr":[1,{"z":2}],"f":1.5,"nul":null}"#,
+                r#"{"a":2,"b":2.5,"timestamp":"2023-11-14T22:13:20Z","big":18446744073709551615}"#,
+                r#"{"b":"oops"}"#,
+                r#"{"timestamp":"soon","_samplerate":4,"a.b":1,"a":{"b":2},"c":false}"#,
+                r#"{"":1}"#,
+                r#"[1,2]"#,
+                r#"{"f":3,"a":true,"deep":{"a":{"b":{"c":{"d":{"e":1}}}}}}"#,
+                r#"{"e":"\u00e9\n","timestamp":1700000000.5}"#,
+            ],
+            DatasetSchema::new(),
+            &limits,
+        );
+    }
+
+    #[test]
+    fn limits_agree() {
+        let limits = Limits {
+            max_fields_per_event: 3,
+            max_string_bytes: 4,
+            max_columns_per_dataset: 4,
+            max_event_bytes: 40,
+            ..Limits::default()
+        };
+        same(
+            &[
+                r#"{"a":1,"b":2,"c":{"d":3,"e":4}}"#,
+                r#"{"a":"hello"}"#,
+                r#"{"a":1,"b":2}"#,
+                r#"{"c":1,"d":2,"e":3}"#,
+                r#"{"c":1,"d":2}"#,
+                r#"{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa":1}"#,
+            ],
+            DatasetSchema::from_columns([("z".to_string(), ColumnType::Float)]),
+            &limits,
+        );
+    }
+}
