@@ -17,6 +17,7 @@ numpy==2.4.6
 packaging==26.3
 pillow==13.0.0
 pyparsing==3.3.3
+pytz==2026.6
 python-dateutil==4.0.0
 tzdata==2026.6'
 

@@ -335,17 +335,22 @@ async fn run_ingest(args: &IngestArgs) -> anyhow::Result<IngestReport> {
     let mut lat = Vec::new();
     let mut accepted = 0usize;
     const BUCKET: f64 = 0.5;
-    let mut buckets = vec![0usize; (secs / BUCKET).ceil() as usize + 1];
+    let nb = ((secs / BUCKET).ceil() as usize).max(1);
+    let mut buckets = vec![0usize; nb];
     for r in results {
         let (l, done_at, ok) = r?;
         lat.push(l);
         accepted += ok;
-        buckets[(done_at / BUCKET) as usize] += ok;
+        buckets[((done_at / BUCKET) as usize).min(nb - 1)] += ok;
     }
+    // The last bucket may be partial: its rate is over the time it covers.
     let timeline = buckets
         .iter()
         .enumerate()
-        .map(|(i, n)| ((i + 1) as f64 * BUCKET, *n as f64 / BUCKET))
+        .map(|(i, n)| {
+            let end = ((i + 1) as f64 * BUCKET).min(secs);
+            (end, *n as f64 / (end - i as f64 * BUCKET).max(1e-3))
+        })
         .collect();
     let fresh_samples_ms = match prober {
         Some(p) => p.await??,
