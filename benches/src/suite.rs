@@ -51,6 +51,11 @@ pub struct SuiteArgs {
     pub work: PathBuf,
     #[arg(long)]
     pub keep: bool,
+    /// NDJSON of the query and storage suites: used as it is when the file exists (it must
+    /// hold `--events` events of `eventide-bench gen --seed 1`), else generated there. Kept
+    /// outside --work so later runs skip generating ~1 GB per million events.
+    #[arg(long)]
+    pub ndjson: Option<PathBuf>,
     /// The server binary.
     #[arg(long, default_value = "target/release/eventide")]
     pub server_bin: PathBuf,
@@ -126,12 +131,13 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: &Path, data: &Path, port: u16) -> anyhow::Result<Self> {
+    fn start(bin: &Path, data: &Path, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
         let log = std::fs::File::create(data.with_extension("log"))?;
         let child = Command::new(bin)
             .args(["serve", "--data-dir"])
             .arg(data)
             .args(["--http", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("EVENTIDE_KEYS", format!("admin:{KEY}"))
             .env("EVENTIDE_LOG", "warn")
             .stdout(Stdio::null())
@@ -434,7 +440,8 @@ async fn datasets(client: &reqwest::Client, url: &str) -> anyhow::Result<Json> {
         .await?)
 }
 
-/// Waits until `dataset` holds `rows` rows, all in segments, with no merge pending.
+/// Waits until `dataset` holds `rows` rows, all in segments, with no merge pending for 35 s
+/// in a row (the server runs with a 20 s compaction grace).
 async fn settle(
     client: &reqwest::Client,
     url: &str,
@@ -442,6 +449,7 @@ async fn settle(
     rows: u64,
 ) -> anyhow::Result<f64> {
     let t = Instant::now();
+    let mut quiet_since: Option<Instant> = None;
     loop {
         let all = datasets(client, url).await?;
         let d = all["datasets"]
@@ -449,9 +457,16 @@ async fn settle(
             .and_then(|a| a.iter().find(|d| d["name"] == dataset))
             .cloned()
             .unwrap_or(Json::Null);
-        if d["rows"] == json!(rows) && d["hot_rows"] == json!(0) && d["merges_pending"] == json!(0)
-        {
-            return Ok(t.elapsed().as_secs_f64());
+        let quiet =
+            d["rows"] == json!(rows) && d["hot_rows"] == json!(0) && d["merges_pending"] == json!(0);
+        // Settled once quiet for longer than the grace (20 s) plus a compaction round.
+        match (quiet, quiet_since) {
+            (true, None) => quiet_since = Some(Instant::now()),
+            (true, Some(q)) if q.elapsed() > Duration::from_secs(35) => {
+                return Ok(t.elapsed().as_secs_f64());
+            }
+            (false, _) => quiet_since = None,
+            _ => {}
         }
         if t.elapsed() > Duration::from_secs(1200) {
             bail!("dataset {dataset} did not settle in 20 minutes: {d}");
@@ -483,14 +498,28 @@ fn duckdb(python: &Path, request: &Json) -> anyhow::Result<Json> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-fn dir_bytes(dir: &Path, ext: &str) -> anyhow::Result<(u64, Vec<PathBuf>)> {
+/// The committed segments of `dataset`, from the catalogs (`DATA/catalog/*.json`): their
+/// total bytes and paths. The segment folder may also hold files compaction retired and has
+/// not deleted yet (`--retire-grace-seconds`), which are no longer part of the dataset.
+fn catalog_segments(data: &Path, dataset: &str) -> anyhow::Result<(u64, Vec<PathBuf>)> {
     let mut total = 0;
     let mut files = Vec::new();
-    for e in std::fs::read_dir(dir)? {
+    for e in std::fs::read_dir(data.join("catalog"))? {
         let p = e?.path();
-        if p.extension().is_some_and(|x| x == ext) {
-            total += std::fs::metadata(&p)?.len();
-            files.push(p);
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let c: Json = serde_json::from_slice(&std::fs::read(&p)?)?;
+        for seg in c["datasets"][dataset]["segments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            total += seg["bytes"].as_u64().unwrap_or(0);
+            files.push(
+                data.join("segments")
+                    .join(seg["path"].as_str().unwrap_or_default()),
+            );
         }
     }
     files.sort();
@@ -564,10 +593,16 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         Some(v)
     };
 
-    let server = Server::start(&args.server_bin, &args.work.join("data"), args.port)?;
     let client = reqwest::Client::new();
 
     if !skip("ingest") {
+        // A fresh server with the default settings.
+        let server = Server::start(
+            &args.server_bin,
+            &args.work.join("ingest-data"),
+            args.port,
+            &[],
+        )?;
         eprintln!(
             "== ingest: {} events, {} clients, 1000-event batches, probes every 100 ms",
             args.ingest_events, args.clients
@@ -627,9 +662,14 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         report.insert("freshness".into(), serde_json::to_value(&fresh)?);
     }
 
-    let ndjson = args.work.join("events.ndjson");
+    let ndjson = args
+        .ndjson
+        .clone()
+        .unwrap_or_else(|| args.work.join("events.ndjson"));
     let need_data = !skip("query") || !skip("storage");
-    if need_data {
+    if need_data && ndjson.exists() {
+        eprintln!("== using the events in {}", ndjson.display());
+    } else if need_data {
         eprintln!(
             "== generate {} events (NDJSON, with their own times)",
             args.events
@@ -637,6 +677,14 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         crate::gen_file(args.events, ndjson.clone(), 1)?;
     }
     if !skip("query") {
+        // Loading: a short compaction grace, so the segments reach their final layout
+        // within a minute rather than five.
+        let server = Server::start(
+            &args.server_bin,
+            &args.work.join("data"),
+            args.port,
+            &["--compaction-grace-seconds", "20"],
+        )?;
         eprintln!("== load: eventide import into {QUERY_DATASET:?}");
         let t = Instant::now();
         let st = Command::new(&args.server_bin)
@@ -659,6 +707,14 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
                    "import_events_per_s": args.events as f64 / load_s,
                    "settle_seconds": settle_s}),
         );
+        // Querying: compaction off, so both engines read the very same files.
+        drop(server);
+        let server = Server::start(
+            &args.server_bin,
+            &args.work.join("data"),
+            args.port,
+            &["--compaction-seconds", "0"],
+        )?;
 
         // Needles: the trace id and user of the event in the middle of the file.
         let (trace_id, user_id) = {
@@ -675,10 +731,7 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
             )
         };
         let specs = queries(&trace_id, &user_id, generator::DEFAULT_START_US, args.events);
-        let (seg_bytes, files) = dir_bytes(
-            &args.work.join("data/segments").join(QUERY_DATASET),
-            "parquet",
-        )?;
+        let (seg_bytes, files) = catalog_segments(&args.work.join("data"), QUERY_DATASET)?;
         eprintln!(
             "== queries: {} over {} segment files ({:.0} MB), {} runs each",
             specs.len(),
@@ -759,7 +812,6 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
                    "all_equal": results.iter().all(|r| r.equal), "queries": results}),
         );
     }
-    drop(server);
 
     if !skip("storage") {
         eprintln!("== storage: DuckDB read_json load and ZSTD Parquet of the same NDJSON");
@@ -770,12 +822,9 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
             &json!({"mode": "storage", "ndjson": ndjson, "out": duck_out}),
         )?;
         let n = args.events as f64;
-        let seg = dir_bytes(
-            &args.work.join("data/segments").join(QUERY_DATASET),
-            "parquet",
-        )
-        .map(|(b, _)| b)
-        .unwrap_or(0);
+        let seg = catalog_segments(&args.work.join("data"), QUERY_DATASET)
+            .map(|(b, _)| b)
+            .unwrap_or(0);
         let duck_bytes = d["parquet_bytes"].as_f64().unwrap_or(0.0);
         let load_s = d["load_seconds"].as_f64().unwrap_or(f64::NAN);
         let s = json!({

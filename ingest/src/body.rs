@@ -41,8 +41,11 @@ const LINGER_BYTES: usize = 32 * 1024 * 1024;
 
 /// Reads the raw (possibly compressed) body, refusing more than `limit` bytes with 413.
 pub async fn read_raw(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    // Content-Length (when given, and within the limit) sizes the buffer once.
+    let hint = axum::body::HttpBody::size_hint(&body);
+    let capacity = hint.exact().unwrap_or(hint.lower()).min(limit as u64) as usize;
     let mut stream = body.into_data_stream();
-    let mut buf = bytes::BytesMut::new();
+    let mut buf = bytes::BytesMut::with_capacity(capacity);
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk =

@@ -186,54 +186,74 @@ pub fn json_event(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Event, A
         .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-thread_local! {
-    /// This thread's simd-json buffers and tape, reused from one request to the next.
-    static PARSER: RefCell<(simd_json::Buffers, Option<Tape<'static>>)> =
-        RefCell::new((simd_json::Buffers::default(), Some(Tape::null())));
+/// One thread's reusable parser state: simd-json's buffers, the tape, and the padded copy
+/// of the document being parsed (simd-json unescapes strings in place).
+struct Parser {
+    buffers: simd_json::Buffers,
+    tape: Option<Tape<'static>>,
+    input: Vec<u8>,
 }
 
-/// Parses `input` (in place) into a tape with this thread's reused buffers and calls `f`
-/// with the document's root. `f` must not parse JSON itself.
+thread_local! {
+    /// This thread's parser, reused from one request to the next: no allocation (and no
+    /// fresh pages to fault in) per request once warm.
+    static PARSER: RefCell<Parser> = RefCell::new(Parser {
+        buffers: simd_json::Buffers::default(),
+        tape: Some(Tape::null()),
+        input: Vec::new(),
+    });
+}
+
+/// Buffers above this size are not kept between requests.
+const KEEP_INPUT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Parses a copy of `doc` into a tape with this thread's reused buffers and calls `f` with
+/// the document's root. `f` must not parse JSON itself.
 fn with_tape<R>(
-    input: &mut [u8],
+    doc: &[u8],
     f: impl FnOnce(TapeValue<'_, '_>) -> R,
 ) -> Result<R, simd_json::Error> {
     PARSER.with(|p| {
         let mut p = p.borrow_mut();
-        let (buffers, slot) = &mut *p;
+        let Parser {
+            buffers,
+            tape: slot,
+            input,
+        } = &mut *p;
+        input.clear();
+        input.reserve(doc.len() + simd_json::INPUT_PADDING);
+        input.extend_from_slice(doc);
+        input.resize(doc.len() + simd_json::INPUT_PADDING, 0);
         let mut tape = slot.take().unwrap_or_else(Tape::null).reset();
-        let r = simd_json::fill_tape(input, buffers, &mut tape).map(|()| f(tape.as_value()));
+        let r = simd_json::fill_tape_padded(input, doc.len(), buffers, &mut tape)
+            .map(|()| f(tape.as_value()));
         *slot = Some(tape.reset());
+        if input.capacity() > KEEP_INPUT_BYTES {
+            *input = Vec::new();
+        }
         r
     })
 }
 
 /// Parses one JSON document with [`with_tape`], after the depth guard; a document with
 /// `NaN`/`Infinity` tokens is parsed again with them as `null`, as [`parse_json`] does.
-fn parse_tape<R>(
-    bytes: &[u8],
-    scratch: &mut Vec<u8>,
-    limits: &Limits,
-    f: impl FnOnce(TapeValue<'_, '_>) -> R,
-) -> Result<R, String> {
+fn parse_tape<R>(bytes: &[u8], limits: &Limits, f: impl FnOnce(TapeValue<'_, '_>) -> R) -> Result<R, String> {
     if json_too_deep(bytes, limits.max_json_depth) {
         return Err(format!(
             "json nests deeper than {} levels",
             limits.max_json_depth
         ));
     }
-    scratch.clear();
-    scratch.extend_from_slice(bytes);
     // `f` runs at most once: keep it in an Option so the retry can take it.
     let mut f = Some(f);
     let mut call = |v: TapeValue<'_, '_>| f.take().map(|f| f(v));
-    match with_tape(scratch, &mut call) {
+    match with_tape(bytes, &mut call) {
         Ok(r) => r.ok_or_else(|| "json decoder ran twice".to_string()),
         Err(e) => {
-            let Some(mut fixed) = non_finite_to_null(bytes) else {
+            let Some(fixed) = non_finite_to_null(bytes) else {
                 return Err(format!("malformed json: {e}"));
             };
-            with_tape(&mut fixed, &mut call)
+            with_tape(&fixed, &mut call)
                 .map_err(|e| format!("malformed json: {e}"))?
                 .ok_or_else(|| "json decoder ran twice".to_string())
         }
@@ -277,8 +297,7 @@ pub fn json_batch_into(
     limits: &Limits,
     batch: &mut ColumnarBatch,
 ) -> Result<Vec<Option<String>>, ApiError> {
-    let mut scratch = Vec::new();
-    parse_tape(body, &mut scratch, limits, |v| {
+    parse_tape(body, limits, |v| {
         let Some(items) = v.as_array() else {
             return Err(ApiError::BadRequest(
                 "batch body must be a json array of events".into(),
@@ -301,13 +320,12 @@ pub fn ndjson_into(
     batch: &mut ColumnarBatch,
 ) -> Vec<(usize, Option<String>)> {
     let mut out = Vec::new();
-    let mut scratch = Vec::new();
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let r = parse_tape(line, &mut scratch, limits, |v| {
+        let r = parse_tape(line, limits, |v| {
             batch.push_json(v, d.time_us, d.receive_us, d.samplerate, limits)
         })
         .and_then(|r| r);

@@ -310,8 +310,10 @@ impl ColumnarBatch {
             return Some(*col);
         }
         let (col, _) = self.schema.get(name)?;
-        if pos < self.recent.len() {
-            self.recent[pos] = (name.to_owned(), col);
+        if let Some((n, c)) = self.recent.get_mut(pos) {
+            n.clear();
+            n.push_str(name);
+            *c = col;
         } else if pos == self.recent.len() {
             self.recent.push((name.to_owned(), col));
         }

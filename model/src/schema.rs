@@ -101,7 +101,8 @@ pub enum SchemaError {
 #[derive(Debug, Clone, Default)]
 pub struct DatasetSchema {
     columns: Vec<(String, ColumnType)>,
-    index: HashMap<String, usize>,
+    /// Column position by name (foldhash: looked up for every field of every event).
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
 }
 
 impl DatasetSchema {

@@ -140,6 +140,12 @@ pub struct SqlResult {
     pub elapsed_ms: f64,
 }
 
+/// The environment variable of a DataFusion option: `datafusion.execution.batch_size` →
+/// `DATAFUSION_EXECUTION_BATCH_SIZE`.
+fn env_name(key: &str) -> String {
+    key.replace('.', "_").to_uppercase()
+}
+
 /// Runs SQL and query specs against the store.
 #[derive(Clone)]
 pub struct QueryEngine {
@@ -154,14 +160,33 @@ impl std::fmt::Debug for QueryEngine {
 }
 
 impl QueryEngine {
+    /// A session over `store`. Eventide's defaults: one partition per core, and Parquet
+    /// filter pushdown with filter reordering (late materialization: the other columns of a
+    /// filtered scan are decoded only for matching rows). Any DataFusion option can be set
+    /// from the environment as `DATAFUSION_<SECTION>_<NAME>` (for example
+    /// `DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=false`); the environment wins.
     pub fn new(store: Store) -> Result<Self> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(
                 std::thread::available_parallelism()
                     .map(|n| n.get())
                     .unwrap_or(2),
             );
+        {
+            let parquet = &mut config.options_mut().execution.parquet;
+            parquet.pushdown_filters = true;
+            parquet.reorder_filters = true;
+        }
+        let env = datafusion::config::ConfigOptions::from_env()
+            .map_err(|e| QueryError::Internal(format!("DATAFUSION_* environment: {e}")))?;
+        for entry in env.entries() {
+            if let Some(v) = entry.value
+                && std::env::var_os(env_name(&entry.key)).is_some()
+            {
+                config = config.set_str(&entry.key, &v);
+            }
+        }
         let ctx = SessionContext::new_with_config(config);
         let url =
             ObjectStoreUrl::parse(SEGMENTS_URL).map_err(|e| QueryError::Internal(e.to_string()))?;

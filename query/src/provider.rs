@@ -11,7 +11,9 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileGroupPartitioner, FileScanConfigBuilder, ParquetSource,
+};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -210,12 +212,22 @@ impl TableProvider for DatasetTable {
             .collect();
         if !files.is_empty() {
             let partitions = state.config().target_partitions().max(1);
-            let mut groups: Vec<Vec<PartitionedFile>> =
-                vec![Vec::new(); partitions.min(files.len())];
-            let n_groups = groups.len();
-            for (i, seg) in files.iter().enumerate() {
-                groups[i % n_groups].push(PartitionedFile::new(seg.path.clone(), seg.bytes));
-            }
+            // Even byte ranges per partition (row groups are read by the range holding their
+            // start), so a big compacted segment does not leave the other cores idle; small
+            // inputs, one file per partition.
+            let all = FileGroup::new(
+                files
+                    .iter()
+                    .map(|seg| PartitionedFile::new(seg.path.clone(), seg.bytes))
+                    .collect(),
+            );
+            let groups: Vec<FileGroup> = FileGroupPartitioner::new()
+                .with_target_partitions(partitions)
+                .with_repartition_file_min_size(
+                    state.config().options().optimizer.repartition_file_min_size,
+                )
+                .repartition_file_groups(std::slice::from_ref(&all))
+                .unwrap_or_else(|| all.split_files(partitions.min(files.len())));
             let mut source = ParquetSource::new(schema.clone());
             // Expired or deleted rows in segments that straddle the cut are filtered out row
             // by row inside the Parquet reader.
@@ -233,7 +245,7 @@ impl TableProvider for DatasetTable {
             }
             let source = Arc::new(source);
             let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(SEGMENTS_URL)?, source)
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_file_groups(groups)
                 .with_projection_indices(projection.cloned())?
                 .with_limit(limit)
                 .build();

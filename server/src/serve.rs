@@ -64,7 +64,7 @@ pub struct ServeArgs {
     #[arg(long, env = "EVENTIDE_FLUSH_SECONDS", default_value_t = 30)]
     pub flush_seconds: u64,
     /// Flush a hot tail (one dataset, one log partition) once it holds this many rows.
-    #[arg(long, env = "EVENTIDE_FLUSH_ROWS", default_value_t = 1_000_000)]
+    #[arg(long, env = "EVENTIDE_FLUSH_ROWS", default_value_t = 250_000)]
     pub flush_rows: usize,
     /// Largest request body for batch endpoints in bytes, after decompression.
     #[arg(long, env = "EVENTIDE_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024)]

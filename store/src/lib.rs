@@ -132,8 +132,8 @@ impl StoreConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            flush_rows: 1_000_000,
-            flush_bytes: 256 * 1024 * 1024,
+            flush_rows: 250_000,
+            flush_bytes: 128 * 1024 * 1024,
             flush_age: Duration::from_secs(30),
             max_hot_bytes: 1024 * 1024 * 1024,
             refresh: Duration::from_secs(1),
