@@ -80,6 +80,8 @@ struct DecodeReport {
     seconds: f64,
     events_per_s: f64,
     mb_per_s: f64,
+    /// Bytes of log payload (Arrow IPC) per event, what the log writes.
+    log_bytes_per_event: f64,
 }
 
 /// One core: `/1/batch` bodies → Arrow batch → log payload, with the server's decoder.
@@ -94,9 +96,11 @@ fn decode_ceiling(events: u64) -> anyhow::Result<DecodeReport> {
         receive_us: generator::DEFAULT_START_US,
     };
     let mut best = f64::MAX;
+    let mut payload_bytes = 0usize;
     // Three passes over the bodies, the fastest counts (the first also warms the schema).
     for _ in 0..3 {
         let mut schema = DatasetSchema::new();
+        payload_bytes = 0;
         let t = Instant::now();
         for body in &bodies {
             let mut batch =
@@ -110,7 +114,7 @@ fn decode_ceiling(events: u64) -> anyhow::Result<DecodeReport> {
                 schema.merge_column(name, *t);
             }
             if let Some(b) = batch.finish()? {
-                std::hint::black_box(encode_batch(&b)?);
+                payload_bytes += std::hint::black_box(encode_batch(&b)?).len();
             }
         }
         best = best.min(t.elapsed().as_secs_f64());
@@ -121,6 +125,7 @@ fn decode_ceiling(events: u64) -> anyhow::Result<DecodeReport> {
         seconds: best,
         events_per_s: events as f64 / best,
         mb_per_s: bytes as f64 / best / 1e6,
+        log_bytes_per_event: payload_bytes as f64 / events as f64,
     })
 }
 
@@ -457,8 +462,9 @@ async fn settle(
             .and_then(|a| a.iter().find(|d| d["name"] == dataset))
             .cloned()
             .unwrap_or(Json::Null);
-        let quiet =
-            d["rows"] == json!(rows) && d["hot_rows"] == json!(0) && d["merges_pending"] == json!(0);
+        let quiet = d["rows"] == json!(rows)
+            && d["hot_rows"] == json!(0)
+            && d["merges_pending"] == json!(0);
         // Settled once quiet for longer than the grace (20 s) plus a compaction round.
         match (quiet, quiet_since) {
             (true, None) => quiet_since = Some(Instant::now()),
@@ -730,7 +736,12 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
                 v["user_id"].as_str().unwrap_or_default().to_string(),
             )
         };
-        let specs = queries(&trace_id, &user_id, generator::DEFAULT_START_US, args.events);
+        let specs = queries(
+            &trace_id,
+            &user_id,
+            generator::DEFAULT_START_US,
+            args.events,
+        );
         let (seg_bytes, files) = catalog_segments(&args.work.join("data"), QUERY_DATASET)?;
         eprintln!(
             "== queries: {} over {} segment files ({:.0} MB), {} runs each",
@@ -889,10 +900,11 @@ fn markdown(r: &Json) -> String {
         let _ = writeln!(s, "## Decode ceiling (one core, in process)\n");
         let _ = writeln!(
             s,
-            "`/1/batch` bodies → Arrow batch → log payload: **{:.0} events/s** ({:.1} MB/s of JSON), best of 3 passes over {} events.\n",
+            "`/1/batch` bodies → Arrow batch → log payload: **{:.0} events/s** ({:.1} MB/s of JSON), best of 3 passes over {} events; the log payload is {:.0} bytes/event.\n",
             f(&d["events_per_s"]),
             f(&d["mb_per_s"]),
-            d["events"]
+            d["events"],
+            f(&d["log_bytes_per_event"])
         );
     }
     if let Some(i) = r.get("ingest") {

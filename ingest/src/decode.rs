@@ -190,6 +190,8 @@ pub fn json_event(body: &[u8], d: &Defaults, limits: &Limits) -> Result<Event, A
 /// of the document being parsed (simd-json unescapes strings in place).
 struct Parser {
     buffers: simd_json::Buffers,
+    /// The nesting limit `buffers` enforce (simd-json checks it while it builds the tape).
+    max_depth: usize,
     tape: Option<Tape<'static>>,
     input: Vec<u8>,
 }
@@ -199,6 +201,7 @@ thread_local! {
     /// fresh pages to fault in) per request once warm.
     static PARSER: RefCell<Parser> = RefCell::new(Parser {
         buffers: simd_json::Buffers::default(),
+        max_depth: 0,
         tape: Some(Tape::null()),
         input: Vec::new(),
     });
@@ -208,17 +211,24 @@ thread_local! {
 const KEEP_INPUT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Parses a copy of `doc` into a tape with this thread's reused buffers and calls `f` with
-/// the document's root. `f` must not parse JSON itself.
+/// the document's root. Objects and arrays nested deeper than `max_depth` fail the parse
+/// (`DepthLimitExceeded`). `f` must not parse JSON itself.
 fn with_tape<R>(
     doc: &[u8],
+    max_depth: usize,
     f: impl FnOnce(TapeValue<'_, '_>) -> R,
 ) -> Result<R, simd_json::Error> {
     PARSER.with(|p| {
         let mut p = p.borrow_mut();
+        if p.max_depth != max_depth {
+            p.buffers = simd_json::Buffers::with_max_depth(0, max_depth);
+            p.max_depth = max_depth;
+        }
         let Parser {
             buffers,
             tape: slot,
             input,
+            ..
         } = &mut *p;
         input.clear();
         input.reserve(doc.len() + simd_json::INPUT_PADDING);
@@ -235,26 +245,30 @@ fn with_tape<R>(
     })
 }
 
-/// Parses one JSON document with [`with_tape`], after the depth guard; a document with
-/// `NaN`/`Infinity` tokens is parsed again with them as `null`, as [`parse_json`] does.
-fn parse_tape<R>(bytes: &[u8], limits: &Limits, f: impl FnOnce(TapeValue<'_, '_>) -> R) -> Result<R, String> {
-    if json_too_deep(bytes, limits.max_json_depth) {
-        return Err(format!(
-            "json nests deeper than {} levels",
-            limits.max_json_depth
-        ));
-    }
+/// Parses one JSON document with [`with_tape`] (which enforces the depth limit while it
+/// parses, instead of a separate pass over the bytes); a document with `NaN`/`Infinity`
+/// tokens is parsed again with them as `null`, as [`parse_json`] does.
+fn parse_tape<R>(
+    bytes: &[u8],
+    limits: &Limits,
+    f: impl FnOnce(TapeValue<'_, '_>) -> R,
+) -> Result<R, String> {
+    let too_deep = || format!("json nests deeper than {} levels", limits.max_json_depth);
     // `f` runs at most once: keep it in an Option so the retry can take it.
     let mut f = Some(f);
     let mut call = |v: TapeValue<'_, '_>| f.take().map(|f| f(v));
-    match with_tape(bytes, &mut call) {
+    match with_tape(bytes, limits.max_json_depth, &mut call) {
         Ok(r) => r.ok_or_else(|| "json decoder ran twice".to_string()),
+        Err(e) if *e.error() == simd_json::ErrorType::DepthLimitExceeded => Err(too_deep()),
         Err(e) => {
             let Some(fixed) = non_finite_to_null(bytes) else {
                 return Err(format!("malformed json: {e}"));
             };
-            with_tape(&fixed, &mut call)
-                .map_err(|e| format!("malformed json: {e}"))?
+            with_tape(&fixed, limits.max_json_depth, &mut call)
+                .map_err(|e| match e.error() {
+                    simd_json::ErrorType::DepthLimitExceeded => too_deep(),
+                    _ => format!("malformed json: {e}"),
+                })?
                 .ok_or_else(|| "json decoder ran twice".to_string())
         }
     }
@@ -522,6 +536,43 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn nesting_limit_is_enforced_while_parsing() {
+        let limits = Limits {
+            max_json_depth: 3,
+            ..Limits::default()
+        };
+        // [ {data: {a: …}} ]: three levels pass, a fourth does not.
+        let ok = br#"[{"data":{"a":1}}]"#;
+        let deep = br#"[{"data":{"a":[1]}}]"#;
+        assert_eq!(
+            json_batch_into(ok, &d(), &limits, &mut new_batch()).unwrap(),
+            vec![None]
+        );
+        assert!(matches!(
+            json_batch_into(deep, &d(), &limits, &mut new_batch()),
+            Err(ApiError::BadRequest(m)) if m == "json nests deeper than 3 levels"
+        ));
+        // Brackets inside strings do not count.
+        let text = br#"[{"data":{"a":"[[[[["}}]"#;
+        assert_eq!(
+            json_batch_into(text, &d(), &limits, &mut new_batch()).unwrap(),
+            vec![None]
+        );
+        let mut b = new_batch();
+        let lines = ndjson_into(
+            b"{\"a\":{\"b\":{\"c\":[1]}}}\n{\"a\":1}\n",
+            &d(),
+            &limits,
+            &mut b,
+        );
+        assert_eq!(
+            lines[0].1.as_deref(),
+            Some("json nests deeper than 3 levels")
+        );
+        assert_eq!(lines[1].1, None);
     }
 
     #[test]

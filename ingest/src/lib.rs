@@ -6,7 +6,9 @@
 //!
 //! # Layout
 //! - `body`: body size limits, gzip/zstd, the JSON depth guard.
-//! - `decode`: bodies → events, one result per item in request order.
+//! - `decode`: bodies → events, one result per item in request order. JSON batches and NDJSON
+//!   go straight from a simd-json tape into Arrow builders (`ColumnarBatch`); the other
+//!   formats build `Event`s first.
 //! - `registry`: column types per dataset; applies the type rules before the log.
 //! - `auth`: keys, scopes and the middleware that checks them.
 //! - `otlp`: OTLP/HTTP traces and logs → Honeycomb-shaped events.

@@ -9,7 +9,10 @@
 //! - [`schema`]: column types and the type rules for mixed values (first value wins, ints widen
 //!   into float columns, anything becomes text in a string column);
 //! - [`batch`]: events → Arrow [`arrow::record_batch::RecordBatch`] and the batch encoding
-//!   written to the log (Arrow IPC stream, LZ4 compressed).
+//!   written to the log (Arrow IPC stream, LZ4 compressed);
+//! - [`columnar`]: JSON → Arrow in one pass ([`ColumnarBatch`]), the ingest fast path: the
+//!   same flattening, limits and type rules as [`flatten_object`] + [`DatasetSchema::admit`] +
+//!   [`events_to_batch`], without building an [`Event`] per object.
 //!
 //! # Invariants
 //! - Nothing here reads files, sockets or clocks other than `Utc::now()` for receive time,

@@ -23,7 +23,7 @@ pub const ROW_GROUP_ROWS: usize = 256 * 1024;
 pub const ZSTD_LEVEL: i32 = 1;
 
 /// False-positive rate of the bloom filters.
-pub const BLOOM_FPP: f64 = 0.01;
+pub const BLOOM_FPP: f64 = 0.03;
 
 /// An encoded segment, ready to upload.
 #[derive(Debug)]
