@@ -133,7 +133,7 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
 }
 
 /// Every `every`, sends one event with a unique `probe` value into `dataset` (the dataset
-/// under load) and polls SQL until it is visible: ack → visible, ms, per probe.
+/// under load) and polls SQL every 5 ms until it is visible: ack → visible, ms, per probe.
 async fn probe_loop(
     client: reqwest::Client,
     url: String,
@@ -175,7 +175,9 @@ async fn probe_loop(
             if acked.elapsed() > Duration::from_secs(30) {
                 bail!("probe {probe} not visible after 30 s");
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            // Poll every 5 ms: the figure is at most 5 ms late, and the probe's own queries
+            // stay a small part of the server's load (1 ms polling was ~100 queries/s).
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(every).await;
     }
