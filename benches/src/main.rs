@@ -269,20 +269,32 @@ fn batch_bodies(
 }
 
 async fn run_ingest(args: &IngestArgs) -> anyhow::Result<IngestReport> {
+    // Build every request body first so the measured window holds only sending.
+    let (bodies, bytes) = batch_bodies(
+        args.seed,
+        args.start_us,
+        args.step_us,
+        args.events,
+        args.batch,
+    )?;
+    send_ingest(args, bodies, bytes).await
+}
+
+/// Sends prebuilt `/1/batch` bodies (`bytes` in all) as `args` says, with freshness probes.
+async fn send_ingest(
+    args: &IngestArgs,
+    bodies: Vec<bytes::Bytes>,
+    bytes: usize,
+) -> anyhow::Result<IngestReport> {
     let IngestArgs {
         url,
         key,
         dataset,
         clients,
         batch,
-        events,
-        seed,
         probe_every_ms,
-        start_us,
-        step_us,
+        ..
     } = args.clone();
-    // Build every request body first so the measured window holds only sending.
-    let (bodies, bytes) = batch_bodies(seed, start_us, step_us, events, batch)?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients * 2)
         .build()?;

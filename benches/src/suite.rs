@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
-use crate::{IngestArgs, generator, pct, run_ingest};
+use crate::{IngestArgs, generator, pct, send_ingest};
 
 /// Settings of `eventide-bench suite`.
 #[derive(Debug, Clone, clap::Args)]
@@ -623,9 +623,7 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         // machine is shared), with every run's events/s alongside.
         let mut runs = Vec::new();
         for i in 0..args.ingest_runs.max(1) {
-            server.reset_peak_rss();
-            let cpu0 = server.cpu_seconds()?;
-            let r = run_ingest(&IngestArgs {
+            let args_i = IngestArgs {
                 url: server.url.clone(),
                 key: KEY.into(),
                 dataset: format!("ingest-{i}"),
@@ -636,8 +634,19 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
                 probe_every_ms: 100,
                 start_us: generator::DEFAULT_START_US,
                 step_us: 1000,
-            })
-            .await?;
+            };
+            // Bodies first: the CPU and memory figures cover the sending window only (the
+            // server may still be compacting earlier runs then: sustained load).
+            let (bodies, bytes) = crate::batch_bodies(
+                args_i.seed,
+                args_i.start_us,
+                args_i.step_us,
+                args_i.events,
+                args_i.batch,
+            )?;
+            server.reset_peak_rss();
+            let cpu0 = server.cpu_seconds()?;
+            let r = send_ingest(&args_i, bodies, bytes).await?;
             let cpu = server.cpu_seconds()? - cpu0;
             let peak = server.peak_rss()?;
             r.print();

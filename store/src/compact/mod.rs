@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use arrow::array::{Array, ArrayRef, Int64Array, TimestampMicrosecondArray};
-use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
+use arrow::compute::{SortColumn, SortOptions, interleave_record_batch, lexsort_to_indices};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -405,18 +405,20 @@ impl Inner {
         let schema_ = schema.clone();
         let bloom = self.config.bloom_columns.clone();
         let chunks = tokio::task::spawn_blocking(move || {
-            sort_and_cut(&schema_, &batches, &sort_key, window_us, rows_per_file).and_then(
-                |chunks| {
-                    let opts = SegmentOptions {
-                        bloom_columns: bloom,
-                        presorted: true,
-                    };
-                    chunks
-                        .into_iter()
-                        .map(|c| segment::encode_segment(&schema_, &[c], &opts))
-                        .collect::<Result<Vec<_>>>()
-                },
-            )
+            let pieces = sorted_pieces(&schema_, &batches, &sort_key, window_us, rows_per_file)?;
+            let opts = SegmentOptions {
+                bloom_columns: bloom,
+                presorted: true,
+            };
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            // One output file's rows at a time: copied, encoded, dropped.
+            pieces
+                .iter()
+                .map(|idx| {
+                    let piece = interleave_record_batch(&refs, idx)?;
+                    segment::encode_segment(&schema_, &[piece], &opts)
+                })
+                .collect::<Result<Vec<_>>>()
         })
         .await
         .map_err(|e| StoreError::Internal(format!("merge panicked: {e}")))??;
@@ -527,21 +529,34 @@ fn segment_partition(file: &str) -> Option<Partition> {
     rest.get(..5)?.parse().ok()
 }
 
-/// Sorts rows by (window, sort key columns present, timestamp) and cuts them into chunks
-/// that never cross a window and hold at most `rows_per_file` rows.
-pub fn sort_and_cut(
+/// The order of a merge's output: for each output file, the `(input batch, row)` of each of
+/// its rows, sorted by (window, sort key columns present, timestamp) and cut so that no file
+/// crosses a window or holds more than `rows_per_file` rows. Only the sort keys are
+/// concatenated; the rows themselves are copied later, one output file at a time, so a merge
+/// holds its decoded inputs once rather than three times (inputs, concatenation, sorted copy).
+/// Every batch has `schema`.
+pub fn sorted_pieces(
     schema: &SchemaRef,
     batches: &[RecordBatch],
     sort_key: &[String],
     window_us: i64,
     rows_per_file: usize,
-) -> Result<Vec<RecordBatch>> {
-    let batch = arrow::compute::concat_batches(schema, batches)?;
-    if batch.num_rows() == 0 {
+) -> Result<Vec<Vec<(usize, usize)>>> {
+    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if n == 0 {
         return Ok(Vec::new());
     }
-    let ts = batch
-        .column(0)
+    let origin: Vec<(u32, u32)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(bi, b)| (0..b.num_rows() as u32).map(move |r| (bi as u32, r)))
+        .collect();
+    let column = |i: usize| -> Result<ArrayRef> {
+        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+        Ok(arrow::compute::concat(&parts)?)
+    };
+    let ts_col = column(0)?;
+    let ts = ts_col
         .as_any()
         .downcast_ref::<TimestampMicrosecondArray>()
         .ok_or_else(|| StoreError::Internal("timestamp column has the wrong type".into()))?;
@@ -556,7 +571,7 @@ pub fn sort_and_cut(
     for k in sort_key {
         if let Some((i, _)) = schema.column_with_name(k) {
             keys.push(SortColumn {
-                values: batch.column(i).clone(),
+                values: column(i)?,
                 options: Some(SortOptions {
                     descending: false,
                     nulls_first: false,
@@ -565,29 +580,49 @@ pub fn sort_and_cut(
         }
     }
     keys.push(SortColumn {
-        values: batch.column(0).clone(),
+        values: ts_col.clone(),
         options: Some(SortOptions::default()),
     });
     let indices = lexsort_to_indices(&keys, None)?;
-    let sorted = take_record_batch(&batch, &indices)?;
-    let windows = arrow::compute::take(&windows, &indices, None)?;
-    let windows = windows
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .ok_or_else(|| StoreError::Internal("window column".into()))?;
+    let order = indices.values();
+    let window = |k: usize| windows.value(order[k] as usize);
     let mut out = Vec::new();
     let mut start = 0;
-    let n = sorted.num_rows();
     while start < n {
-        let w = windows.value(start);
+        let w = window(start);
         let mut end = start;
-        while end < n && windows.value(end) == w && end - start < rows_per_file.max(1) {
+        while end < n && window(end) == w && end - start < rows_per_file.max(1) {
             end += 1;
         }
-        out.push(sorted.slice(start, end - start));
+        out.push(
+            order[start..end]
+                .iter()
+                .map(|&g| {
+                    let (b, r) = origin[g as usize];
+                    (b as usize, r as usize)
+                })
+                .collect(),
+        );
         start = end;
     }
     Ok(out)
+}
+
+/// Sorts rows by (window, sort key columns present, timestamp) and cuts them into chunks
+/// that never cross a window and hold at most `rows_per_file` rows ([`sorted_pieces`],
+/// materialized).
+pub fn sort_and_cut(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    sort_key: &[String],
+    window_us: i64,
+    rows_per_file: usize,
+) -> Result<Vec<RecordBatch>> {
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    sorted_pieces(schema, batches, sort_key, window_us, rows_per_file)?
+        .iter()
+        .map(|idx| Ok(interleave_record_batch(&refs, idx)?))
+        .collect()
 }
 
 #[cfg(test)]
