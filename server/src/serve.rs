@@ -77,7 +77,7 @@ pub struct ServeArgs {
     #[arg(long, env = "EVENTIDE_COMPACTION_SECONDS", default_value_t = 10)]
     pub compaction_seconds: u64,
     /// Largest segment file compaction writes, in bytes (it also bounds one merge's input).
-    #[arg(long, env = "EVENTIDE_COMPACTION_TARGET_BYTES", default_value_t = 128 * 1024 * 1024)]
+    #[arg(long, env = "EVENTIDE_COMPACTION_TARGET_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub compaction_target_bytes: u64,
     /// A time window is closed (merged into its final files) this many seconds after it ends.
     #[arg(long, env = "EVENTIDE_COMPACTION_GRACE_SECONDS", default_value_t = 300)]

@@ -392,7 +392,7 @@ impl Inner {
             .config
             .merge_policy
             .as_ref()
-            .map_or(128 * 1024 * 1024, |p| p.target_bytes());
+            .map_or(32 * 1024 * 1024, |p| p.target_bytes());
         // Rows per output file from the inputs' bytes per row.
         let rows_per_file = ((target as f64) / (in_bytes.max(1) as f64 / in_rows.max(1) as f64))
             .clamp(1.0, u64::MAX as f64) as usize;

@@ -59,8 +59,8 @@ impl Default for TimeWindowPolicy {
         Self {
             tier: 8,
             grace_us: 5 * 60 * 1_000_000,
-            target_bytes: 128 * 1024 * 1024,
-            max_input_bytes: 128 * 1024 * 1024,
+            target_bytes: 32 * 1024 * 1024,
+            max_input_bytes: 32 * 1024 * 1024,
         }
     }
 }
