@@ -7,6 +7,10 @@
 //! - `ingest`: HTTP batch ingest from N concurrent clients, with ack latency, plus freshness
 //!   probes (ack → visible in SQL) running during the load.
 //! - `udp`: UDP datagrams at paced rates; the highest rate with < 0.1 % loss.
+//! - `encodings`: Parquet settings compared on generated events, in process.
+//! - `suite` ([`suite`]): the whole benchmark with same-run references (decode ceiling,
+//!   ingest + freshness, 12 queries against DuckDB on the same Parquet files, storage),
+//!   written as `report.json`, `report.md` and charts.
 
 mod generator;
 mod suite;
