@@ -228,16 +228,7 @@ pub(crate) fn flatten_tape<'a>(
             limit: limits.max_event_bytes,
         });
     }
-    // Stable sort: among equal names the later stays later, and dedup keeps it.
-    fields.sort_by(|a, b| a.0.cmp(&b.0));
-    fields.dedup_by(|later, earlier| {
-        if later.0 == earlier.0 {
-            std::mem::swap(later, earlier);
-            true
-        } else {
-            false
-        }
-    });
+    crate::event::sort_dedup(&mut fields);
     Ok((fields, own_time))
 }
 

@@ -192,8 +192,9 @@ impl Event {
     }
 }
 
-/// Sorts fields by name and keeps the last of duplicate names.
-fn sort_dedup(fields: &mut Vec<(String, Value)>) {
+/// Sorts fields by name and keeps the last of duplicate names (the event path and the
+/// columnar path share it, so both resolve duplicates alike).
+pub(crate) fn sort_dedup<K: Ord, V>(fields: &mut Vec<(K, V)>) {
     // Stable sort: among equal names, the later one stays later, and dedup keeps it.
     fields.sort_by(|a, b| a.0.cmp(&b.0));
     fields.dedup_by(|later, earlier| {

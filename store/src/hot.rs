@@ -166,18 +166,12 @@ pub fn rows_from(batch: &RecordBatch, from_us: Option<i64>) -> Result<RecordBatc
 mod tests {
     use super::*;
     use arrow::array::{Int64Array, TimestampMicrosecondArray};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::datatypes::Schema;
+    use eventide_model::schema::{samplerate_field, timestamp_field};
 
     #[test]
     fn small_batches_are_merged_once_they_add_up() {
-        let schema: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new(
-                "timestamp",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("_samplerate", DataType::Int64, false),
-        ]));
+        let schema: SchemaRef = Arc::new(Schema::new(vec![timestamp_field(), samplerate_field()]));
         let rows = COALESCE_ROWS / 4;
         let batch = |t: i64| {
             RecordBatch::try_new(

@@ -147,7 +147,8 @@ pub fn encode_segment(
 mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use eventide_model::schema::{samplerate_field, timestamp_field};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn batch(schema: &SchemaRef, times: &[i64], tags: &[&str]) -> RecordBatch {
@@ -186,12 +187,8 @@ mod tests {
     #[test]
     fn sorts_across_batches_stably_or_writes_in_order() {
         let schema: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new(
-                "timestamp",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("_samplerate", DataType::Int64, false),
+            timestamp_field(),
+            samplerate_field(),
             Field::new("tag", DataType::Utf8, true),
         ]));
         // Out of order across and within batches, with equal times in both.
