@@ -78,20 +78,10 @@ impl ColumnBuilder {
         }
     }
 
-    /// Appends a value already coerced to the column's type; a mismatch (which admission
-    /// prevents) is stored as null rather than panicking.
-    fn append(&mut self, v: &Value) {
-        match (self, v) {
-            (Self::Bool(b), Value::Bool(x)) => b.append_value(*x),
-            (Self::Int(b), Value::Int(x)) => b.append_value(*x),
-            (Self::Float(b), Value::Float(x)) => b.append_value(*x),
-            (Self::Float(b), Value::Int(x)) => b.append_value(*x as f64),
-            (Self::Str(b), Value::Str(x)) => b.append_value(x),
-            (Self::Str(b), other) => b.append_value(other.to_text()),
-            (Self::Bool(b), _) => b.append_null(),
-            (Self::Int(b), _) => b.append_null(),
-            (Self::Float(b), _) => b.append_null(),
-        }
+    /// Appends a value (admitted to the column's type); a mismatch (which admission
+    /// prevents) is stored as null rather than panicking. Same rules as the columnar path.
+    fn append(&mut self, v: &Value, text: &mut String) {
+        crate::columnar::append_leaf(self, &crate::columnar::Leaf::from(v), text);
     }
 
     pub(crate) fn finish(self) -> ArrayRef {
@@ -117,6 +107,7 @@ pub fn events_to_batch(
     let mut builders: Vec<(usize, ColumnBuilder)> = Vec::new();
     let mut ts = Vec::with_capacity(n);
     let mut rates = Vec::with_capacity(n);
+    let mut text = String::new();
     for (row, e) in events.iter().enumerate() {
         ts.push(e.timestamp_us);
         rates.push(e.samplerate);
@@ -133,9 +124,22 @@ pub fn events_to_batch(
             };
             let b = &mut builders[s].1;
             b.pad_to(row);
-            b.append(v);
+            b.append(v, &mut text);
         }
     }
+    assemble(schema.columns(), ts, rates, builders)
+}
+
+/// The record batch of `ts.len()` rows: `timestamp`, `_samplerate`, then the used columns
+/// (`builders`: schema position and builder) in schema order, each padded with nulls to the
+/// full length. Shared by [`events_to_batch`] and the columnar path.
+pub(crate) fn assemble(
+    columns: &[(String, ColumnType)],
+    ts: Vec<i64>,
+    rates: Vec<i64>,
+    mut builders: Vec<(usize, ColumnBuilder)>,
+) -> Result<RecordBatch, ArrowError> {
+    let n = ts.len();
     builders.sort_by_key(|(col, _)| *col);
     let mut fields = Vec::with_capacity(builders.len() + 2);
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(builders.len() + 2);
@@ -147,7 +151,7 @@ pub fn events_to_batch(
     arrays.push(Arc::new(Int64Array::from(rates)));
     for (col, mut b) in builders {
         b.pad_to(n);
-        let (name, t) = &schema.columns()[col];
+        let (name, t) = &columns[col];
         fields.push(Field::new(name, t.arrow(), true));
         arrays.push(b.finish());
     }

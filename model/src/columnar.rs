@@ -15,10 +15,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, TimestampMicrosecondArray};
-use arrow::datatypes::{Field, Schema};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use simd_json::ValueType;
@@ -58,16 +55,20 @@ impl Leaf<'_> {
     }
 }
 
-/// Whether a column of type `column` stores a value of type `value` (DESIGN.md §4): anything
-/// goes into a string column, an int widens into a float column, else the types must match.
-pub fn accepts(column: ColumnType, value: ColumnType) -> bool {
-    column == value
-        || column == ColumnType::String
-        || (column == ColumnType::Float && value == ColumnType::Int)
+impl<'a> From<&'a crate::Value> for Leaf<'a> {
+    fn from(v: &'a crate::Value) -> Self {
+        match v {
+            crate::Value::Bool(x) => Leaf::Bool(*x),
+            crate::Value::Int(x) => Leaf::Int(*x),
+            crate::Value::Float(x) => Leaf::Float(*x),
+            crate::Value::Str(s) => Leaf::Str(Cow::Borrowed(s)),
+        }
+    }
 }
 
-/// Appends a leaf to a builder of its column, applying the type rules.
-fn append_leaf(b: &mut ColumnBuilder, v: &Leaf<'_>, text: &mut String) {
+/// Appends a leaf to a builder of its column, applying the type rules (the event path's
+/// `ColumnBuilder::append` comes here too). `text` is scratch for values stored as text.
+pub(crate) fn append_leaf(b: &mut ColumnBuilder, v: &Leaf<'_>, text: &mut String) {
     match (b, v) {
         (ColumnBuilder::Bool(b), Leaf::Bool(x)) => b.append_value(*x),
         (ColumnBuilder::Int(b), Leaf::Int(x)) => b.append_value(*x),
@@ -335,7 +336,7 @@ impl ColumnarBatch {
             match self.column_of(pos, name) {
                 Some(col) => {
                     let t = self.schema.columns()[col].1;
-                    if !accepts(t, leaf.kind()) {
+                    if !t.accepts(leaf.kind()) {
                         self.cols = cols;
                         return Err(SchemaError::TypeMismatch {
                             field: name.to_string(),
@@ -390,27 +391,10 @@ impl ColumnarBatch {
 
     /// The record batch of every event added, or `None` when there is none.
     pub fn finish(self) -> Result<Option<RecordBatch>, ArrowError> {
-        let n = self.ts.len();
-        if n == 0 {
+        if self.ts.is_empty() {
             return Ok(None);
         }
-        let mut builders = self.builders;
-        builders.sort_by_key(|(col, _)| *col);
-        let mut fields = Vec::with_capacity(builders.len() + 2);
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(builders.len() + 2);
-        fields.push(crate::schema::timestamp_field());
-        arrays.push(Arc::new(
-            TimestampMicrosecondArray::from(self.ts).with_timezone("UTC"),
-        ));
-        fields.push(crate::schema::samplerate_field());
-        arrays.push(Arc::new(Int64Array::from(self.rates)));
-        for (col, mut b) in builders {
-            b.pad_to(n);
-            let (name, t) = &self.schema.columns()[col];
-            fields.push(Field::new(name, t.arrow(), true));
-            arrays.push(b.finish());
-        }
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map(Some)
+        crate::batch::assemble(self.schema.columns(), self.ts, self.rates, self.builders).map(Some)
     }
 }
 
@@ -504,6 +488,47 @@ mod tests {
             DatasetSchema::new(),
             &limits,
         );
+    }
+
+    /// The type rules, with the stored values spelled out (the event path shares
+    /// `append_leaf`, so agreement alone would not catch a coercion bug).
+    #[test]
+    fn values_are_stored_by_the_type_rules() {
+        use arrow::array::{Array, Float64Array, StringArray};
+        let limits = Limits::default();
+        let (b, out) = tape_batch(
+            &[
+                r#"{"f":1.5,"s":"a"}"#,
+                r#"{"f":2,"s":true}"#,
+                r#"{"s":3}"#,
+                r#"{"s":0.25}"#,
+                r#"{"f":"x"}"#,
+            ],
+            DatasetSchema::new(),
+            &limits,
+        );
+        assert_eq!(out[..4], [Ok(()), Ok(()), Ok(()), Ok(())]);
+        assert_eq!(
+            out[4],
+            Err("field \"f\" is string but the column is float64".to_string())
+        );
+        let batch = b.finish().unwrap().unwrap();
+        let f = batch
+            .column_by_name("f")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        assert_eq!((f.value(0), f.value(1)), (1.5, 2.0));
+        assert!(f.is_null(2) && f.is_null(3));
+        let s = batch
+            .column_by_name("s")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let got: Vec<&str> = (0..4).map(|i| s.value(i)).collect();
+        assert_eq!(got, ["a", "true", "3", "0.25"]);
     }
 
     #[test]

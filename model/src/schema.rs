@@ -68,6 +68,14 @@ impl ColumnType {
         }
     }
 
+    /// Whether a column of this type stores a value of type `value` (DESIGN.md §4): anything
+    /// goes into a string column, an int widens into a float column, else the types match.
+    pub fn accepts(self, value: ColumnType) -> bool {
+        self == value
+            || self == ColumnType::String
+            || (self == ColumnType::Float && value == ColumnType::Int)
+    }
+
     /// Applies the type rules: the value as it is stored in a column of this type.
     pub fn coerce(self, v: Value) -> Result<Value, Value> {
         match (self, v) {
@@ -153,14 +161,7 @@ impl DatasetSchema {
             }
             match self.get(name) {
                 Some((_, t)) => {
-                    let ok = matches!(
-                        (t, v),
-                        (ColumnType::String, _)
-                            | (ColumnType::Float, Value::Int(_) | Value::Float(_))
-                            | (ColumnType::Int, Value::Int(_))
-                            | (ColumnType::Bool, Value::Bool(_))
-                    );
-                    if !ok {
+                    if !t.accepts(ColumnType::of(v)) {
                         return Err(SchemaError::TypeMismatch {
                             field: name.clone(),
                             column: t.name(),
