@@ -554,45 +554,53 @@ fn encodings(events: u64) -> anyhow::Result<()> {
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
     };
     let ts = ColumnPath::new(vec![eventide_model::TIMESTAMP.to_owned()]);
-    let variants: Vec<(&str, WriterProperties)> = vec![
+    // `None`: the store's own writer, with its per-column choice of encodings.
+    let variants: Vec<(&str, Option<WriterProperties>)> = vec![
+        ("store: zstd 1, encodings per column", None),
         (
-            "store: zstd 1, dictionary, ts delta",
+            "zstd 1, dictionary, ts delta (before)",
             base()
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
                 .set_column_dictionary_enabled(ts.clone(), false)
                 .set_column_encoding(ts.clone(), Encoding::DELTA_BINARY_PACKED)
-                .build(),
+                .build()
+                .into(),
         ),
         (
             "zstd 3 (before this measurement)",
             base()
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-                .build(),
+                .build()
+                .into(),
         ),
         (
             "zstd 1",
             base()
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-                .build(),
+                .build()
+                .into(),
         ),
         (
             "zstd 6",
             base()
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(6)?))
-                .build(),
+                .build()
+                .into(),
         ),
         (
             "zstd 9",
             base()
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(9)?))
-                .build(),
+                .build()
+                .into(),
         ),
         (
             "zstd 3, no dictionary",
             base()
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
                 .set_dictionary_enabled(false)
-                .build(),
+                .build()
+                .into(),
         ),
         (
             "zstd 3, ts DELTA_BINARY_PACKED",
@@ -600,12 +608,16 @@ fn encodings(events: u64) -> anyhow::Result<()> {
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
                 .set_column_dictionary_enabled(ts.clone(), false)
                 .set_column_encoding(ts.clone(), Encoding::DELTA_BINARY_PACKED)
-                .build(),
+                .build()
+                .into(),
         ),
-        ("lz4", base().set_compression(Compression::LZ4_RAW).build()),
+        (
+            "lz4",
+            Some(base().set_compression(Compression::LZ4_RAW).build()),
+        ),
         (
             "snappy",
-            base().set_compression(Compression::SNAPPY).build(),
+            base().set_compression(Compression::SNAPPY).build().into(),
         ),
     ];
     println!(
@@ -619,16 +631,33 @@ fn encodings(events: u64) -> anyhow::Result<()> {
         let mut size = 0;
         for _ in 0..3 {
             let started = Instant::now();
-            let mut out = Vec::new();
-            let mut w = parquet::arrow::ArrowWriter::try_new(
-                &mut out,
-                batch.schema(),
-                Some(props.clone()),
-            )?;
-            w.write(&batch)?;
-            w.close()?;
+            size = match &props {
+                Some(props) => {
+                    let mut out = Vec::new();
+                    let mut w = parquet::arrow::ArrowWriter::try_new(
+                        &mut out,
+                        batch.schema(),
+                        Some(props.clone()),
+                    )?;
+                    w.write(&batch)?;
+                    w.close()?;
+                    out.len()
+                }
+                None => {
+                    let opts = eventide_store::segment::SegmentOptions {
+                        bloom_columns: Vec::new(),
+                        presorted: true,
+                    };
+                    eventide_store::segment::encode_segment(
+                        &batch.schema(),
+                        &[batch.clone()],
+                        &opts,
+                    )?
+                    .bytes
+                    .len()
+                }
+            };
             times.push(started.elapsed().as_secs_f64());
-            size = out.len();
         }
         times.sort_by(f64::total_cmp);
         let median = times[1];
@@ -641,6 +670,57 @@ fn encodings(events: u64) -> anyhow::Result<()> {
             median,
             median / ref_t
         );
+    }
+    per_column_encodings(&batch, events)
+}
+
+/// Each column alone, written with each encoding its type allows (ZSTD 1 as the store): the
+/// measurement behind the store's per-column choice (`eventide_store::segment`).
+fn per_column_encodings(
+    batch: &arrow::record_batch::RecordBatch,
+    events: u64,
+) -> anyhow::Result<()> {
+    use arrow::datatypes::DataType;
+    use parquet::basic::{Compression, Encoding, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+
+    println!("\nper column, bytes/event (ZSTD 1):");
+    for (i, field) in batch.schema().fields().iter().enumerate() {
+        let one = arrow::record_batch::RecordBatch::try_new(
+            Arc::new(arrow::datatypes::Schema::new(vec![field.as_ref().clone()])),
+            vec![batch.column(i).clone()],
+        )?;
+        let mut options: Vec<(&str, Option<Encoding>)> =
+            vec![("dictionary", None), ("plain", Some(Encoding::PLAIN))];
+        match field.data_type() {
+            DataType::Int64 | DataType::Timestamp(_, _) => {
+                options.push(("delta", Some(Encoding::DELTA_BINARY_PACKED)));
+                options.push(("split", Some(Encoding::BYTE_STREAM_SPLIT)));
+            }
+            DataType::Float64 => options.push(("split", Some(Encoding::BYTE_STREAM_SPLIT))),
+            DataType::Utf8 => {
+                options.push(("delta_bytes", Some(Encoding::DELTA_BYTE_ARRAY)));
+                options.push(("delta_len", Some(Encoding::DELTA_LENGTH_BYTE_ARRAY)));
+            }
+            _ => {}
+        }
+        let mut line = format!("{:<24}", field.name());
+        for (name, enc) in options {
+            let mut b = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+                .set_max_row_group_row_count(Some(256 * 1024))
+                .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page);
+            if let Some(e) = enc {
+                b = b.set_dictionary_enabled(false).set_encoding(e);
+            }
+            let mut out = Vec::new();
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut out, one.schema(), Some(b.build()))?;
+            w.write(&one)?;
+            w.close()?;
+            line.push_str(&format!(" {name} {:.3}", out.len() as f64 / events as f64));
+        }
+        println!("{line}");
     }
     Ok(())
 }
