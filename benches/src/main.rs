@@ -650,7 +650,7 @@ fn encodings(events: u64) -> anyhow::Result<()> {
                     };
                     eventide_store::segment::encode_segment(
                         &batch.schema(),
-                        &[batch.clone()],
+                        std::slice::from_ref(&batch),
                         &opts,
                     )?
                     .bytes

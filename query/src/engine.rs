@@ -4,10 +4,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::grouping::InternedGroupingRule;
 use eventide_store::Store;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -147,6 +150,15 @@ fn env_name(key: &str) -> String {
 }
 
 /// Runs SQL and query specs against the store.
+/// Whether `GROUP BY` uses Eventide's interned grouping ([`crate::grouping`]); on unless
+/// `EVENTIDE_QUERY_INTERNED_GROUPING` is `false` or `0` (to compare, or to rule it out).
+fn interned_grouping_enabled() -> bool {
+    !matches!(
+        std::env::var("EVENTIDE_QUERY_INTERNED_GROUPING").as_deref(),
+        Ok("false" | "0")
+    )
+}
+
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
@@ -187,7 +199,13 @@ impl QueryEngine {
                 config = config.set_str(&entry.key, &v);
             }
         }
-        let ctx = SessionContext::new_with_config(config);
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features();
+        if interned_grouping_enabled() {
+            state = state.with_physical_optimizer_rule(Arc::new(InternedGroupingRule));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
         let url =
             ObjectStoreUrl::parse(SEGMENTS_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
         ctx.register_object_store(url.as_ref(), store.object_store());

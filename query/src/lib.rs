@@ -19,6 +19,7 @@
 
 pub mod encode;
 mod engine;
+pub mod grouping;
 pub mod provider;
 pub mod spec;
 

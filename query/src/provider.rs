@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::ScalarValue;
@@ -69,15 +70,64 @@ impl SchemaProvider for DatasetSchemaProvider {
 }
 
 /// One dataset at one moment, as a DataFusion table.
+///
+/// String columns are read as `Utf8View` (DataFusion's own default for Parquet): a row of a
+/// dictionary-encoded page becomes a 16-byte view into the page's dictionary instead of a
+/// copy of its bytes, and equal values of a page share one view, which grouping exploits
+/// ([`crate::grouping`]). The stored schema keeps `Utf8`.
 #[derive(Debug)]
 pub struct DatasetTable {
     snapshot: DatasetSnapshot,
+    schema: SchemaRef,
 }
 
 impl DatasetTable {
     pub fn new(snapshot: DatasetSnapshot) -> Self {
-        Self { snapshot }
+        let schema = view_schema(&snapshot.schema);
+        Self { snapshot, schema }
     }
+}
+
+/// `schema` with its `Utf8` columns as `Utf8View`.
+fn view_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` projected, with its `Utf8` columns as views (the bytes are shared, not copied).
+fn as_view_batch(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+) -> DfResult<RecordBatch> {
+    let (batch, schema) = match projection {
+        Some(p) => (batch.project(p)?, Arc::new(schema.project(p)?)),
+        None => (batch.clone(), Arc::clone(schema)),
+    };
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new_with_options(
+        schema,
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
 }
 
 /// Inclusive bounds on `timestamp` (µs) implied by a conjunction of filters.
@@ -178,7 +228,7 @@ impl TimeBounds {
 #[async_trait]
 impl TableProvider for DatasetTable {
     fn schema(&self) -> SchemaRef {
-        self.snapshot.schema.clone()
+        self.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -200,7 +250,7 @@ impl TableProvider for DatasetTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let schema = self.snapshot.schema.clone();
+        let schema = self.schema.clone();
         let bounds = TimeBounds::from_filters(filters);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
@@ -267,10 +317,13 @@ impl TableProvider for DatasetTable {
             let partitions = state.config().target_partitions().clamp(1, hot.len());
             let mut parts = vec![Vec::new(); partitions];
             for (i, b) in hot.into_iter().enumerate() {
-                parts[i % partitions].push(b);
+                parts[i % partitions].push(as_view_batch(&b, &schema, projection)?);
             }
-            let mem = MemorySourceConfig::try_new(&parts, schema.clone(), projection.cloned())?
-                .with_limit(limit);
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema.clone(),
+            };
+            let mem = MemorySourceConfig::try_new(&parts, projected, None)?.with_limit(limit);
             inputs.push(datafusion::datasource::source::DataSourceExec::from_data_source(mem));
         }
 
