@@ -8,6 +8,8 @@
 //!   statistics) unioned with its hot tail; and the schema provider that lists datasets.
 //! - `spec`: the Honeycomb-style query spec (DESIGN.md §5) translated to SQL, including
 //!   sample-rate weighting, percentiles, heatmaps and time series.
+//! - `grouping`: the partial stage of `GROUP BY` over interned keys
+//!   ([`grouping::InternedAggregateExec`]), a physical optimizer rule in the session.
 //! - `encode`: Arrow results → JSON (numbers, booleans, RFC3339 UTC µs timestamps, nulls).
 //! - [`QueryEngine`]: the session, `POST /api/v1/sql` and `POST /api/v1/query/{dataset}`.
 //!
