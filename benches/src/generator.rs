@@ -220,6 +220,82 @@ impl Generator {
     }
 }
 
+/// `events` (as [`Generator::event`] makes them) as one OTLP/JSON `ExportTraceServiceRequest`:
+/// a span per event, grouped into one resource per `service.name`. The span starts at the
+/// event's `timestamp` and lasts `duration_ms`; `trace.trace_id`/`trace.span_id` are its ids,
+/// `endpoint` its name, a 5xx status an error status; every other field is a span attribute
+/// (strings, integers as decimal strings, doubles, booleans, as the OTLP/JSON mapping writes
+/// them). Eventide maps the spans back to the same fields.
+pub fn otlp_traces(events: &[Json]) -> Json {
+    let mut by_service: std::collections::BTreeMap<String, Vec<Json>> = Default::default();
+    for e in events {
+        let Some(d) = e.as_object() else { continue };
+        let text = |k: &str| {
+            d.get(k)
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let start_ns = chrono::DateTime::parse_from_rfc3339(&text("timestamp"))
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .unwrap_or_default();
+        let dur_ns = (d.get("duration_ms").and_then(Json::as_f64).unwrap_or(0.0) * 1e6) as i64;
+        let error = d
+            .get("http.status_code")
+            .and_then(Json::as_i64)
+            .is_some_and(|s| s >= 500);
+        let attributes: Vec<Json> = d
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "service.name"
+                        | "trace.trace_id"
+                        | "trace.span_id"
+                        | "timestamp"
+                        | "duration_ms"
+                )
+            })
+            .filter_map(|(k, v)| {
+                let value = match v {
+                    Json::String(s) => json!({ "stringValue": s }),
+                    Json::Bool(b) => json!({ "boolValue": b }),
+                    Json::Number(n) if n.is_i64() => json!({ "intValue": n.to_string() }),
+                    Json::Number(n) => json!({ "doubleValue": n.as_f64()? }),
+                    _ => return None,
+                };
+                Some(json!({ "key": k, "value": value }))
+            })
+            .collect();
+        by_service
+            .entry(text("service.name"))
+            .or_default()
+            .push(json!({
+                "traceId": text("trace.trace_id"),
+                "spanId": text("trace.span_id"),
+                "name": text("endpoint"),
+                "kind": 2,
+                "startTimeUnixNano": start_ns.to_string(),
+                "endTimeUnixNano": (start_ns + dur_ns).to_string(),
+                "attributes": attributes,
+                "status": { "code": if error { 2 } else { 1 } },
+            }));
+    }
+    let resource_spans: Vec<Json> = by_service
+        .into_iter()
+        .map(|(service, spans)| {
+            json!({
+                "resource": { "attributes": [
+                    { "key": "service.name", "value": { "stringValue": service } }
+                ] },
+                "scopeSpans": [{ "scope": { "name": "eventide-bench" }, "spans": spans }],
+            })
+        })
+        .collect();
+    json!({ "resourceSpans": resource_spans })
+}
+
 /// RFC3339 UTC with microseconds.
 fn chrono_like(us: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)

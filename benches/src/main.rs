@@ -120,12 +120,68 @@ struct IngestArgs {
     /// Milliseconds between freshness probes (0: none).
     #[arg(long, default_value_t = 100)]
     pub probe_every_ms: u64,
+    /// How events are sent.
+    #[arg(long, value_enum, default_value_t = Format::Honeycomb)]
+    pub format: Format,
+    /// Target rate, events/s: each request leaves when its first event is due (0: flat out).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// Event time of the first event, Unix microseconds.
     #[arg(long, default_value_t = generator::DEFAULT_START_US)]
     pub start_us: i64,
     /// Average gap between event times, µs (1000: 1M events span ~17 minutes).
     #[arg(long, default_value_t = 1000)]
     pub step_us: i64,
+}
+
+/// Request formats of `eventide-bench ingest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Honeycomb batches: JSON arrays of `{"data": …}` to `/1/batch/{dataset}`.
+    Honeycomb,
+    /// Newline-delimited JSON events to `/api/v1/ingest/{dataset}`.
+    Ndjson,
+    /// OTLP/JSON spans to `/v1/traces`, with `X-Honeycomb-Dataset: {dataset}`.
+    Otlp,
+}
+
+impl Format {
+    fn path(self, dataset: &str) -> String {
+        match self {
+            Format::Honeycomb => format!("/1/batch/{dataset}"),
+            Format::Ndjson => format!("/api/v1/ingest/{dataset}"),
+            Format::Otlp => "/v1/traces".into(),
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            _ => "application/json",
+        }
+    }
+
+    /// Events the server accepted, from its reply to a request of `sent` events.
+    fn accepted(self, reply: &[u8], sent: usize) -> anyhow::Result<usize> {
+        Ok(match self {
+            Format::Honeycomb => accepted_in_reply(reply),
+            Format::Ndjson => {
+                let r: Json = serde_json::from_slice(reply)?;
+                r["accepted"].as_u64().context("reply without accepted")? as usize
+            }
+            Format::Otlp => {
+                // `{}` when every span was taken, else `partialSuccess.rejectedSpans`.
+                let r: Json = serde_json::from_slice(reply)?;
+                let rejected = &r["partialSuccess"]["rejectedSpans"];
+                let rejected = rejected
+                    .as_u64()
+                    .or_else(|| rejected.as_str().and_then(|s| s.parse().ok()))
+                    .unwrap_or(0) as usize;
+                sent.saturating_sub(rejected)
+            }
+        })
+    }
 }
 
 fn pct(v: &mut [f64], q: f64) -> f64 {
@@ -247,13 +303,14 @@ fn accepted_in_reply(body: &[u8]) -> usize {
         .count()
 }
 
-/// Builds `events` generated events into `/1/batch` bodies of `batch` items.
+/// Builds `events` generated events into request bodies of `batch` events each, in `format`.
 fn batch_bodies(
     seed: u64,
     start_us: i64,
     step_us: i64,
     events: u64,
     batch: usize,
+    format: Format,
 ) -> anyhow::Result<(Vec<bytes::Bytes>, usize)> {
     let mut generator = generator::Generator::new(seed).with_time(start_us, step_us);
     let mut bodies = Vec::new();
@@ -261,10 +318,24 @@ fn batch_bodies(
     let mut left = events;
     while left > 0 {
         let n = (batch as u64).min(left);
-        let items: Vec<Json> = (0..n)
-            .map(|_| json!({ "data": generator.event() }))
-            .collect();
-        let body = serde_json::to_vec(&items)?;
+        let items: Vec<Json> = (0..n).map(|_| generator.event()).collect();
+        let body = match format {
+            Format::Honeycomb => serde_json::to_vec(
+                &items
+                    .into_iter()
+                    .map(|e| json!({ "data": e }))
+                    .collect::<Vec<_>>(),
+            )?,
+            Format::Ndjson => {
+                let mut out = Vec::new();
+                for e in &items {
+                    serde_json::to_writer(&mut out, e)?;
+                    out.push(b'\n');
+                }
+                out
+            }
+            Format::Otlp => serde_json::to_vec(&generator::otlp_traces(&items))?,
+        };
         bytes += body.len();
         bodies.push(bytes::Bytes::from(body));
         left -= n;
@@ -280,6 +351,7 @@ async fn run_ingest(args: &IngestArgs) -> anyhow::Result<IngestReport> {
         args.step_us,
         args.events,
         args.batch,
+        args.format,
     )?;
     send_ingest(args, bodies, bytes).await
 }
@@ -297,6 +369,9 @@ async fn send_ingest(
         clients,
         batch,
         probe_every_ms,
+        format,
+        rate,
+        events,
         ..
     } = args.clone();
     let client = reqwest::Client::builder()
@@ -314,40 +389,49 @@ async fn send_ingest(
         ))
     });
     let started = Instant::now();
-    let target = format!("{url}/1/batch/{dataset}");
-    let results: Vec<anyhow::Result<(f64, f64, usize)>> = futures::stream::iter(bodies)
-        .map(|body| {
-            let (client, target, key) = (client.clone(), target.clone(), key.clone());
-            async move {
-                let t = Instant::now();
-                loop {
-                    let r = client
-                        .post(&target)
-                        .header("X-Honeycomb-Team", &key)
-                        .header("Content-Type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .context("send")?;
-                    if r.status() == 503 {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+    let target = format!("{url}{}", format.path(&dataset));
+    let results: Vec<anyhow::Result<(f64, f64, usize)>> =
+        futures::stream::iter(bodies.into_iter().enumerate())
+            .map(|(i, body)| {
+                let (client, target, key, dataset) =
+                    (client.clone(), target.clone(), key.clone(), dataset.clone());
+                let first = (i * batch) as u64;
+                let sent = (batch as u64).min(events.saturating_sub(first)) as usize;
+                async move {
+                    if rate > 0 {
+                        let due = started + Duration::from_secs_f64(first as f64 / rate as f64);
+                        tokio::time::sleep_until(due.into()).await;
                     }
-                    if r.status() != 200 {
-                        bail!("batch answered {}", r.status());
+                    let t = Instant::now();
+                    loop {
+                        let r = client
+                            .post(&target)
+                            .header("X-Honeycomb-Team", &key)
+                            .header("X-Honeycomb-Dataset", &dataset)
+                            .header("Content-Type", format.content_type())
+                            .body(body.clone())
+                            .send()
+                            .await
+                            .context("send")?;
+                        if r.status() == 503 {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                        if r.status() != 200 {
+                            bail!("batch answered {}", r.status());
+                        }
+                        let ok = format.accepted(&r.bytes().await?, sent)?;
+                        return Ok((
+                            t.elapsed().as_secs_f64() * 1000.0,
+                            started.elapsed().as_secs_f64(),
+                            ok,
+                        ));
                     }
-                    let ok = accepted_in_reply(&r.bytes().await?);
-                    return Ok((
-                        t.elapsed().as_secs_f64() * 1000.0,
-                        started.elapsed().as_secs_f64(),
-                        ok,
-                    ));
                 }
-            }
-        })
-        .buffer_unordered(clients)
-        .collect()
-        .await;
+            })
+            .buffer_unordered(clients)
+            .collect()
+            .await;
     let secs = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();

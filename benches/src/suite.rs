@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
-use crate::{IngestArgs, generator, pct, send_ingest};
+use crate::{Format, IngestArgs, generator, pct, send_ingest};
 
 /// Settings of `eventide-bench suite`.
 #[derive(Debug, Clone, clap::Args)]
@@ -68,7 +68,12 @@ pub struct SuiteArgs {
     /// HTTP port of the server it starts (loopback).
     #[arg(long, default_value_t = 4380)]
     pub port: u16,
-    /// Skip phases: any of decode, ingest, query, storage.
+    /// Apache Kafka brokers (`host:port`): also measure one ingest run with the server on
+    /// Kafka (`serve --kafka`, a fresh topic), e.g. one `scripts/kafka.sh start` runs.
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Skip phases: any of decode, ingest, variants (the other request formats), query,
+    /// storage.
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
 }
@@ -91,7 +96,14 @@ struct DecodeReport {
 fn decode_ceiling(events: u64) -> anyhow::Result<DecodeReport> {
     use eventide_ingest::decode::{Defaults, json_batch_into};
     use eventide_model::{ColumnarBatch, DatasetSchema, Limits, encode_batch};
-    let (bodies, bytes) = crate::batch_bodies(7, generator::DEFAULT_START_US, 1000, events, 1000)?;
+    let (bodies, bytes) = crate::batch_bodies(
+        7,
+        generator::DEFAULT_START_US,
+        1000,
+        events,
+        1000,
+        crate::Format::Honeycomb,
+    )?;
     let limits = Limits::default();
     let d = Defaults {
         time_us: None,
@@ -576,6 +588,92 @@ fn machine() -> Json {
     })
 }
 
+/// `runs` ingest runs of `--ingest-events` events in `format` into `server`, each into its
+/// own dataset (`{label}-{i}`) with its bodies built first (so the CPU and memory figures
+/// cover the sending window only; the server may still be compacting earlier runs then:
+/// sustained load). The run with the median events/s is reported (the machine is shared),
+/// with every run's events/s alongside and the peak RSS over all of them.
+async fn ingest_runs(
+    args: &SuiteArgs,
+    server: &Server,
+    label: &str,
+    format: Format,
+    runs: usize,
+    ceiling: Option<f64>,
+) -> anyhow::Result<(IngestSummary, FreshnessSummary)> {
+    let mut all = Vec::new();
+    for i in 0..runs.max(1) {
+        let args_i = IngestArgs {
+            url: server.url.clone(),
+            key: KEY.into(),
+            dataset: format!("{label}-{i}"),
+            clients: args.clients,
+            batch: 1000,
+            events: args.ingest_events,
+            seed: 2 + i as u64,
+            probe_every_ms: 100,
+            start_us: generator::DEFAULT_START_US,
+            step_us: 1000,
+            format,
+            rate: 0,
+        };
+        let (bodies, bytes) = crate::batch_bodies(
+            args_i.seed,
+            args_i.start_us,
+            args_i.step_us,
+            args_i.events,
+            args_i.batch,
+            args_i.format,
+        )?;
+        server.reset_peak_rss();
+        let cpu0 = server.cpu_seconds()?;
+        let r = send_ingest(&args_i, bodies, bytes).await?;
+        let cpu = server.cpu_seconds()? - cpu0;
+        let peak = server.peak_rss()?;
+        r.print();
+        all.push((r, cpu, peak));
+    }
+    let all_eps: Vec<f64> = all.iter().map(|(r, _, _)| r.events_per_s()).collect();
+    all.sort_by(|a, b| a.0.events_per_s().total_cmp(&b.0.events_per_s()));
+    let (r, cpu, median_peak) = all.swap_remove(all.len() / 2);
+    let peak = all.iter().map(|x| x.2).max().unwrap_or(0).max(median_peak);
+    let eps = r.events_per_s();
+    let cores = cpu / r.seconds;
+    let mut ack = r.ack_samples_ms.clone();
+    let s = IngestSummary {
+        events: r.events,
+        seconds: r.seconds,
+        events_per_s: eps,
+        mb_per_s: r.json_bytes as f64 / r.seconds / 1e6,
+        clients: r.clients,
+        batch: r.batch,
+        ack_p50_ms: pct(&mut ack, 0.5),
+        ack_p99_ms: pct(&mut ack, 0.99),
+        server_cpu_seconds: cpu,
+        server_cpu_seconds_per_million: cpu / (r.events as f64 / 1e6),
+        server_cores_used: cores,
+        per_core_fraction_of_decode_ceiling: ceiling.map(|c| eps / cores.max(1e-9) / c),
+        peak_rss_bytes: peak,
+        runs_events_per_s: all_eps,
+        ack_samples_ms: r.ack_samples_ms.clone(),
+        timeline: r.timeline.clone(),
+    };
+    eprintln!(
+        "   server: {cpu:.1} CPU-s ({:.1} per million events, {cores:.2} cores), peak RSS {:.0} MiB",
+        s.server_cpu_seconds_per_million,
+        peak as f64 / 1048576.0
+    );
+    let mut f = r.fresh_samples_ms.clone();
+    let fresh = FreshnessSummary {
+        probes: f.len(),
+        p50_ms: pct(&mut f, 0.5),
+        p99_ms: pct(&mut f, 0.99),
+        max_ms: pct(&mut f, 1.0),
+        samples_ms: r.fresh_samples_ms,
+    };
+    Ok((s, fresh))
+}
+
 pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     let skip = |p: &str| args.skip.iter().any(|s| s == p);
     let _ = std::fs::remove_dir_all(&args.work);
@@ -619,79 +717,52 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
             "== ingest: {} runs of {} events, {} clients, 1000-event batches, probes every 100 ms",
             args.ingest_runs, args.ingest_events, args.clients
         );
-        // Each run into its own dataset; the run with the median events/s is reported (the
-        // machine is shared), with every run's events/s alongside.
-        let mut runs = Vec::new();
-        for i in 0..args.ingest_runs.max(1) {
-            let args_i = IngestArgs {
-                url: server.url.clone(),
-                key: KEY.into(),
-                dataset: format!("ingest-{i}"),
-                clients: args.clients,
-                batch: 1000,
-                events: args.ingest_events,
-                seed: 2 + i as u64,
-                probe_every_ms: 100,
-                start_us: generator::DEFAULT_START_US,
-                step_us: 1000,
-            };
-            // Bodies first: the CPU and memory figures cover the sending window only (the
-            // server may still be compacting earlier runs then: sustained load).
-            let (bodies, bytes) = crate::batch_bodies(
-                args_i.seed,
-                args_i.start_us,
-                args_i.step_us,
-                args_i.events,
-                args_i.batch,
-            )?;
-            server.reset_peak_rss();
-            let cpu0 = server.cpu_seconds()?;
-            let r = send_ingest(&args_i, bodies, bytes).await?;
-            let cpu = server.cpu_seconds()? - cpu0;
-            let peak = server.peak_rss()?;
-            r.print();
-            runs.push((r, cpu, peak));
-        }
-        let all_eps: Vec<f64> = runs.iter().map(|(r, _, _)| r.events_per_s()).collect();
-        runs.sort_by(|a, b| a.0.events_per_s().total_cmp(&b.0.events_per_s()));
-        let (r, cpu, median_peak) = runs.swap_remove(runs.len() / 2);
-        let peak = runs.iter().map(|x| x.2).max().unwrap_or(0).max(median_peak);
-        let eps = r.events_per_s();
-        let cores = cpu / r.seconds;
-        let mut ack = r.ack_samples_ms.clone();
-        let s = IngestSummary {
-            events: r.events,
-            seconds: r.seconds,
-            events_per_s: eps,
-            mb_per_s: r.json_bytes as f64 / r.seconds / 1e6,
-            clients: r.clients,
-            batch: r.batch,
-            ack_p50_ms: pct(&mut ack, 0.5),
-            ack_p99_ms: pct(&mut ack, 0.99),
-            server_cpu_seconds: cpu,
-            server_cpu_seconds_per_million: cpu / (r.events as f64 / 1e6),
-            server_cores_used: cores,
-            per_core_fraction_of_decode_ceiling: ceiling.map(|c| eps / cores.max(1e-9) / c),
-            peak_rss_bytes: peak,
-            runs_events_per_s: all_eps,
-            ack_samples_ms: r.ack_samples_ms.clone(),
-            timeline: r.timeline.clone(),
-        };
-        eprintln!(
-            "   server: {cpu:.1} CPU-s ({:.1} per million events, {cores:.2} cores), peak RSS {:.0} MiB",
-            s.server_cpu_seconds_per_million,
-            peak as f64 / 1048576.0
-        );
+        let (s, fresh) = ingest_runs(
+            &args,
+            &server,
+            "ingest",
+            Format::Honeycomb,
+            args.ingest_runs,
+            ceiling,
+        )
+        .await?;
         report.insert("ingest".into(), serde_json::to_value(&s)?);
-        let mut f = r.fresh_samples_ms.clone();
-        let fresh = FreshnessSummary {
-            probes: f.len(),
-            p50_ms: pct(&mut f, 0.5),
-            p99_ms: pct(&mut f, 0.99),
-            max_ms: pct(&mut f, 1.0),
-            samples_ms: r.fresh_samples_ms,
-        };
         report.insert("freshness".into(), serde_json::to_value(&fresh)?);
+        // The other request formats, one run each, into the same server.
+        let mut variants = Vec::new();
+        let formats = if skip("variants") {
+            Vec::new()
+        } else {
+            vec![Format::Ndjson, Format::Otlp]
+        };
+        for format in formats {
+            eprintln!("== ingest as {format:?}");
+            let (s, fresh) = ingest_runs(
+                &args,
+                &server,
+                &format!("{format:?}").to_lowercase(),
+                format,
+                1,
+                ceiling,
+            )
+            .await?;
+            variants.push(json!({"variant": format!("{format:?} over HTTP, embedded log"), "ingest": s, "freshness": fresh}));
+        }
+        drop(server);
+        if let Some(brokers) = &args.kafka {
+            let topic = format!("eventide-suite-{}", std::process::id());
+            let server = Server::start(
+                &args.server_bin,
+                &args.work.join("kafka-data"),
+                args.port,
+                &["--kafka", brokers, "--kafka-topic", &topic],
+            )?;
+            eprintln!("== ingest through Apache Kafka at {brokers} (topic {topic})");
+            let (s, fresh) =
+                ingest_runs(&args, &server, "kafka", Format::Honeycomb, 1, ceiling).await?;
+            variants.push(json!({"variant": "Honeycomb over HTTP, Apache Kafka log", "ingest": s, "freshness": fresh}));
+        }
+        report.insert("ingest_variants".into(), json!(variants));
     }
 
     let ndjson = args
@@ -991,6 +1062,32 @@ fn markdown(r: &Json) -> String {
                 f(&fr["p99_ms"]),
                 f(&fr["max_ms"])
             );
+        }
+        if let Some(v) = r.get("ingest_variants").and_then(Json::as_array)
+            && !v.is_empty()
+        {
+            let _ = writeln!(
+                s,
+                "\nOther request formats and logs, one run of the same size each:\n\n| variant | events/s | MB/s | ack p50 / p99 ms | server CPU-s per million | per core ÷ decode ceiling | freshness p50 / p99 ms |\n|---|---|---|---|---|---|---|"
+            );
+            for x in v {
+                let (i, fr) = (&x["ingest"], &x["freshness"]);
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.0} | {:.1} | {:.1} / {:.1} | {:.1} | {} | {:.1} / {:.1} |",
+                    x["variant"].as_str().unwrap_or(""),
+                    f(&i["events_per_s"]),
+                    f(&i["mb_per_s"]),
+                    f(&i["ack_p50_ms"]),
+                    f(&i["ack_p99_ms"]),
+                    f(&i["server_cpu_seconds_per_million"]),
+                    i["per_core_fraction_of_decode_ceiling"]
+                        .as_f64()
+                        .map_or("–".to_string(), |x| format!("{:.0} %", x * 100.0)),
+                    f(&fr["p50_ms"]),
+                    f(&fr["p99_ms"]),
+                );
+            }
         }
         let _ = writeln!(
             s,

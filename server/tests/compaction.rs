@@ -562,7 +562,11 @@ async fn needle_and_narrow_queries_read_a_small_part_of_the_data() {
     let segments = settle(&server, dir.path(), "needle", Duration::from_secs(300)).await;
     let largest = segments
         .iter()
-        .map(|(_, p)| std::fs::metadata(dir.path().join("segments").join(p)).unwrap().len())
+        .map(|(_, p)| {
+            std::fs::metadata(dir.path().join("segments").join(p))
+                .unwrap()
+                .len()
+        })
         .max()
         .unwrap();
 
