@@ -25,7 +25,7 @@ pub fn type_name(t: &DataType) -> String {
     }
 }
 
-fn float(f: f64) -> Json {
+pub(crate) fn float(f: f64) -> Json {
     Number::from_f64(f).map(Json::Number).unwrap_or(Json::Null)
 }
 

@@ -150,6 +150,9 @@ fn env_name(key: &str) -> String {
 }
 
 /// Runs SQL and query specs against the store.
+/// The SQL schema of Eventide's own tables (`eventide.markers`); datasets are in `public`.
+pub const SYSTEM_SCHEMA: &str = "eventide";
+
 /// Whether `GROUP BY` uses Eventide's interned grouping ([`crate::grouping`]); on unless
 /// `EVENTIDE_QUERY_INTERNED_GROUPING` is `false` or `0` (to compare, or to rule it out).
 fn interned_grouping_enabled() -> bool {
@@ -218,7 +221,31 @@ impl QueryEngine {
                 Arc::new(DatasetSchemaProvider::new(store.clone())),
             )
             .map_err(QueryError::from_datafusion)?;
+        catalog
+            .register_schema(
+                SYSTEM_SCHEMA,
+                Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+            )
+            .map_err(QueryError::from_datafusion)?;
         Ok(Self { ctx, store })
+    }
+
+    /// Makes `table` readable in SQL as `eventide.{name}` (e.g. `eventide.markers`), beside
+    /// the datasets; replaces a table of that name.
+    pub fn register_system_table(
+        &self,
+        name: &str,
+        table: Arc<dyn datafusion::catalog::TableProvider>,
+    ) -> Result<()> {
+        let schema = self
+            .ctx
+            .catalog("datafusion")
+            .and_then(|c| c.schema(SYSTEM_SCHEMA))
+            .ok_or_else(|| QueryError::Internal("system schema missing".into()))?;
+        schema
+            .register_table(name.to_owned(), table)
+            .map_err(QueryError::from_datafusion)?;
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {

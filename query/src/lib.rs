@@ -10,6 +10,8 @@
 //!   sample-rate weighting, percentiles, heatmaps and time series.
 //! - `grouping`: the partial stage of `GROUP BY` over interned keys
 //!   ([`grouping::InternedAggregateExec`]), a physical optimizer rule in the session.
+//! - `bubbleup`: what differs between selected events and the rest, column by column
+//!   (`POST /api/v1/bubbleup/{dataset}`).
 //! - `encode`: Arrow results → JSON (numbers, booleans, RFC3339 UTC µs timestamps, nulls).
 //! - [`QueryEngine`]: the session, `POST /api/v1/sql` and `POST /api/v1/query/{dataset}`.
 //!
@@ -19,12 +21,14 @@
 //!   [`QueryError::BadRequest`] whose message names the problem; anything else is
 //!   [`QueryError::Internal`].
 
+pub mod bubbleup;
 pub mod encode;
 mod engine;
 pub mod grouping;
 pub mod provider;
 pub mod spec;
 
+pub use bubbleup::{BubbleUpRequest, BubbleUpResult};
 pub use engine::{QueryEngine, SqlResult};
 pub use spec::{QuerySpec, SpecResult};
 

@@ -12,6 +12,18 @@
 //! - Results are ordered by `orders`, else by the first calculation descending; ties are broken
 //!   by the breakdown values ascending. `series` (one row per time bucket and group, for the
 //!   groups in `results`) is present only when `granularity` is given.
+//! - `RATE_SUM(c)`, `RATE_AVG(c)`, `RATE_MAX(c)`: the SUM (weighted), AVG (weighted) or MAX of
+//!   `c` per time bucket, then its change per second from the bucket before: in `series`,
+//!   `(v[t] - v[t - granularity]) / granularity_seconds`, null for a group's first bucket and
+//!   after a bucket without events; in `results`, the change per second from the group's first
+//!   bucket to its last, `(v[last] - v[first]) / (t[last] - t[first])`, null with fewer than
+//!   two buckets. Without `granularity`, buckets are [`auto_granularity`] wide.
+//! - `CONCURRENCY` (optional column, default `duration_ms`): events in progress, each from its
+//!   `timestamp` for its duration in ms (`[t, t + d)`; 0 or negative: the instant `t`), weighted
+//!   like COUNT; in `series` the events overlapping each bucket, in `results` the peak over the
+//!   buckets. Only events that start inside the time range count. Buckets where events are in
+//!   progress but none starts get a `series` row with only the breakdowns and CONCURRENCY.
+//! - HEATMAP, CONCURRENCY and RATE_* cannot be used in `havings` or `orders`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -119,6 +131,37 @@ enum Op {
     CountDistinct,
     Percentile(f64),
     Heatmap,
+    Concurrency,
+    Rate(RateOf),
+}
+
+/// The per-bucket aggregate whose change a RATE_* calculation reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RateOf {
+    Sum,
+    Avg,
+    Max,
+}
+
+impl Op {
+    /// Calculated after the main query (not a SQL aggregate of the results query).
+    fn separate(self) -> bool {
+        matches!(self, Op::Heatmap | Op::Concurrency)
+    }
+
+    /// Can be used in `havings` and `orders`.
+    fn comparable(self) -> bool {
+        !matches!(self, Op::Heatmap | Op::Concurrency | Op::Rate(_))
+    }
+}
+
+/// Bucket width of RATE_* and CONCURRENCY when the spec has no `granularity`: about 100
+/// buckets over the time range, whole seconds, at least one.
+pub fn auto_granularity(start_us: i64, end_us: i64) -> i64 {
+    let secs = ((end_us - start_us).max(1) as f64 / 1e6 / 100.0)
+        .ceil()
+        .max(1.0) as i64;
+    secs * 1_000_000
 }
 
 fn parse_op(s: &str) -> Result<Op> {
@@ -141,11 +184,10 @@ fn parse_op(s: &str) -> Result<Op> {
         "P99" => Op::Percentile(0.99),
         "P999" => Op::Percentile(0.999),
         "HEATMAP" => Op::Heatmap,
-        "CONCURRENCY" | "RATE_SUM" | "RATE_AVG" | "RATE_MAX" => {
-            return Err(QueryError::bad(format!(
-                "calculation {s} is not supported yet"
-            )));
-        }
+        "CONCURRENCY" => Op::Concurrency,
+        "RATE_SUM" => Op::Rate(RateOf::Sum),
+        "RATE_AVG" => Op::Rate(RateOf::Avg),
+        "RATE_MAX" => Op::Rate(RateOf::Max),
         _ => return Err(QueryError::bad(format!("unknown calculation {s:?}"))),
     })
 }
@@ -160,7 +202,7 @@ pub fn string_lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn float_lit(f: f64) -> Result<String> {
+pub(crate) fn float_lit(f: f64) -> Result<String> {
     if !f.is_finite() {
         return Err(QueryError::bad("numbers in a query must be finite"));
     }
@@ -182,9 +224,13 @@ struct Calc {
 impl Calc {
     fn new(c: &Calculation, schema: &Columns) -> Result<Self> {
         let op = parse_op(&c.op)?;
-        let column = c.column.clone().filter(|s| !s.is_empty());
+        let mut column = c.column.clone().filter(|s| !s.is_empty());
+        if op == Op::Concurrency && column.is_none() {
+            column = Some("duration_ms".to_owned());
+        }
         let name = match (&op, &column) {
             (Op::Count, _) => "COUNT".to_owned(),
+            (Op::Concurrency, _) => "CONCURRENCY".to_owned(),
             (_, Some(col)) => format!("{}({col})", c.op.to_ascii_uppercase()),
             (_, None) => {
                 return Err(QueryError::bad(format!(
@@ -197,7 +243,10 @@ impl Calc {
             && op != Op::Count
         {
             let t = schema.get(col)?;
-            let needs_number = matches!(op, Op::Sum | Op::Avg | Op::Percentile(_) | Op::Heatmap);
+            let needs_number = matches!(
+                op,
+                Op::Sum | Op::Avg | Op::Percentile(_) | Op::Heatmap | Op::Concurrency | Op::Rate(_)
+            );
             if needs_number && !is_numeric(t) {
                 return Err(QueryError::bad(format!(
                     "calculation {name} needs a numeric column, {col:?} is {}",
@@ -212,14 +261,16 @@ impl Calc {
         })
     }
 
-    /// The SQL aggregate expression, or None for HEATMAP (computed separately).
+    /// The SQL aggregate expression (for RATE_*, of the per-bucket value), or None for HEATMAP
+    /// and CONCURRENCY (computed separately).
     fn sql(&self) -> Option<String> {
         let sr = ident(eventide_model::SAMPLERATE);
         let col = self.column.as_deref().map(ident).unwrap_or_default();
         Some(match self.op {
             Op::Count => format!("COALESCE(SUM({sr}), 0)"),
-            Op::Sum => format!("SUM({col} * {sr})"),
-            Op::Avg => format!(
+            Op::Sum | Op::Rate(RateOf::Sum) => format!("SUM({col} * {sr})"),
+            Op::Rate(RateOf::Max) => format!("MAX({col})"),
+            Op::Avg | Op::Rate(RateOf::Avg) => format!(
                 "CAST(SUM({col} * {sr}) AS DOUBLE) / CAST(SUM(CASE WHEN {col} IS NOT NULL THEN {sr} END) AS DOUBLE)"
             ),
             Op::Min => format!("MIN({col})"),
@@ -228,19 +279,19 @@ impl Calc {
             Op::Percentile(q) => {
                 format!("percentile_cont({q}) WITHIN GROUP (ORDER BY CAST({col} AS DOUBLE))")
             }
-            Op::Heatmap => return None,
+            Op::Heatmap | Op::Concurrency => return None,
         })
     }
 }
 
 /// The dataset's columns by name.
-struct Columns {
+pub(crate) struct Columns {
     dataset: String,
     types: HashMap<String, DataType>,
 }
 
 impl Columns {
-    fn new(dataset: &str, schema: &SchemaRef) -> Self {
+    pub(crate) fn new(dataset: &str, schema: &SchemaRef) -> Self {
         Self {
             dataset: dataset.to_owned(),
             types: schema
@@ -251,7 +302,7 @@ impl Columns {
         }
     }
 
-    fn get(&self, name: &str) -> Result<&DataType> {
+    pub(crate) fn get(&self, name: &str) -> Result<&DataType> {
         self.types.get(name).ok_or_else(|| {
             QueryError::bad(format!(
                 "unknown column {name:?} in dataset {:?}",
@@ -318,7 +369,7 @@ fn text_arg(v: &Option<Json>, op: &str) -> Result<String> {
     }
 }
 
-fn filter_sql(f: &Filter, cols: &Columns) -> Result<String> {
+pub(crate) fn filter_sql(f: &Filter, cols: &Columns) -> Result<String> {
     let op = f.op.as_str();
     let t = match cols.types.get(&f.column) {
         Some(t) => t,
@@ -388,7 +439,8 @@ fn filter_sql(f: &Filter, cols: &Columns) -> Result<String> {
 }
 
 /// The query's time window in Unix microseconds, `[start, end)`.
-fn window(spec: &QuerySpec, now_us: i64) -> Result<(i64, i64)> {
+/// The spec's time range `[start, end)`, µs, at `now_us`.
+pub fn window(spec: &QuerySpec, now_us: i64) -> Result<(i64, i64)> {
     let secs = |s: f64| -> Result<i64> {
         eventide_model::time::parse_time_number(s)
             .ok_or_else(|| QueryError::bad(format!("time {s} is not a valid Unix time")))
@@ -421,15 +473,17 @@ fn window(spec: &QuerySpec, now_us: i64) -> Result<(i64, i64)> {
     Ok((start, end))
 }
 
-struct Plan {
-    table: String,
-    where_sql: String,
+pub(crate) struct Plan {
+    pub(crate) table: String,
+    pub(crate) where_sql: String,
     breakdowns: Vec<String>,
     calcs: Vec<Calc>,
     having_sql: Option<String>,
     order_sql: String,
     limit: usize,
     granularity_us: Option<i64>,
+    start_us: i64,
+    end_us: i64,
 }
 
 fn having_sql(h: &Having, cols: &Columns) -> Result<String> {
@@ -440,9 +494,15 @@ fn having_sql(h: &Having, cols: &Columns) -> Result<String> {
         },
         cols,
     )?;
+    if !calc.op.comparable() {
+        return Err(QueryError::bad(format!(
+            "{} cannot be used in a having",
+            calc.name
+        )));
+    }
     let expr = calc
         .sql()
-        .ok_or_else(|| QueryError::bad("HEATMAP cannot be used in a having"))?;
+        .ok_or_else(|| QueryError::bad(format!("{} cannot be used in a having", calc.name)))?;
     let op = match h.op.as_str() {
         "=" | "!=" | ">" | ">=" | "<" | "<=" => h.op.as_str(),
         other => return Err(QueryError::bad(format!("unknown having op {other:?}"))),
@@ -450,7 +510,12 @@ fn having_sql(h: &Having, cols: &Columns) -> Result<String> {
     Ok(format!("{expr} {op} {}", float_lit(h.value)?))
 }
 
-fn plan(dataset: &str, schema: &SchemaRef, spec: &QuerySpec, now_us: i64) -> Result<Plan> {
+pub(crate) fn plan(
+    dataset: &str,
+    schema: &SchemaRef,
+    spec: &QuerySpec,
+    now_us: i64,
+) -> Result<Plan> {
     let cols = Columns::new(dataset, schema);
     let (start, end) = window(spec, now_us)?;
     let mut conds = vec![
@@ -546,8 +611,11 @@ fn plan(dataset: &str, schema: &SchemaRef, spec: &QuerySpec, now_us: i64) -> Res
                         probe.name
                     ))
                 })?;
-            if calcs[idx].op == Op::Heatmap {
-                return Err(QueryError::bad("results cannot be ordered by a HEATMAP"));
+            if !calcs[idx].op.comparable() {
+                return Err(QueryError::bad(format!(
+                    "results cannot be ordered by {}",
+                    calcs[idx].name
+                )));
             }
             order.push(format!("c{idx} {dir} NULLS LAST"));
         } else if let Some(col) = &o.column {
@@ -564,7 +632,7 @@ fn plan(dataset: &str, schema: &SchemaRef, spec: &QuerySpec, now_us: i64) -> Res
         }
     }
     if spec.orders.is_empty()
-        && let Some(idx) = calcs.iter().position(|c| c.op != Op::Heatmap)
+        && let Some(idx) = calcs.iter().position(|c| c.op.comparable())
     {
         order.push(format!("c{idx} DESC NULLS LAST"));
     }
@@ -598,6 +666,8 @@ fn plan(dataset: &str, schema: &SchemaRef, spec: &QuerySpec, now_us: i64) -> Res
         order_sql: order.join(", "),
         limit,
         granularity_us,
+        start_us: start,
+        end_us: end,
     })
 }
 
@@ -671,6 +741,61 @@ impl Plan {
     }
 }
 
+/// The group part of a series row's key (`time|group`).
+fn series_group(key: &str) -> &str {
+    key.split_once('|').map_or(key, |(_, g)| g)
+}
+
+/// RATE_*: replaces the per-bucket values in the series rows (ordered by time) with their
+/// change per second from the previous bucket, and sets each result group's change per
+/// second from its first bucket to its last.
+fn apply_rate(
+    calc: &Calc,
+    g: i64,
+    rows: &mut [(String, Map<String, Json>)],
+    results: &mut [(String, Map<String, Json>)],
+) {
+    let bucket_of = |obj: &Map<String, Json>| {
+        obj.get("time")
+            .and_then(Json::as_str)
+            .and_then(eventide_model::time::parse_time_str)
+    };
+    // Per group: the previous bucket's (time, value), and the first and last valued buckets.
+    let mut prev: HashMap<String, (i64, Option<f64>)> = HashMap::new();
+    // (time, value) of the first and the last valued bucket.
+    type Point = (i64, f64);
+    let mut span: HashMap<String, (Point, Point)> = HashMap::new();
+    for (key, obj) in rows.iter_mut() {
+        let group = series_group(key).to_owned();
+        let (Some(t), v) = (bucket_of(obj), obj.get(&calc.name).and_then(Json::as_f64)) else {
+            continue;
+        };
+        let rate = match prev.get(&group) {
+            Some((pt, Some(pv))) if *pt == t - g => v.map(|v| (v - pv) / (g as f64 / 1e6)),
+            _ => None,
+        };
+        if let Some(v) = v {
+            span.entry(group.clone())
+                .and_modify(|s| s.1 = (t, v))
+                .or_insert(((t, v), (t, v)));
+        }
+        prev.insert(group, (t, v));
+        obj.insert(
+            calc.name.clone(),
+            rate.map_or(Json::Null, crate::encode::float),
+        );
+    }
+    for (key, obj) in results.iter_mut() {
+        let rate = span.get(key.as_str()).and_then(|((t0, v0), (t1, v1))| {
+            (t1 > t0).then(|| (v1 - v0) / ((t1 - t0) as f64 / 1e6))
+        });
+        obj.insert(
+            calc.name.clone(),
+            rate.map_or(Json::Null, crate::encode::float),
+        );
+    }
+}
+
 fn group_key(batch: &RecordBatch, row: usize, n_breakdowns: usize, offset: usize) -> String {
     let vals: Vec<Json> = (0..n_breakdowns)
         .map(|i| cell(batch.column(offset + i), row))
@@ -703,7 +828,7 @@ fn rows_to_objects(
             }
             let mut col = offset + plan.breakdowns.len();
             for c in &plan.calcs {
-                if c.op == Op::Heatmap {
+                if c.op.separate() {
                     continue;
                 }
                 obj.insert(c.name.clone(), cell(b.column(col), r));
@@ -744,7 +869,15 @@ impl QueryEngine {
             self.attach_heatmap(&plan, h, None, &mut results, &mut stats)
                 .await?;
         }
-        let series = match plan.granularity_us {
+        // RATE_* and CONCURRENCY need time buckets even when no series is asked for.
+        let bucketed = plan
+            .calcs
+            .iter()
+            .any(|c| matches!(c.op, Op::Concurrency | Op::Rate(_)));
+        let g = plan
+            .granularity_us
+            .or(bucketed.then(|| auto_granularity(plan.start_us, plan.end_us)));
+        let series = match g {
             None => None,
             Some(g) => {
                 let (_, batches) = self.sql_batches(&plan.series_sql(g), &mut stats).await?;
@@ -752,16 +885,31 @@ impl QueryEngine {
                 let mut rows: Vec<(String, Map<String, Json>)> =
                     rows_to_objects(&plan, &batches, true)
                         .into_iter()
-                        .filter(|(k, _)| {
-                            let group = k.split_once('|').map(|(_, g)| g).unwrap_or(k);
-                            keep.contains(group)
-                        })
+                        .filter(|(k, _)| keep.contains(series_group(k)))
                         .collect();
-                for h in &heatmaps {
-                    self.attach_heatmap(&plan, h, Some(g), &mut rows, &mut stats)
-                        .await?;
+                if plan.granularity_us.is_some() {
+                    for h in &heatmaps {
+                        self.attach_heatmap(&plan, h, Some(g), &mut rows, &mut stats)
+                            .await?;
+                    }
                 }
-                Some(rows.into_iter().map(|(_, o)| o).collect())
+                for c in plan.calcs.iter().filter(|c| matches!(c.op, Op::Rate(_))) {
+                    apply_rate(c, g, &mut rows, &mut results);
+                }
+                for c in plan.calcs.iter().filter(|c| c.op == Op::Concurrency) {
+                    self.attach_concurrency(
+                        &plan,
+                        c,
+                        g,
+                        &keep,
+                        &mut rows,
+                        &mut results,
+                        &mut stats,
+                    )
+                    .await?;
+                }
+                plan.granularity_us
+                    .map(|_| rows.into_iter().map(|(_, o)| o).collect())
             }
         };
         Ok(SpecResult {
@@ -770,6 +918,111 @@ impl QueryEngine {
             stats,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
+    }
+
+    /// CONCURRENCY: events in progress per bucket (series) and their peak (results). Each
+    /// event spans the buckets from the one holding its start to the one holding its last
+    /// microsecond; a difference array over bucket times gives the count per bucket.
+    #[allow(clippy::too_many_arguments)]
+    async fn attach_concurrency(
+        &self,
+        plan: &Plan,
+        calc: &Calc,
+        g: i64,
+        keep: &HashSet<String>,
+        rows: &mut Vec<(String, Map<String, Json>)>,
+        results: &mut [(String, Map<String, Json>)],
+        stats: &mut crate::engine::ScanStats,
+    ) -> Result<()> {
+        let col = ident(calc.column.as_deref().unwrap_or("duration_ms"));
+        let ts = format!("CAST({} AS BIGINT)", ident("timestamp"));
+        let mut select = plan.select_breakdowns();
+        select.push(format!("({ts} / {g}) * {g} AS s__bucket"));
+        select.push(format!(
+            "(({ts} + CAST(GREATEST(CAST({col} AS DOUBLE) * 1000.0, 1.0) AS BIGINT) - 1) / {g}) * {g} AS e__bucket"
+        ));
+        select.push(format!(
+            "SUM({}) AS n__events",
+            ident(eventide_model::SAMPLERATE)
+        ));
+        let mut groups = plan.group_cols();
+        groups.extend(["s__bucket".to_owned(), "e__bucket".to_owned()]);
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} AND {col} IS NOT NULL GROUP BY {}",
+            select.join(", "),
+            plan.table,
+            plan.where_sql,
+            groups.join(", ")
+        );
+        let (_, batches) = self.sql_batches(&sql, stats).await?;
+        let nb = plan.breakdowns.len();
+        // Per group: count changes at bucket times (+n where events start, -n after their
+        // last bucket).
+        let mut deltas: HashMap<String, std::collections::BTreeMap<i64, i64>> = HashMap::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let key = group_key(b, r, nb, 0);
+                let (Some(start), Some(end), Some(n)) = (
+                    cell(b.column(nb), r).as_i64(),
+                    cell(b.column(nb + 1), r).as_i64(),
+                    cell(b.column(nb + 2), r).as_i64(),
+                ) else {
+                    continue;
+                };
+                let d = deltas.entry(key).or_default();
+                *d.entry(start).or_default() += n;
+                *d.entry(end.max(start) + g).or_default() -= n;
+            }
+        }
+        let mut by_bucket: HashMap<String, i64> = HashMap::new();
+        let mut peaks: HashMap<String, i64> = HashMap::new();
+        let mut new_rows = Vec::new();
+        let existing: HashSet<String> = rows.iter().map(|(k, _)| k.clone()).collect();
+        for (group, d) in &deltas {
+            let mut level = 0i64;
+            let points: Vec<(i64, i64)> = d.iter().map(|(t, n)| (*t, *n)).collect();
+            for (i, (t, n)) in points.iter().enumerate() {
+                level += n;
+                let next = points.get(i + 1).map_or(plan.end_us, |p| p.0);
+                if level <= 0 {
+                    continue;
+                }
+                let peak = peaks.entry(group.clone()).or_default();
+                *peak = (*peak).max(level);
+                if plan.granularity_us.is_none() || !keep.contains(group) {
+                    continue;
+                }
+                let mut bucket = *t;
+                while bucket < next && bucket < plan.end_us {
+                    let time = Json::String(eventide_model::time::format_micros(bucket));
+                    let key = format!("{time}|{group}");
+                    if !existing.contains(&key) {
+                        let mut obj = Map::new();
+                        obj.insert("time".into(), time);
+                        let values: Vec<Json> = serde_json::from_str(group).unwrap_or_default();
+                        for (name, v) in plan.breakdowns.iter().zip(values) {
+                            obj.insert(name.clone(), v);
+                        }
+                        new_rows.push((key.clone(), obj));
+                    }
+                    by_bucket.insert(key, level);
+                    bucket += g;
+                }
+            }
+        }
+        rows.extend(new_rows);
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, obj) in rows.iter_mut() {
+            let v = by_bucket.get(key).copied().unwrap_or(0);
+            obj.insert(calc.name.clone(), Json::from(v));
+        }
+        for (key, obj) in results.iter_mut() {
+            obj.insert(
+                calc.name.clone(),
+                Json::from(peaks.get(key).copied().unwrap_or(0)),
+            );
+        }
+        Ok(())
     }
 
     /// Computes HEATMAP(column) buckets and stores them in each row under the calc's name.

@@ -83,6 +83,58 @@ fn shop() -> Vec<Vec<Event>> {
     ]
 }
 
+/// The spans fixture, for CONCURRENCY and RATE_*:
+///
+/// | # | t (s) | service | duration_ms | in progress | x  |
+/// |---|-------|---------|-------------|-------------|----|
+/// | 1 | 0     | a       | 2500        | [0, 2.5)    | 10 |
+/// | 2 | 1     | a       | 500         | [1, 1.5)    | 20 |
+/// | 3 | 1     | a       | 3200        | [1, 4.2)    | 5  |
+/// | 4 | 2     | b       | 0           | the instant 2 | 7 |
+/// | 5 | 3     | b       | 1000        | [3, 4)      | 1  |
+fn spans() -> Vec<Event> {
+    [
+        (0, "a", 2500.0, 10),
+        (1, "a", 500.0, 20),
+        (1, "a", 3200.0, 5),
+        (2, "b", 0.0, 7),
+        (3, "b", 1000.0, 1),
+    ]
+    .into_iter()
+    .map(|(t, svc, dur, x)| {
+        event(
+            t,
+            1,
+            vec![
+                ("service.name", s(svc)),
+                ("duration_ms", Value::Float(dur)),
+                ("x", Value::Int(x)),
+            ],
+        )
+    })
+    .collect()
+}
+
+/// 400 events a second apart for BubbleUp: the last 100 are build `b2` and slow (200 ms), the
+/// first 300 build `b1` and fast (10 ms); `region` alternates eu/us and `cpu` is i % 10 in both.
+fn bubble() -> Vec<Event> {
+    (0..400)
+        .map(|i| {
+            let late = i >= 300;
+            event(
+                i,
+                1,
+                vec![
+                    ("build_id", s(if late { "b2" } else { "b1" })),
+                    ("duration_ms", Value::Float(if late { 200.0 } else { 10.0 })),
+                    ("region", s(if i % 2 == 0 { "eu" } else { "us" })),
+                    ("cpu", Value::Float((i % 10) as f64)),
+                ],
+            )
+        })
+        .collect()
+}
+
 /// 100,000 events with unique `user_id` and `trace_id`, and `value` = i.
 fn high_cardinality() -> Vec<Event> {
     (0..100_000)
@@ -129,7 +181,14 @@ async fn fixture(compacted: bool) -> Fixture {
     let store = Store::open(config, log.clone() as Arc<dyn EventLog>)
         .await
         .unwrap();
+    let mut spans_schema = DatasetSchema::new();
+    let o = append(&log, &mut spans_schema, "spans", spans()).await;
+    store.wait_applied(o).await;
+    let mut bubble_schema = DatasetSchema::new();
+    let o = append(&log, &mut bubble_schema, "bubble", bubble()).await;
+    store.wait_applied(o).await;
     if compacted {
+        store.flush_all().await.unwrap();
         let mut shop_schema = DatasetSchema::new();
         let mut hc_schema = DatasetSchema::new();
         for part in shop() {
@@ -471,6 +530,159 @@ async fn golden_suite(f: Fixture) {
         "heatmap",
     );
 
+    // CONCURRENCY over 1 s buckets [T0, T0+5), from the spans table above. Breakdown a:
+    // bucket 0: #1; 1: #1 #2 #3; 2: #1 #3; 3: #3; 4: #3 (until 4.2). b: 2: #4 (an instant);
+    // 3: #5 (ends at 4, exclusive).
+    let window = |extra: Json| {
+        let mut s = json!({"start_time": T0, "end_time": T0 + 5, "granularity": 1});
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        s
+    };
+    let t = |i: i64| {
+        chrono::DateTime::from_timestamp(T0 + i, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string()
+    };
+    let r = spec(
+        &f,
+        "spans",
+        window(json!({"calculations": [{"op": "CONCURRENCY"}], "breakdowns": ["service.name"], "orders": [{"column": "service.name"}]})),
+    )
+    .await;
+    assert_eq!(
+        r["results"],
+        json!([{"service.name": "a", "CONCURRENCY": 3}, {"service.name": "b", "CONCURRENCY": 1}]),
+        "peak concurrency per group"
+    );
+    let c =
+        |i: i64, svc: &str, n: i64| json!({"time": t(i), "service.name": svc, "CONCURRENCY": n});
+    assert_eq!(
+        r["series"],
+        json!([
+            c(0, "a", 1),
+            c(1, "a", 3),
+            c(2, "a", 2),
+            c(2, "b", 1),
+            c(3, "a", 1),
+            c(3, "b", 1),
+            c(4, "a", 1)
+        ]),
+        "events in progress per bucket, including buckets where none starts"
+    );
+    let r = spec(
+        &f,
+        "spans",
+        window(json!({"calculations": [{"op": "COUNT"}, {"op": "CONCURRENCY", "column": "duration_ms"}]})),
+    )
+    .await;
+    assert_eq!(r["results"], json!([{"COUNT": 5, "CONCURRENCY": 3}]));
+    assert_eq!(
+        r["series"],
+        json!([
+            {"time": t(0), "COUNT": 1, "CONCURRENCY": 1},
+            {"time": t(1), "COUNT": 2, "CONCURRENCY": 3},
+            {"time": t(2), "COUNT": 1, "CONCURRENCY": 3},
+            {"time": t(3), "COUNT": 1, "CONCURRENCY": 2},
+            {"time": t(4), "CONCURRENCY": 1}
+        ])
+    );
+    // RATE_*: per bucket SUM(x) 10, 25, 7, 1; AVG(x) 10, 12.5, 7, 1; MAX(x) 10, 20, 7, 1 at
+    // 0..3 s; the series holds the change per second from the bucket before, the results the
+    // change per second from the first bucket to the last: (1 - 10) / 3 s = -3.
+    let r = spec(
+        &f,
+        "spans",
+        window(json!({"calculations": [{"op": "RATE_SUM", "column": "x"}, {"op": "RATE_AVG", "column": "x"}, {"op": "RATE_MAX", "column": "x"}]})),
+    )
+    .await;
+    assert_eq!(
+        r["results"],
+        json!([{"RATE_SUM(x)": -3.0, "RATE_AVG(x)": -3.0, "RATE_MAX(x)": -3.0}])
+    );
+    let rate = |i: i64, sum: Json, avg: Json, max: Json| json!({"time": t(i), "RATE_SUM(x)": sum, "RATE_AVG(x)": avg, "RATE_MAX(x)": max});
+    assert_eq!(
+        r["series"],
+        json!([
+            rate(0, Json::Null, Json::Null, Json::Null),
+            rate(1, json!(15.0), json!(2.5), json!(10.0)),
+            rate(2, json!(-18.0), json!(-5.5), json!(-13.0)),
+            rate(3, json!(-6.0), json!(-6.0), json!(-6.0))
+        ])
+    );
+    // Without granularity the rate uses automatic buckets (1 s over 5 s) for the results.
+    let r = spec(
+        &f,
+        "spans",
+        json!({"start_time": T0, "end_time": T0 + 5, "calculations": [{"op": "RATE_SUM", "column": "x"}], "breakdowns": ["service.name"], "orders": [{"column": "service.name"}]}),
+    )
+    .await;
+    // a: SUM 10 at 0, 25 at 1: +15/s; b: 7 at 2, 1 at 3: -6/s.
+    assert_eq!(
+        r["results"],
+        json!([{"service.name": "a", "RATE_SUM(x)": 15.0}, {"service.name": "b", "RATE_SUM(x)": -6.0}])
+    );
+    assert!(r.get("series").is_none());
+
+    // BubbleUp: the slow events (a heatmap region) differ from the rest by build: all b2
+    // against all b1 (score 1); regions are alike (score 0). The column the selection is
+    // defined by is left out.
+    let bubbleup = |req: Json| {
+        let engine = &f.engine;
+        async move {
+            let req: eventide_query::BubbleUpRequest = serde_json::from_value(req).unwrap();
+            serde_json::to_value(engine.bubbleup("bubble", &req).await.unwrap()).unwrap()
+        }
+    };
+    let r = bubbleup(json!({"start_time": T0, "end_time": T0 + 3600, "selection": {"filters": [{"column": "duration_ms", "op": ">=", "value": 100}]}})).await;
+    assert_eq!(
+        (r["selection_count"].clone(), r["baseline_count"].clone()),
+        (json!(100), json!(300))
+    );
+    let names: Vec<&str> = r["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "build_id", "{r}");
+    assert!(!names.contains(&"duration_ms"));
+    assert_eq!(r["columns"][0]["score"], json!(1.0));
+    assert_eq!(
+        r["columns"][0]["values"],
+        json!([
+            {"value": "b1", "selection_count": 0, "baseline_count": 300, "selection": 0.0, "baseline": 1.0},
+            {"value": "b2", "selection_count": 100, "baseline_count": 0, "selection": 1.0, "baseline": 0.0}
+        ])
+    );
+    let region = r["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column"] == "region")
+        .unwrap();
+    assert_eq!(region["score"], json!(0.0), "{region}");
+    // cpu (i % 10) is spread the same in both: its deciles differ little.
+    let cpu = r["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column"] == "cpu")
+        .unwrap();
+    assert!(cpu["score"].as_f64().unwrap() < 0.05, "{cpu}");
+    // A time range as the selection (a stretch of a chart): the same events; now duration_ms
+    // is compared too and differs as much (ties go by name).
+    let r = bubbleup(
+        json!({"start_time": T0, "end_time": T0 + 3600, "selection": {"start_time": T0 + 300}}),
+    )
+    .await;
+    assert_eq!(r["selection_count"], json!(100));
+    assert_eq!(r["columns"][0]["column"], json!("build_id"));
+    assert_eq!(r["columns"][1]["column"], json!("duration_ms"));
+    assert_eq!(r["columns"][1]["score"], json!(1.0));
+
     // High-cardinality breakdown: 100,000 distinct user_id values.
     let r = spec(
         &f,
@@ -546,6 +758,25 @@ async fn errors_name_the_problem() {
     assert_eq!(
         bad_spec(json!({"orders": [{"op": "P99", "column": "duration_ms"}]})).await,
         "order by P99(duration_ms) which is not among the calculations"
+    );
+    assert_eq!(
+        bad_spec(
+            json!({"calculations": [{"op": "CONCURRENCY"}], "orders": [{"op": "CONCURRENCY"}]})
+        )
+        .await,
+        "results cannot be ordered by CONCURRENCY"
+    );
+    assert_eq!(
+        bad_spec(json!({"calculations": [{"op": "RATE_AVG", "column": "duration_ms"}], "havings": [{"calculate_op": "RATE_AVG", "column": "duration_ms", "op": ">", "value": 1}]})).await,
+        "RATE_AVG(duration_ms) cannot be used in a having"
+    );
+    assert_eq!(
+        bad_spec(json!({"calculations": [{"op": "RATE_SUM", "column": "endpoint"}]})).await,
+        "calculation RATE_SUM(endpoint) needs a numeric column, \"endpoint\" is string"
+    );
+    assert_eq!(
+        bad_spec(json!({"calculations": [{"op": "HEATMAP", "column": "duration_ms"}], "orders": [{"op": "HEATMAP", "column": "duration_ms"}]})).await,
+        "results cannot be ordered by HEATMAP(duration_ms)"
     );
     match f.engine.run_spec("nosuch", &QuerySpec::default()).await {
         Err(eventide_query::QueryError::BadRequest(m)) => {

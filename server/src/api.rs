@@ -8,6 +8,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use eventide_alerts::Markers;
 use eventide_ingest::auth::guard;
 use eventide_ingest::error::error_response;
 use eventide_ingest::udp::UdpStats;
@@ -34,7 +35,9 @@ fn query_error(e: QueryError) -> Response {
 const MAX_QUERY_BODY: usize = 1024 * 1024;
 
 /// Reads a query request body as JSON (≤ 1 MB; errors as JSON like everything else).
-async fn read_json<T: for<'de> Deserialize<'de>>(body: axum::body::Body) -> Result<T, ApiError> {
+pub(crate) async fn read_json<T: for<'de> Deserialize<'de>>(
+    body: axum::body::Body,
+) -> Result<T, ApiError> {
     let body = eventide_ingest::body::read_raw(body, MAX_QUERY_BODY).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("request body is empty".into()));
@@ -59,8 +62,9 @@ async fn post_sql(State(engine): State<QueryEngine>, body: axum::body::Body) -> 
     }
 }
 
+/// `POST /api/v1/query/{dataset}`: the spec's result, with the markers of its time range.
 async fn post_spec(
-    State(engine): State<QueryEngine>,
+    State((engine, markers)): State<(QueryEngine, Markers)>,
     Path(dataset): Path<String>,
     body: axum::body::Body,
 ) -> Response {
@@ -69,6 +73,36 @@ async fn post_spec(
         Err(e) => return e.into_response(),
     };
     match engine.run_spec(&dataset, &spec).await {
+        Ok(result) => {
+            let mut out = serde_json::to_value(&result).unwrap_or_default();
+            if let Ok((start, end)) =
+                eventide_query::spec::window(&spec, eventide_model::time::now_micros())
+            {
+                // Markers are whole seconds: the range's seconds, rounded outwards.
+                let shown = markers.in_range(
+                    &dataset,
+                    start.div_euclid(1_000_000),
+                    (end + 999_999).div_euclid(1_000_000),
+                );
+                out["markers"] = serde_json::to_value(shown).unwrap_or_default();
+            }
+            Json(out).into_response()
+        }
+        Err(e) => query_error(e),
+    }
+}
+
+/// `POST /api/v1/bubbleup/{dataset}`: how the selected events differ from the rest.
+async fn post_bubbleup(
+    State(engine): State<QueryEngine>,
+    Path(dataset): Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    let req: eventide_query::BubbleUpRequest = match read_json(body).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match engine.bubbleup(&dataset, &req).await {
         Ok(result) => Json(result).into_response(),
         Err(e) => query_error(e),
     }
@@ -117,13 +151,15 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
 /// `/healthz` always.
 pub fn app(
     ingest: Option<IngestState>,
-    engine: Option<QueryEngine>,
+    engine: Option<(QueryEngine, Markers)>,
     keys: Keys,
     udp: Option<Arc<UdpStats>>,
 ) -> Router {
     let mut router = Router::new();
-    if let Some(engine) = engine {
-        router = router.merge(query_routes(engine, keys.clone()));
+    if let Some((engine, markers)) = engine {
+        router = router
+            .merge(query_routes(engine, markers.clone(), keys.clone()))
+            .merge(crate::markers::routes(markers, keys.clone()));
     }
     if let Some(ingest) = ingest {
         router = router.merge(eventide_ingest::router(ingest, keys));
@@ -294,7 +330,7 @@ async fn get_columns(
     }
 }
 
-fn query_routes(engine: QueryEngine, keys: Keys) -> Router {
+fn query_routes(engine: QueryEngine, markers: Markers, keys: Keys) -> Router {
     let sql = guard(
         Router::new().route("/api/v1/sql", post(post_sql)),
         keys.clone(),
@@ -303,6 +339,12 @@ fn query_routes(engine: QueryEngine, keys: Keys) -> Router {
     );
     let spec = guard(
         Router::new().route("/api/v1/query/{dataset}", post(post_spec)),
+        keys.clone(),
+        Scope::Query,
+        false,
+    );
+    let bubbleup = guard(
+        Router::new().route("/api/v1/bubbleup/{dataset}", post(post_bubbleup)),
         keys.clone(),
         Scope::Query,
         false,
@@ -331,7 +373,8 @@ fn query_routes(engine: QueryEngine, keys: Keys) -> Router {
     );
     Router::new()
         .merge(sql.with_state(engine.clone()))
-        .merge(spec.with_state(engine.clone()))
+        .merge(spec.with_state((engine.clone(), markers)))
+        .merge(bubbleup.with_state(engine.clone()))
         .merge(listing.with_state(engine.clone()))
         .merge(admin.with_state(engine.clone()))
         .merge(columns.with_state(engine))

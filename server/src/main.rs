@@ -17,6 +17,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 mod api;
 mod cli;
+mod markers;
 mod serve;
 
 use std::path::PathBuf;

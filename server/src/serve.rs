@@ -179,9 +179,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // Markers live with the query API (they are drawn on its charts and read in its SQL).
     let engine = match args.role {
         Role::All | Role::Query => {
-            Some(QueryEngine::new(store.clone()).context("starting the query engine")?)
+            let engine = QueryEngine::new(store.clone()).context("starting the query engine")?;
+            let markers =
+                eventide_alerts::Markers::open(&args.data_dir).context("opening the markers")?;
+            engine
+                .register_system_table(
+                    "markers",
+                    Arc::new(eventide_alerts::MarkersTable::new(markers.clone())),
+                )
+                .context("registering eventide.markers")?;
+            Some((engine, markers))
         }
         _ => None,
     };

@@ -1,0 +1,242 @@
+//! Markers over HTTP against the real binary: Honeycomb's `/1/markers` shape, scopes,
+//! persistence across a restart, the SQL table `eventide.markers`, markers in query results,
+//! BubbleUp through the API, and clear errors.
+
+mod common;
+
+use common::{ADMIN_KEY, INGEST_KEY, QUERY_KEY, Server};
+use serde_json::{Value as Json, json};
+
+async fn call(
+    s: &Server,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<Json>,
+) -> (u16, Json) {
+    let mut r = s
+        .client
+        .request(method, format!("{}{path}", s.url))
+        .header("X-Honeycomb-Team", key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Json::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_are_kept_listed_queried_and_shown_on_results() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]).await;
+    let now = chrono::Utc::now().timestamp();
+    // A deploy marker as a CI job posts it (ingest key), with Eventide's deploy fields.
+    let (st, deploy) = call(
+        &s,
+        Method::POST,
+        "/1/markers/checkout",
+        INGEST_KEY,
+        Some(json!({
+            "message": "deploy checkout v42", "type": "deploy", "url": "https://ci.example/42",
+            "start_time": now - 60, "service": "checkout", "version": "v42", "commit": "abc123",
+            "commit_time": now - 600, "environment": "prod"
+        })),
+    )
+    .await;
+    assert_eq!(st, 200, "{deploy}");
+    let id = deploy["id"].as_str().unwrap().to_owned();
+    assert_eq!(deploy["type"], json!("deploy"));
+    assert_eq!(deploy["version"], json!("v42"));
+    assert!(deploy["created_at"].as_str().unwrap().ends_with('Z'));
+    let (st, all) = call(&s, Method::POST, "/1/markers/__all__", ADMIN_KEY, Some(json!({
+        "message": "maintenance", "type": "maintenance", "start_time": now - 120, "end_time": now - 90
+    }))).await;
+    assert_eq!(st, 200, "{all}");
+
+    // Scopes: a query key cannot write, an ingest key cannot list.
+    let (st, body) = call(
+        &s,
+        Method::POST,
+        "/1/markers/checkout",
+        QUERY_KEY,
+        Some(json!({"message": "x"})),
+    )
+    .await;
+    assert_eq!(st, 403, "{body}");
+    let (st, _) = call(&s, Method::GET, "/1/markers/checkout", INGEST_KEY, None).await;
+    assert_eq!(st, 403);
+
+    // Update and list.
+    let (st, updated) = call(
+        &s,
+        Method::PUT,
+        &format!("/1/markers/checkout/{id}"),
+        INGEST_KEY,
+        Some(json!({"url": "https://ci.example/42b"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{updated}");
+    assert_eq!(updated["message"], json!("deploy checkout v42"));
+    assert_eq!(updated["url"], json!("https://ci.example/42b"));
+    let (st, list) = call(&s, Method::GET, "/1/markers/checkout", QUERY_KEY, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(list, json!([updated.clone()]));
+
+    // Clear errors, nothing stored.
+    for (path, body, want) in [
+        (
+            "/1/markers/checkout",
+            json!({"start_time": now, "end_time": now - 5}),
+            "is before start_time",
+        ),
+        (
+            "/1/markers/checkout",
+            json!({"start_time": now * 1000}),
+            "is not a Unix time in seconds",
+        ),
+        ("/1/markers/bad%20name", json!({}), "invalid character"),
+        (
+            "/1/markers/checkout",
+            json!({"message": 5}),
+            "invalid request json",
+        ),
+    ] {
+        let (st, b) = call(&s, Method::POST, path, INGEST_KEY, Some(body)).await;
+        assert_eq!(st, 400, "{path}: {b}");
+        assert!(b["error"].as_str().unwrap().contains(want), "{b}");
+    }
+    let (st, b) = call(
+        &s,
+        Method::DELETE,
+        "/1/markers/checkout/m999999",
+        INGEST_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(st, 404, "{b}");
+
+    // Kept across a restart.
+    s.stop();
+    let s = Server::start(dir.path(), &[]).await;
+    let (_, list) = call(&s, Method::GET, "/1/markers/checkout", QUERY_KEY, None).await;
+    assert_eq!(list, json!([updated.clone()]));
+
+    // Readable in SQL.
+    let r = s
+        .sql("SELECT dataset, message, type, version, commit_time FROM eventide.markers ORDER BY start_time")
+        .await;
+    let commit_time = chrono::DateTime::from_timestamp(now - 600, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    assert_eq!(
+        r["rows"],
+        json!([
+            ["__all__", "maintenance", "maintenance", null, null],
+            [
+                "checkout",
+                "deploy checkout v42",
+                "deploy",
+                "v42",
+                commit_time
+            ]
+        ])
+    );
+
+    // Shown with a query's results: the dataset's own and the __all__ ones in its range.
+    let r = s
+        .post("/1/events/checkout", INGEST_KEY)
+        .json(&json!({"duration_ms": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.wait_count("checkout", 1).await;
+    let r = s.spec("checkout", json!({"time_range": 3600})).await;
+    let shown: Vec<&str> = r["markers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, ["maintenance", "deploy checkout v42"]);
+    let r = s.spec("checkout", json!({"time_range": 30})).await;
+    assert_eq!(r["markers"], json!([]), "both markers are older than 30 s");
+
+    // Deleted for good.
+    let (st, _) = call(
+        &s,
+        Method::DELETE,
+        &format!("/1/markers/checkout/{id}"),
+        ADMIN_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (_, list) = call(&s, Method::GET, "/1/markers/checkout", QUERY_KEY, None).await;
+    assert_eq!(list, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bubbleup_names_the_seeded_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]).await;
+    let now = chrono::Utc::now().timestamp();
+    // 1,000 events; the slow ones (duration ≥ 500) all come from build b2, the rest from b1.
+    let items: Vec<Json> = (0..1000)
+        .map(|i| {
+            let slow = i % 10 == 0;
+            let region = ["eu", "us"][i as usize % 2];
+            json!({"time": now - 600 + i / 10, "data": {
+                "build_id": if slow { "b2" } else { "b1" },
+                "duration_ms": if slow { 800 + i % 7 } else { 20 + i % 13 },
+                "region": region,
+            }})
+        })
+        .collect();
+    let r = s
+        .post("/1/batch/shop", INGEST_KEY)
+        .json(&items)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.wait_count("shop", 1000).await;
+    let r = s
+        .post("/api/v1/bubbleup/shop", QUERY_KEY)
+        .json(&json!({"time_range": 3600, "selection": {"filters": [{"column": "duration_ms", "op": ">=", "value": 500}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Json = r.json().await.unwrap();
+    assert_eq!(b["selection_count"], json!(100));
+    assert_eq!(b["baseline_count"], json!(900));
+    assert_eq!(b["columns"][0]["column"], json!("build_id"), "{b}");
+    assert_eq!(b["columns"][0]["score"], json!(1.0));
+    // A selection is required; an ingest key cannot ask.
+    let r = s
+        .post("/api/v1/bubbleup/shop", QUERY_KEY)
+        .json(&json!({"time_range": 3600, "selection": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Json = r.json().await.unwrap();
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("selection needs filters"),
+        "{e}"
+    );
+    let r = s
+        .post("/api/v1/bubbleup/shop", INGEST_KEY)
+        .json(&json!({"selection": {"start_time": now}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
