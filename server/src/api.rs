@@ -159,7 +159,8 @@ pub fn app(
     if let Some((engine, markers)) = engine {
         router = router
             .merge(query_routes(engine, markers.clone(), keys.clone()))
-            .merge(crate::markers::routes(markers, keys.clone()));
+            .merge(crate::markers::routes(markers, keys.clone()))
+            .merge(eventide_ui::router());
     }
     if let Some(ingest) = ingest {
         router = router.merge(eventide_ingest::router(ingest, keys));

@@ -1,0 +1,449 @@
+// Eventide's query page: a query builder over the query spec (DESIGN.md §5), charts with
+// deploy markers, a sortable results table and a SQL tab. Every answer comes from the HTTP
+// API; this file only builds requests and draws replies.
+import uPlot from '/ui/vendor/uPlot.esm.js';
+
+const $ = (id) => document.getElementById(id);
+const OPS = ['COUNT', 'SUM', 'AVG', 'MIN', 'MAX', 'COUNT_DISTINCT', 'P001', 'P01', 'P05', 'P10',
+  'P25', 'P50', 'P75', 'P90', 'P95', 'P99', 'P999', 'HEATMAP', 'CONCURRENCY', 'RATE_SUM',
+  'RATE_AVG', 'RATE_MAX'];
+const FILTER_OPS = ['=', '!=', '>', '>=', '<', '<=', 'starts-with', 'does-not-start-with',
+  'contains', 'does-not-contain', 'exists', 'does-not-exist', 'in', 'not-in'];
+const HAVING_OPS = ['>', '>=', '<', '<=', '=', '!='];
+/** Groups drawn per chart; the rest are summarized. */
+const TOP_N = 10;
+const KEY_STORE = 'eventide.key';
+const COLORS = ['#3056d3', '#d97706', '#059669', '#dc2626', '#7c3aed', '#0891b2', '#db2777',
+  '#65a30d', '#9333ea', '#475569'];
+
+let key = localStorage.getItem(KEY_STORE) || '';
+let charts = [];
+
+class ApiError extends Error {
+  constructor(message, status) { super(message); this.status = status; }
+}
+
+async function api(path, body) {
+  const r = await fetch(path, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { 'X-Honeycomb-Team': key, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let reply = null;
+  try { reply = await r.json(); } catch { reply = null; }
+  if (r.status === 401) askKey();
+  if (!r.ok) throw new ApiError((reply && reply.error) || `HTTP ${r.status}`, r.status);
+  return reply;
+}
+
+// ---------- rows of the builder ----------
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v; else if (k in e && k !== 'list') e[k] = v; else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+function select(options, value, attrs = {}) {
+  const s = el('select', attrs);
+  for (const o of options) s.append(el('option', { value: o, textContent: o }));
+  if (value !== undefined) s.value = value;
+  return s;
+}
+
+function removable(row) {
+  row.append(el('button', { type: 'button', textContent: '×', title: 'remove', onclick: () => row.remove() }));
+  return row;
+}
+
+function calcRow(c = { op: 'COUNT' }) {
+  return removable(el('div', { class: 'row calc' },
+    select(OPS, c.op, { 'data-testid': 'calc-op' }),
+    el('input', { list: 'columns', placeholder: 'column', value: c.column || '', 'data-testid': 'calc-column' })));
+}
+
+function filterRow(f = { op: '=' }) {
+  const v = f.value === undefined ? '' : (Array.isArray(f.value) ? f.value.join(', ') : String(f.value));
+  return removable(el('div', { class: 'row filter' },
+    el('input', { list: 'columns', placeholder: 'column', value: f.column || '', 'data-testid': 'filter-column' }),
+    select(FILTER_OPS, f.op, { 'data-testid': 'filter-op' }),
+    el('input', { placeholder: 'value', value: v, 'data-testid': 'filter-value' })));
+}
+
+function orderRow(o = {}) {
+  const what = o.op ? (o.op.toUpperCase() === 'COUNT' ? 'COUNT' : `${o.op}(${o.column || ''})`) : (o.column || '');
+  return removable(el('div', { class: 'row order' },
+    el('input', { placeholder: 'COUNT, P99(duration_ms) or a group-by column', value: what }),
+    select(['descending', 'ascending'], o.order || 'descending')));
+}
+
+function havingRow(h = { calculate_op: 'COUNT', op: '>' }) {
+  return removable(el('div', { class: 'row having' },
+    select(OPS.filter((o) => !['HEATMAP', 'CONCURRENCY'].includes(o) && !o.startsWith('RATE')), h.calculate_op),
+    el('input', { list: 'columns', placeholder: 'column', value: h.column || '' }),
+    select(HAVING_OPS, h.op),
+    el('input', { type: 'number', step: 'any', value: h.value ?? '' })));
+}
+
+/** A filter value as typed: numbers, booleans and lists become JSON values. */
+function parseValue(op, text) {
+  const one = (t) => {
+    t = t.trim();
+    if (t === 'true' || t === 'false') return t === 'true';
+    if (t !== '' && !Number.isNaN(Number(t))) return Number(t);
+    return t;
+  };
+  if (op === 'exists' || op === 'does-not-exist') return undefined;
+  if (op === 'in' || op === 'not-in') return text.split(',').filter((t) => t.trim() !== '').map(one);
+  if (['starts-with', 'does-not-start-with', 'contains', 'does-not-contain'].includes(op)) return text;
+  return one(text);
+}
+
+// ---------- state: form <-> query spec <-> URL ----------
+
+function readForm() {
+  const calcs = [...document.querySelectorAll('#calcs .calc')].map((r) => {
+    const [op, col] = r.querySelectorAll('select, input');
+    return col.value.trim() ? { op: op.value, column: col.value.trim() } : { op: op.value };
+  });
+  const filters = [...document.querySelectorAll('#filters .filter')].map((r) => {
+    const [col, op, val] = r.querySelectorAll('input, select');
+    const f = { column: col.value.trim(), op: op.value };
+    const v = parseValue(op.value, val.value);
+    if (v !== undefined) f.value = v;
+    return f;
+  }).filter((f) => f.column);
+  const orders = [...document.querySelectorAll('#orders .order')].map((r) => {
+    const [what, dir] = r.querySelectorAll('input, select');
+    const m = what.value.trim().match(/^([A-Za-z_0-9]+)(?:\((.*)\))?$/);
+    if (m && OPS.includes(m[1].toUpperCase()) && (m[2] !== undefined || m[1].toUpperCase() === 'COUNT')) {
+      return m[2] ? { op: m[1].toUpperCase(), column: m[2], order: dir.value } : { op: m[1].toUpperCase(), order: dir.value };
+    }
+    return { column: what.value.trim(), order: dir.value };
+  }).filter((o) => o.op || o.column);
+  const havings = [...document.querySelectorAll('#havings .having')].map((r) => {
+    const [op, col, cmp, val] = r.querySelectorAll('select, input');
+    const h = { calculate_op: op.value, op: cmp.value, value: Number(val.value) };
+    if (col.value.trim()) h.column = col.value.trim();
+    return h;
+  }).filter((h) => !Number.isNaN(h.value));
+  const time = $('range').value === 'custom'
+    ? { start: $('start').value, end: $('end').value }
+    : { range: Number($('range').value) };
+  return {
+    dataset: $('dataset').value,
+    calculations: calcs.length ? calcs : [{ op: 'COUNT' }],
+    filters,
+    filter_combination: $('combination').value,
+    breakdowns: $('breakdowns').value.split(',').map((s) => s.trim()).filter(Boolean),
+    orders,
+    havings,
+    limit: Number($('limit').value) || 100,
+    time,
+  };
+}
+
+function fillForm(s) {
+  if (s.dataset) $('dataset').value = s.dataset;
+  $('calcs').replaceChildren(...(s.calculations || [{ op: 'COUNT' }]).map(calcRow));
+  $('filters').replaceChildren(...(s.filters || []).map(filterRow));
+  $('combination').value = s.filter_combination || 'AND';
+  $('breakdowns').value = (s.breakdowns || []).join(', ');
+  $('orders').replaceChildren(...(s.orders || []).map(orderRow));
+  $('havings').replaceChildren(...(s.havings || []).map(havingRow));
+  $('limit').value = s.limit || 100;
+  const t = s.time || { range: 7200 };
+  if (t.start) {
+    $('range').value = 'custom';
+    $('start').value = t.start;
+    $('end').value = t.end;
+  } else {
+    $('range').value = String(t.range || 7200);
+  }
+  $('absolute').hidden = $('range').value !== 'custom';
+}
+
+/** A bucket width giving about 60 points over `seconds`, rounded to a familiar step. */
+function granularity(seconds) {
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  const want = seconds / 60;
+  return steps.find((s) => s >= want) || 86400;
+}
+
+function toSpec(s) {
+  const spec = {
+    calculations: s.calculations, filters: s.filters, filter_combination: s.filter_combination,
+    breakdowns: s.breakdowns, orders: s.orders, havings: s.havings, limit: s.limit,
+  };
+  let seconds;
+  if (s.time.start) {
+    spec.start_time = Date.parse(s.time.start + 'Z') / 1000;
+    spec.end_time = Date.parse(s.time.end + 'Z') / 1000;
+    seconds = spec.end_time - spec.start_time;
+  } else {
+    spec.time_range = s.time.range;
+    seconds = s.time.range;
+  }
+  spec.granularity = granularity(Math.max(seconds, 1));
+  return spec;
+}
+
+function saveUrl(s) {
+  history.replaceState(null, '', '#' + encodeURIComponent(JSON.stringify(s)));
+}
+
+function stateFromUrl() {
+  if (location.hash.length < 2) return null;
+  try { return JSON.parse(decodeURIComponent(location.hash.slice(1))); } catch { return null; }
+}
+
+// ---------- errors ----------
+
+function clearErrors() {
+  for (const e of document.querySelectorAll('.error')) { e.hidden = true; e.textContent = ''; }
+}
+
+/** Shows a server error next to the part of the query it is about. */
+function showError(message, s, where) {
+  let part = where || 'general';
+  if (!where && s) {
+    const col = (message.match(/column "([^"]+)"/) || [])[1];
+    if (/filter/i.test(message) || (col && s.filters.some((f) => f.column === col))) part = 'where';
+    else if (/calculation|HEATMAP|CONCURRENCY|RATE_|numeric column/.test(message)) part = 'visualize';
+    else if (/order|having|limit/i.test(message)) part = 'order';
+    else if (/breakdown/.test(message) || (col && s.breakdowns.includes(col))) part = 'group';
+    else if (/time|granularity/i.test(message)) part = 'time';
+    else if (col && s.calculations.some((c) => c.column === col)) part = 'visualize';
+  }
+  const box = document.querySelector(`.error[data-for="${part}"]`);
+  box.textContent = message;
+  box.hidden = false;
+}
+
+// ---------- results ----------
+
+function cellText(v) {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'object') {
+    if (v.buckets) return `${v.buckets.length} buckets, ${v.min}–${v.max}`;
+    return JSON.stringify(v);
+  }
+  if (typeof v === 'number' && !Number.isInteger(v)) return String(Math.round(v * 1e6) / 1e6);
+  return String(v);
+}
+
+/** A sortable table (click a header); `onRow(row)` on a click of a row. */
+function table(columns, rows, testid, onRow) {
+  const t = el('table', { 'data-testid': testid });
+  const head = el('tr');
+  const body = el('tbody');
+  let sortCol = -1; let asc = true;
+  const draw = () => {
+    const sorted = sortCol < 0 ? rows : [...rows].sort((a, b) => {
+      const x = a[sortCol]; const y = b[sortCol];
+      const c = (typeof x === 'number' && typeof y === 'number') ? x - y : String(x ?? '').localeCompare(String(y ?? ''));
+      return asc ? c : -c;
+    });
+    body.replaceChildren(...sorted.map((r) => {
+      const tr = el('tr', onRow ? { class: 'clickable' } : {}, ...r.map((v) => el('td', { textContent: cellText(v) })));
+      if (onRow) tr.onclick = () => onRow(r);
+      return tr;
+    }));
+    [...head.children].forEach((th, i) => { th.className = i === sortCol ? (asc ? 'sorted-asc' : 'sorted-desc') : ''; });
+  };
+  columns.forEach((c, i) => {
+    head.append(el('th', {
+      textContent: c,
+      onclick: () => { if (sortCol === i) asc = !asc; else { sortCol = i; asc = true; } draw(); },
+    }));
+  });
+  t.append(el('thead', {}, head), body);
+  draw();
+  return t;
+}
+
+function groupKey(row, breakdowns) {
+  return breakdowns.length ? breakdowns.map((b) => cellText(row[b])).join(', ') : 'all';
+}
+
+function drawCharts(s, reply) {
+  for (const c of charts) c.destroy();
+  charts = [];
+  const box = $('charts');
+  box.replaceChildren();
+  const series = reply.series || [];
+  const groups = reply.results.slice(0, TOP_N).map((r) => groupKey(r, s.breakdowns));
+  const times = [...new Set(series.map((r) => Date.parse(r.time) / 1000))].sort((a, b) => a - b);
+  const index = new Map(times.map((t, i) => [t, i]));
+  const names = [...new Set(s.calculations.map((c) => (c.op === 'COUNT' ? 'COUNT' : c.op === 'CONCURRENCY' ? 'CONCURRENCY' : `${c.op}(${c.column || ''})`)))];
+  for (const name of names) {
+    if (name.startsWith('HEATMAP')) continue;
+    const data = [times];
+    for (const g of groups) {
+      const ys = new Array(times.length).fill(null);
+      for (const r of series) {
+        if (groupKey(r, s.breakdowns) === g && r[name] !== undefined && r[name] !== null) ys[index.get(Date.parse(r.time) / 1000)] = r[name];
+      }
+      data.push(ys);
+    }
+    const wrap = el('div', { class: 'chart', 'data-testid': 'chart', 'data-calc': name });
+    wrap.append(el('h3', { textContent: name }));
+    if (reply.results.length > TOP_N) {
+      wrap.append(el('div', { class: 'summary', textContent: `top ${TOP_N} of ${reply.results.length} groups drawn; the table lists them all` }));
+    }
+    box.append(wrap);
+    const markers = reply.markers || [];
+    const u = new uPlot({
+      width: Math.max(wrap.clientWidth - 16, 300),
+      height: 220,
+      series: [{}, ...groups.map((g, i) => ({ label: g, stroke: COLORS[i % COLORS.length], spanGaps: false, points: { show: times.length < 3 } }))],
+      axes: [{}, { size: 60 }],
+      hooks: {
+        draw: [(u) => {
+          for (const m of wrap.querySelectorAll('.marker')) m.remove();
+          for (const m of markers) {
+            const x = u.valToPos(m.start_time, 'x');
+            if (x < 0 || x > u.bbox.width / devicePixelRatio) continue;
+            // The plot area's place inside the chart box.
+            const over = u.over.getBoundingClientRect();
+            const box = wrap.getBoundingClientRect();
+            const div = el('div', {
+              class: 'marker', 'data-testid': 'marker',
+              title: `${m.type ? m.type + ': ' : ''}${m.message}`,
+            });
+            div.style.left = `${over.left - box.left + x}px`;
+            div.style.top = `${over.top - box.top}px`;
+            div.style.height = `${over.height}px`;
+            wrap.append(div);
+          }
+        }],
+      },
+      scales: { x: { time: true, range: () => xRange(s, times) } },
+    }, data, wrap);
+    charts.push(u);
+  }
+}
+
+/** The chart's x range: the query's time range. */
+function xRange(s, times) {
+  if (s.time.start) return [Date.parse(s.time.start + 'Z') / 1000, Date.parse(s.time.end + 'Z') / 1000];
+  const now = Date.now() / 1000;
+  const lo = Math.min(now - s.time.range, times[0] ?? now);
+  return [lo, now];
+}
+
+function drawResults(s, reply) {
+  const names = Object.keys(reply.results[0] || {}).filter((k) => !s.breakdowns.includes(k));
+  const columns = [...s.breakdowns, ...names];
+  const rows = reply.results.map((r) => columns.map((c) => r[c]));
+  const box = $('results');
+  box.replaceChildren(
+    el('div', { class: 'summary', textContent: `${reply.results.length} rows · ${(reply.markers || []).length} markers` }),
+    table(columns, rows, 'results-table'));
+}
+
+// ---------- running ----------
+
+async function run() {
+  const s = readForm();
+  saveUrl(s);
+  clearErrors();
+  if (!s.dataset) { showError('pick a dataset', s, 'general'); return; }
+  $('status').textContent = 'running…';
+  $('run').disabled = true;
+  const t0 = performance.now();
+  try {
+    const reply = await api(`/api/v1/query/${encodeURIComponent(s.dataset)}`, toSpec(s));
+    drawCharts(s, reply);
+    drawResults(s, reply);
+    $('status').textContent = `${Math.round(performance.now() - t0)} ms (server ${Math.round(reply.elapsed_ms)} ms)`;
+  } catch (e) {
+    $('status').textContent = '';
+    showError(e.message, s);
+  } finally {
+    $('run').disabled = false;
+  }
+}
+
+async function runSql() {
+  clearErrors();
+  $('sql-status').textContent = 'running…';
+  const t0 = performance.now();
+  try {
+    const r = await api('/api/v1/sql', { sql: $('sql').value });
+    $('sql-results').replaceChildren(table(r.columns.map((c) => c.name), r.rows, 'sql-results'));
+    $('sql-status').textContent = `${r.rows.length} rows, ${Math.round(performance.now() - t0)} ms`;
+  } catch (e) {
+    $('sql-status').textContent = '';
+    showError(e.message, null, 'sql');
+  }
+}
+
+async function loadColumns(dataset) {
+  if (!dataset) return;
+  try {
+    const r = await api(`/api/v1/datasets/${encodeURIComponent(dataset)}/columns`);
+    $('columns').replaceChildren(...r.columns.map((c) => el('option', { value: c.name, textContent: c.type })));
+  } catch (e) {
+    showError(e.message, null, 'general');
+  }
+}
+
+async function loadDatasets() {
+  const r = await api('/api/v1/sql', { sql: "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name" });
+  const sel = $('dataset');
+  const current = sel.value;
+  sel.replaceChildren(...r.rows.map(([n]) => el('option', { value: n, textContent: n })));
+  if (current) sel.value = current;
+}
+
+function askKey() {
+  $('key-panel').hidden = false;
+  $('query-view').hidden = true;
+  $('sql-view').hidden = true;
+}
+
+async function start() {
+  if (!key) { askKey(); return; }
+  $('key-panel').hidden = true;
+  showTab('query');
+  try {
+    await loadDatasets();
+  } catch (e) {
+    showError(e.message, null, 'general');
+    return;
+  }
+  const s = stateFromUrl();
+  if (s) fillForm(s); else fillForm({ dataset: $('dataset').value });
+  await loadColumns($('dataset').value);
+  if (s && s.dataset) await run();
+}
+
+function showTab(which) {
+  $('query-view').hidden = which !== 'query';
+  $('sql-view').hidden = which !== 'sql';
+  $('tab-query').classList.toggle('active', which === 'query');
+  $('tab-sql').classList.toggle('active', which === 'sql');
+}
+
+$('key-form').onsubmit = (e) => {
+  e.preventDefault();
+  key = $('key').value.trim();
+  localStorage.setItem(KEY_STORE, key);
+  start();
+};
+$('forget-key').onclick = () => { localStorage.removeItem(KEY_STORE); key = ''; askKey(); };
+$('builder').onsubmit = (e) => { e.preventDefault(); run(); };
+$('add-calc').onclick = () => $('calcs').append(calcRow({ op: 'COUNT' }));
+$('add-filter').onclick = () => $('filters').append(filterRow());
+$('add-order').onclick = () => $('orders').append(orderRow());
+$('add-having').onclick = () => $('havings').append(havingRow());
+$('range').onchange = () => { $('absolute').hidden = $('range').value !== 'custom'; };
+$('dataset').onchange = () => loadColumns($('dataset').value);
+$('tab-query').onclick = () => showTab('query');
+$('tab-sql').onclick = () => showTab('sql');
+$('sql-run').onclick = runSql;
+start();

@@ -1,0 +1,69 @@
+//! # eventide-ui
+//!
+//! The query web page served by `eventide serve` at `/`: plain ES modules, no build step
+//! (`assets/`), with uPlot (MIT, vendored from npm in `assets/vendor/`) for the charts. The
+//! assets are embedded in the binary; they carry no business logic: every answer comes from
+//! the HTTP API with the key the page asks for once (kept in the browser's local storage).
+//! Browser tests (Playwright driving Chromium) are in `tests/browser/`, run by the server's
+//! `tests/ui.rs`.
+//!
+//! # Invariants
+//! - The assets are public (no key), like `/healthz`; everything they show needs a key.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Router, extract::Path};
+
+/// (path under `/ui/`, content type, bytes)
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/style.css"),
+    ),
+    (
+        "vendor/uPlot.esm.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/vendor/uPlot.esm.js"),
+    ),
+    (
+        "vendor/uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/vendor/uPlot.min.css"),
+    ),
+];
+
+const INDEX: &str = include_str!("../assets/index.html");
+
+fn asset(content_type: &'static str, bytes: &'static [u8]) -> Response {
+    let mut r = bytes.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX.as_bytes())
+}
+
+async fn file(Path(path): Path<String>) -> Response {
+    match ASSETS.iter().find(|(p, _, _)| *p == path) {
+        Some((_, t, b)) => asset(t, b),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
+
+/// `GET /` (the page) and `GET /ui/{asset}`, without keys.
+pub fn router() -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/ui/{*path}", get(file))
+}

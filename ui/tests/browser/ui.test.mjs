@@ -1,0 +1,129 @@
+// Browser test of the query page: Playwright (playwright-core) driving Debian's Chromium,
+// headless, against a real `eventide serve` that server/tests/ui.rs started and seeded.
+//
+// Environment: EVENTIDE_URL, EVENTIDE_QUERY_KEY, EVENTIDE_INGEST_KEY, EVENTIDE_DATASET (seeded
+// with `service.name`, `duration_ms`, `http.status_code`), EVENTIDE_SCREENSHOTS (a folder).
+// Exits non-zero with the failed check on stderr.
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+
+const url = process.env.EVENTIDE_URL;
+const queryKey = process.env.EVENTIDE_QUERY_KEY;
+const ingestKey = process.env.EVENTIDE_INGEST_KEY;
+const dataset = process.env.EVENTIDE_DATASET;
+const shots = process.env.EVENTIDE_SCREENSHOTS;
+
+async function api(p, body, key = queryKey) {
+  const r = await fetch(url + p, {
+    method: 'POST',
+    headers: { 'X-Honeycomb-Team': key, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const j = await r.json();
+  assert.equal(r.status, 200, `${p}: ${JSON.stringify(j)}`);
+  return j;
+}
+
+/** How the page prints a number (cellText in app.js). */
+const shown = (v) => (Number.isInteger(v) ? String(v) : String(Math.round(v * 1e6) / 1e6));
+
+async function tableRows(page, testid) {
+  return page.$$eval(`[data-testid="${testid}"] tbody tr`, (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+}
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+
+  // The key is asked for once and kept.
+  await page.goto(url + '/');
+  await page.getByTestId('key-input').fill(queryKey);
+  await page.getByTestId('key-input').press('Enter');
+  await page.waitForFunction((ds) => [...document.querySelectorAll('[data-testid="dataset-select"] option')].some((o) => o.value === ds), dataset);
+  await page.getByTestId('dataset-select').selectOption(dataset);
+
+  // COUNT + P99(duration_ms) by service.name, built with the controls.
+  await page.click('#add-calc');
+  const ops = page.getByTestId('calc-op');
+  await ops.nth(0).selectOption('COUNT');
+  await ops.nth(1).selectOption('P99');
+  await page.getByTestId('calc-column').nth(1).fill('duration_ms');
+  await page.getByTestId('group-input').fill('service.name');
+  await page.getByTestId('run-query').click();
+  await page.waitForSelector('[data-testid="results-table"] tbody tr');
+
+  // The table shows what the API answers for the same question.
+  const spec = {
+    calculations: [{ op: 'COUNT' }, { op: 'P99', column: 'duration_ms' }],
+    breakdowns: ['service.name'], time_range: 7200, limit: 100,
+  };
+  const want = (await api(`/api/v1/query/${dataset}`, spec)).results
+    .map((r) => [r['service.name'], shown(r.COUNT), shown(r['P99(duration_ms)'])]);
+  assert.ok(want.length >= 3, 'seeded services');
+  const got = await tableRows(page, 'results-table');
+  assert.deepEqual(got, want, 'results table = API results');
+
+  // One chart per calculation, one line per service, drawn from the API's series.
+  const charts = page.getByTestId('chart');
+  assert.equal(await charts.count(), 2);
+  assert.equal(await charts.nth(0).getAttribute('data-calc'), 'COUNT');
+  assert.equal(await charts.nth(1).getAttribute('data-calc'), 'P99(duration_ms)');
+  const legend = await charts.nth(0).locator('.u-legend .u-series th').allTextContents();
+  for (const [svc] of want) assert.ok(legend.some((l) => l.includes(svc)), `legend has ${svc}: ${legend}`);
+  const drawn = await page.evaluate(() => document.querySelectorAll('[data-testid="chart"] canvas').length);
+  assert.equal(drawn, 2);
+  await page.screenshot({ path: path.join(shots, 'query.png'), fullPage: true });
+
+  // The URL holds the query: a reload gives the same query and the same table.
+  const hash = new URL(page.url()).hash;
+  assert.ok(hash.length > 10, 'query in the URL');
+  await page.reload();
+  await page.waitForSelector('[data-testid="results-table"] tbody tr');
+  assert.deepEqual(await tableRows(page, 'results-table'), want, 'same results after reload');
+  assert.equal(await page.getByTestId('group-input').inputValue(), 'service.name');
+  assert.equal(await page.getByTestId('calc-op').nth(1).inputValue(), 'P99');
+  assert.equal(await page.getByTestId('calc-column').nth(1).inputValue(), 'duration_ms');
+
+  // A deploy marker created through the API appears on the charts, its message on hover.
+  const now = Math.floor(Date.now() / 1000);
+  await api(`/1/markers/${dataset}`, { message: 'deploy checkout v42', type: 'deploy', start_time: now - 1800 }, ingestKey);
+  await page.getByTestId('run-query').click();
+  await page.waitForSelector('[data-testid="marker"]');
+  const titles = await page.getByTestId('marker').evaluateAll((ms) => ms.map((m) => m.title));
+  assert.ok(titles.length >= 2 && titles.every((t) => t === 'deploy: deploy checkout v42'), `markers: ${titles}`);
+  await page.screenshot({ path: path.join(shots, 'markers.png'), fullPage: true });
+
+  // A bad filter value: the server's error, shown next to the filters.
+  await page.click('#add-filter');
+  await page.getByTestId('filter-column').fill('http.status_code');
+  await page.getByTestId('filter-op').selectOption('>=');
+  await page.getByTestId('filter-value').fill('abc');
+  await page.getByTestId('run-query').click();
+  const err = page.locator('[data-testid="error"][data-for="where"]');
+  await err.waitFor({ state: 'visible' });
+  const message = await err.textContent();
+  assert.match(message, /filter value "abc" does not fit column "http.status_code" of type int64/);
+  await page.screenshot({ path: path.join(shots, 'error.png'), fullPage: true });
+
+  // The SQL tab.
+  await page.click('#tab-sql');
+  await page.getByTestId('sql-input').fill(`SELECT "service.name" AS service, count(*) AS n FROM "${dataset}" GROUP BY 1 ORDER BY 1`);
+  await page.getByTestId('sql-run').click();
+  await page.waitForSelector('[data-testid="sql-results"] tbody tr');
+  const sqlRows = await tableRows(page, 'sql-results');
+  const sqlWant = (await api('/api/v1/sql', { sql: `SELECT "service.name" AS service, count(*) AS n FROM "${dataset}" GROUP BY 1 ORDER BY 1` })).rows.map((r) => r.map(String));
+  assert.deepEqual(sqlRows, sqlWant);
+  await page.screenshot({ path: path.join(shots, 'sql.png'), fullPage: true });
+
+  assert.deepEqual(pageErrors, [], 'no script errors in the page');
+  console.log('ui browser test: ok');
+} finally {
+  await browser.close();
+}
