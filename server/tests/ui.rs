@@ -44,10 +44,13 @@ async fn query_page_in_chromium() {
         .map(|i: i64| {
             let svc = ["api", "checkout", "search"][(i % 3) as usize];
             let base = [20.0, 80.0, 45.0][(i % 3) as usize];
+            // Every tenth event is slow, and all of those come from build-2.
+            let slow = i % 10 == 0;
             json!({"time": now - 1200 + i * 2, "data": {
                 "service.name": svc,
-                "duration_ms": base + (i % 50) as f64,
+                "duration_ms": if slow { 800.0 + (i % 60) as f64 } else { base + (i % 50) as f64 },
                 "http.status_code": if i % 17 == 0 { 500 } else { 200 },
+                "build_id": if slow { "build-2" } else { "build-1" },
             }})
         })
         .collect();
@@ -59,6 +62,20 @@ async fn query_page_in_chromium() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(s.wait_count("shop", 600).await, 600);
+    // 100,000 distinct user ids, in batches under the body limit.
+    for chunk in 0..10 {
+        let items: Vec<Json> = (chunk * 10_000..(chunk + 1) * 10_000)
+            .map(|i: i64| json!({"time": now - 600 + i % 500, "data": {"user_id": format!("user-{i:06}")}}))
+            .collect();
+        let r = s
+            .post("/1/batch/wide", INGEST_KEY)
+            .json(&items)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(s.wait_count("wide", 100_000).await, 100_000);
 
     let shots = match std::env::var("EVENTIDE_UI_SCREENSHOTS") {
         Ok(d) => PathBuf::from(d),
@@ -75,6 +92,7 @@ async fn query_page_in_chromium() {
                 .env("EVENTIDE_QUERY_KEY", QUERY_KEY)
                 .env("EVENTIDE_INGEST_KEY", INGEST_KEY)
                 .env("EVENTIDE_DATASET", "shop")
+                .env("EVENTIDE_WIDE_DATASET", "wide")
                 .env("EVENTIDE_SCREENSHOTS", shots)
                 .output()
                 .expect("run node")
@@ -89,7 +107,10 @@ async fn query_page_in_chromium() {
         "browser test failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("ui browser test: ok"), "{stdout}");
-    for view in ["query", "markers", "error", "sql"] {
+    print!("{stdout}");
+    for view in [
+        "query", "markers", "error", "sql", "heatmap", "bubbleup", "wide",
+    ] {
         let f = shots.join(format!("{view}.png"));
         assert!(
             std::fs::metadata(&f)

@@ -2,7 +2,8 @@
 // headless, against a real `eventide serve` that server/tests/ui.rs started and seeded.
 //
 // Environment: EVENTIDE_URL, EVENTIDE_QUERY_KEY, EVENTIDE_INGEST_KEY, EVENTIDE_DATASET (seeded
-// with `service.name`, `duration_ms`, `http.status_code`), EVENTIDE_SCREENSHOTS (a folder).
+// with `service.name`, `duration_ms`, `http.status_code`, `build_id`: every tenth event slow and
+// from build-2), EVENTIDE_WIDE_DATASET (100,000 distinct `user_id`), EVENTIDE_SCREENSHOTS.
 // Exits non-zero with the failed check on stderr.
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
@@ -79,6 +80,16 @@ try {
   for (const [svc] of want) assert.ok(legend.some((l) => l.includes(svc)), `legend has ${svc}: ${legend}`);
   const drawn = await page.evaluate(() => document.querySelectorAll('[data-testid="chart"] canvas').length);
   assert.equal(drawn, 2);
+  // The lines are the API's series: per chart, per service, the value at each bucket time.
+  const series = (await api(`/api/v1/query/${dataset}`, { ...spec, granularity: 120 })).series;
+  const plotted = await page.evaluate(() => window.eventideCharts);
+  for (const c of plotted) {
+    c.labels.forEach((svc, i) => {
+      const want = new Map(series.filter((r) => r['service.name'] === svc).map((r) => [Date.parse(r.time) / 1000, r[c.calc]]));
+      const got = new Map(c.data[0].map((t, j) => [t, c.data[i + 1][j]]).filter(([, v]) => v !== null));
+      assert.deepEqual(got, want, `${c.calc} line of ${svc}`);
+    });
+  }
   await page.screenshot({ path: path.join(shots, 'query.png'), fullPage: true });
 
   // The URL holds the query: a reload gives the same query and the same table.
@@ -121,6 +132,80 @@ try {
   const sqlWant = (await api('/api/v1/sql', { sql: `SELECT "service.name" AS service, count(*) AS n FROM "${dataset}" GROUP BY 1 ORDER BY 1` })).rows.map((r) => r.map(String));
   assert.deepEqual(sqlRows, sqlWant);
   await page.screenshot({ path: path.join(shots, 'sql.png'), fullPage: true });
+
+  // HEATMAP(duration_ms), then a drag over its slow region: BubbleUp names the build that
+  // was seeded to be slow.
+  await page.click('#tab-query');
+  await page.locator('#filters .filter button').click();
+  await page.locator('#calcs .calc button').nth(1).click();
+  await page.getByTestId('calc-op').nth(0).selectOption('HEATMAP');
+  await page.getByTestId('calc-column').nth(0).fill('duration_ms');
+  await page.getByTestId('group-input').fill('');
+  await page.getByTestId('run-query').click();
+  const heatmap = page.getByTestId('heatmap');
+  await heatmap.waitFor();
+  const painted = await heatmap.evaluate((c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] !== d[i + 1] || d[i + 1] !== d[i + 2]) n++;
+    return n;
+  });
+  assert.ok(painted > 500, `heatmap cells drawn (${painted} coloured pixels)`);
+  await page.screenshot({ path: path.join(shots, 'heatmap.png'), fullPage: true });
+  const box = await heatmap.boundingBox();
+  // The top fifth of the value axis holds only the slow events (800+ ms of 20..~860).
+  await page.mouse.move(box.x + 60, box.y + 5);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width / 2, box.y + 30, { steps: 4 });
+  await page.mouse.move(box.x + box.width - 10, box.y + box.height * 0.2, { steps: 4 });
+  await page.mouse.up();
+  await page.waitForSelector('[data-testid="bubbleup-column"]');
+  const first = await page.getByTestId('bubbleup-column').first().getAttribute('data-column');
+  assert.equal(first, 'build_id', 'BubbleUp puts the seeded column first');
+  await page.screenshot({ path: path.join(shots, 'bubbleup.png'), fullPage: true });
+
+  // Dragging over a time range of a chart asks BubbleUp about that stretch of time.
+  await page.getByTestId('dataset-select').selectOption(dataset);
+  await page.getByTestId('calc-op').nth(0).selectOption('COUNT');
+  await page.getByTestId('calc-column').nth(0).fill('');
+  await page.getByTestId('run-query').click();
+  const chart = page.getByTestId('chart').first().locator('.u-over');
+  await chart.waitFor();
+  const cb = await chart.boundingBox();
+  await page.mouse.move(cb.x + cb.width * 0.5, cb.y + cb.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(cb.x + cb.width * 0.99, cb.y + cb.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForFunction(() => /selected events vs/.test(document.querySelector('#bubbleup')?.textContent || ''));
+
+  // The raw events behind a results row, paged.
+  await page.locator('[data-testid="results-table"] tbody tr').first().click();
+  await page.waitForSelector('[data-testid="events-table"] tbody tr');
+  assert.equal(await page.locator('[data-testid="events-table"] tbody tr').count(), 50);
+  await page.getByRole('button', { name: 'older →' }).click();
+  await page.waitForFunction(() => document.querySelector('#events span')?.textContent === 'page 2');
+  assert.equal(await page.locator('[data-testid="events-table"] tbody tr').count(), 50);
+
+  // A 100,000-group breakdown: the table lists the first 1,000 groups and summarizes the rest,
+  // and the page keeps answering.
+  await page.getByTestId('dataset-select').selectOption(process.env.EVENTIDE_WIDE_DATASET);
+  await page.getByTestId('calc-op').nth(0).selectOption('COUNT');
+  await page.getByTestId('calc-column').nth(0).fill('');
+  await page.getByTestId('group-input').fill('user_id');
+  await page.fill('#limit', '100000');
+  const t0 = Date.now();
+  await page.getByTestId('run-query').click();
+  await page.getByTestId('rest-summary').waitFor({ timeout: 60_000 });
+  const rendered = Date.now() - t0;
+  assert.equal(await page.locator('[data-testid="results-table"] tbody tr').count(), 1000);
+  assert.match(await page.getByTestId('rest-summary').textContent(), /99000 more groups not listed · COUNT of the rest 99000/);
+  assert.equal(await page.getByTestId('chart').first().locator('.u-legend .u-series').count(), 11, 'time + top 10 lines');
+  const t1 = Date.now();
+  await page.click('#tab-sql');
+  await page.getByTestId('sql-input').waitFor({ state: 'visible' });
+  console.log(`100,000 groups: rendered in ${rendered} ms, next click answered in ${Date.now() - t1} ms`);
+  await page.click('#tab-query');
+  await page.screenshot({ path: path.join(shots, 'wide.png') });
 
   assert.deepEqual(pageErrors, [], 'no script errors in the page');
   console.log('ui browser test: ok');
