@@ -591,6 +591,17 @@ fn machine() -> Json {
     })
 }
 
+/// What [`ingest_runs`] sends.
+struct RunPlan<'a> {
+    /// Datasets are `{label}-{i}`.
+    label: &'a str,
+    format: Format,
+    runs: usize,
+    events: u64,
+    /// Freshness probes (with their SQL polling) during the runs.
+    probes: bool,
+}
+
 /// `runs` ingest runs of `events` events in `format` into `server`, each into its
 /// own dataset (`{label}-{i}`) with its bodies built first (so the CPU and memory figures
 /// cover the sending window only; the server may still be compacting earlier runs then:
@@ -599,13 +610,16 @@ fn machine() -> Json {
 async fn ingest_runs(
     args: &SuiteArgs,
     server: &Server,
-    label: &str,
-    format: Format,
-    runs: usize,
-    events: u64,
-    probes: bool,
+    plan: RunPlan<'_>,
     ceiling: Option<f64>,
 ) -> anyhow::Result<(IngestSummary, FreshnessSummary)> {
+    let RunPlan {
+        label,
+        format,
+        runs,
+        events,
+        probes,
+    } = plan;
     let mut all = Vec::new();
     for i in 0..runs.max(1) {
         let args_i = IngestArgs {
@@ -726,11 +740,13 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         let (s, _) = ingest_runs(
             &args,
             &server,
-            "ingest",
-            Format::Honeycomb,
-            args.ingest_runs,
-            args.ingest_events,
-            false,
+            RunPlan {
+                label: "ingest",
+                format: Format::Honeycomb,
+                runs: args.ingest_runs,
+                events: args.ingest_events,
+                probes: false,
+            },
             ceiling,
         )
         .await?;
@@ -741,11 +757,13 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         let (fs, fresh) = ingest_runs(
             &args,
             &server,
-            "fresh",
-            Format::Honeycomb,
-            1,
-            args.ingest_events,
-            true,
+            RunPlan {
+                label: "fresh",
+                format: Format::Honeycomb,
+                runs: 1,
+                events: args.ingest_events,
+                probes: true,
+            },
             ceiling,
         )
         .await?;
@@ -765,11 +783,13 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
             let (s, fresh) = ingest_runs(
                 &args,
                 &server,
-                &format!("{format:?}").to_lowercase(),
-                format,
-                1,
-                args.variant_events,
-                true,
+                RunPlan {
+                    label: &format!("{format:?}").to_lowercase(),
+                    format,
+                    runs: 1,
+                    events: args.variant_events,
+                    probes: true,
+                },
                 ceiling,
             )
             .await?;
@@ -788,11 +808,13 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
             let (s, fresh) = ingest_runs(
                 &args,
                 &server,
-                "kafka",
-                Format::Honeycomb,
-                1,
-                args.variant_events,
-                true,
+                RunPlan {
+                    label: "kafka",
+                    format: Format::Honeycomb,
+                    runs: 1,
+                    events: args.variant_events,
+                    probes: true,
+                },
                 ceiling,
             )
             .await?;
