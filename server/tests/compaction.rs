@@ -508,13 +508,7 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
     }
     // Events sent after the deletion are visible again.
     let items: Vec<Json> = (0..10).map(|i| json!({"data": {"id": i}})).collect();
-    let r = server
-        .post("/1/batch/ret", INGEST_KEY)
-        .json(&items)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    server.send_batch("ret", &items).await;
     assert_eq!(server.wait_count("ret", 10).await, 10);
 }
 
@@ -642,13 +636,7 @@ async fn needle_and_narrow_queries_read_a_small_part_of_the_data() {
         })
         .collect();
     for chunk in items.chunks(500) {
-        let r = server
-            .post("/1/batch/wide", INGEST_KEY)
-            .json(&chunk)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        server.send_batch("wide", chunk).await;
     }
     assert_eq!(server.wait_count("wide", 4000).await, 4000);
     // Let the hot tail flush to Parquet (flush age 1 s) so the stats cover segments.

@@ -196,13 +196,7 @@ async fn bubbleup_names_the_seeded_difference() {
             }})
         })
         .collect();
-    let r = s
-        .post("/1/batch/shop", INGEST_KEY)
-        .json(&items)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    s.send_batch("shop", &items).await;
     s.wait_count("shop", 1000).await;
     let r = s
         .post("/api/v1/bubbleup/shop", QUERY_KEY)

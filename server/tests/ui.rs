@@ -54,26 +54,14 @@ async fn query_page_in_chromium() {
             }})
         })
         .collect();
-    let r = s
-        .post("/1/batch/shop", INGEST_KEY)
-        .json(&items)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    s.send_batch("shop", &items).await;
     assert_eq!(s.wait_count("shop", 600).await, 600);
     // 100,000 distinct user ids, in batches under the body limit.
     for chunk in 0..10 {
         let items: Vec<Json> = (chunk * 10_000..(chunk + 1) * 10_000)
             .map(|i: i64| json!({"time": now - 600 + i % 500, "data": {"user_id": format!("user-{i:06}")}}))
             .collect();
-        let r = s
-            .post("/1/batch/wide", INGEST_KEY)
-            .json(&items)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        s.send_batch("wide", &items).await;
     }
     assert_eq!(s.wait_count("wide", 100_000).await, 100_000);
 

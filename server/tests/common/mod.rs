@@ -115,6 +115,18 @@ impl Server {
             .header("X-Honeycomb-Team", key)
     }
 
+    /// Sends `items` (Honeycomb batch items) to `/1/batch/{dataset}` with the ingest key and
+    /// checks the 200.
+    pub async fn send_batch(&self, dataset: &str, items: &[Json]) {
+        let r = self
+            .post(&format!("/1/batch/{dataset}"), INGEST_KEY)
+            .json(items)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "batch to {dataset}");
+    }
+
     /// Runs SQL and returns the status and body, whatever they are.
     pub async fn try_sql(&self, sql: &str) -> (u16, Json) {
         let r = self
