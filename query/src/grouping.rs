@@ -50,7 +50,7 @@ pub const MAX_KEYS: usize = 4;
 /// Groups held before the partial state is emitted and started afresh (memory bound).
 pub const MAX_GROUPS: usize = 256 * 1024;
 
-/// Entries of the per-batch direct-mapped cache of string views.
+/// Entries of the per-batch direct-mapped caches of string views and fixed-width values.
 const RECENT_VIEWS: usize = 256;
 
 /// Rows over which mostly distinct keys are detected and handed to DataFusion.
@@ -636,7 +636,9 @@ impl KeyColumn {
                     .ok_or_else(|| internal_datafusion_err!("unsupported group key type {t}"))?;
                 let data = array.to_data();
                 let bytes = &data.buffers()[0].as_slice()[data.offset() * width..];
-                let mut last = (u64::MAX, u32::MAX);
+                // A direct-mapped cache of recent values answers most rows of a key with few
+                // values (status codes, heatmap buckets) without a hash table probe.
+                let mut recent = [(0u64, u32::MAX); RECENT_VIEWS];
                 for r in 0..n {
                     if !valid(r) {
                         ids.push(0);
@@ -645,10 +647,16 @@ impl KeyColumn {
                     let mut buf = [0u8; 8];
                     buf[..width].copy_from_slice(&bytes[r * width..(r + 1) * width]);
                     let bits = u64::from_le_bytes(buf);
-                    if bits != last.0 || last.1 == u32::MAX {
-                        last = (bits, self.bits_id(bits, array, r)?);
+                    let slot =
+                        (bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % RECENT_VIEWS;
+                    let (seen, id) = recent[slot];
+                    if seen == bits && id != u32::MAX {
+                        ids.push(id);
+                        continue;
                     }
-                    ids.push(last.1);
+                    let id = self.bits_id(bits, array, r)?;
+                    recent[slot] = (bits, id);
+                    ids.push(id);
                 }
             }
         }
