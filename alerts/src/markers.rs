@@ -198,16 +198,29 @@ impl Markers {
             updated_at: now,
         };
         apply(&mut m, input)?;
+        self.change(|file| {
+            file.next += 1;
+            m.id = format!("m{:06}", file.next);
+            file.markers.push(m.clone());
+            Ok(m)
+        })
+    }
+
+    /// Applies `edit` to a copy of the list, saves the copy, then makes it current: a failed
+    /// edit or save changes nothing.
+    fn change<T>(
+        &self,
+        edit: impl FnOnce(&mut MarkersFile) -> Result<T, MarkerError>,
+    ) -> Result<T, MarkerError> {
         let mut file = self.lock();
         let mut next = MarkersFile {
             markers: file.markers.clone(),
-            next: file.next + 1,
+            next: file.next,
         };
-        m.id = format!("m{:06}", file.next + 1);
-        next.markers.push(m.clone());
+        let out = edit(&mut next)?;
         self.save(&next)?;
         *file = next;
-        Ok(m)
+        Ok(out)
     }
 
     /// The markers of `dataset`, oldest first (`__all__`: the markers of all datasets).
@@ -252,48 +265,34 @@ impl Markers {
         input: MarkerInput,
     ) -> Result<Marker, MarkerError> {
         check_dataset(dataset)?;
-        let mut file = self.lock();
-        let mut next = MarkersFile {
-            markers: file.markers.clone(),
-            next: file.next,
-        };
-        let m = next
-            .markers
-            .iter_mut()
-            .find(|m| m.dataset == dataset && m.id == id)
-            .ok_or_else(|| MarkerError::NotFound {
-                dataset: dataset.to_owned(),
-                id: id.to_owned(),
-            })?;
-        apply(m, input)?;
-        m.updated_at = now_rfc3339();
-        let out = m.clone();
-        self.save(&next)?;
-        *file = next;
-        Ok(out)
+        self.change(|file| {
+            let pos = position(file, dataset, id)?;
+            let m = &mut file.markers[pos];
+            apply(m, input)?;
+            m.updated_at = now_rfc3339();
+            Ok(m.clone())
+        })
     }
 
     /// Deletes a marker; returns it.
     pub fn delete(&self, dataset: &str, id: &str) -> Result<Marker, MarkerError> {
         check_dataset(dataset)?;
-        let mut file = self.lock();
-        let pos = file
-            .markers
-            .iter()
-            .position(|m| m.dataset == dataset && m.id == id)
-            .ok_or_else(|| MarkerError::NotFound {
-                dataset: dataset.to_owned(),
-                id: id.to_owned(),
-            })?;
-        let mut next = MarkersFile {
-            markers: file.markers.clone(),
-            next: file.next,
-        };
-        let gone = next.markers.remove(pos);
-        self.save(&next)?;
-        *file = next;
-        Ok(gone)
+        self.change(|file| {
+            let pos = position(file, dataset, id)?;
+            Ok(file.markers.remove(pos))
+        })
     }
+}
+
+/// Where marker `id` of `dataset` is in the list.
+fn position(file: &MarkersFile, dataset: &str, id: &str) -> Result<usize, MarkerError> {
+    file.markers
+        .iter()
+        .position(|m| m.dataset == dataset && m.id == id)
+        .ok_or_else(|| MarkerError::NotFound {
+            dataset: dataset.to_owned(),
+            id: id.to_owned(),
+        })
 }
 
 /// Applies the fields `input` names to `m`, checking them.
