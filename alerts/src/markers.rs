@@ -2,8 +2,10 @@
 //! of all datasets, `__all__`). The HTTP shape is Honeycomb's (`/1/markers/{dataset}`), so
 //! existing tooling that posts deploy markers works unchanged.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::jsonfile::Saved;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -30,11 +32,8 @@ pub enum MarkerError {
     Invalid(String),
     #[error("marker {id:?} not found in dataset {dataset:?}")]
     NotFound { dataset: String, id: String },
-    #[error("could not save markers to {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("markers file {0}")]
+    Io(#[from] crate::jsonfile::FileError),
 }
 
 /// A stored marker. Times are Unix seconds, as Honeycomb's API has them.
@@ -81,7 +80,7 @@ pub struct MarkerInput {
     pub environment: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct MarkersFile {
     markers: Vec<Marker>,
     /// Ids handed out so far (ids are never reused).
@@ -91,8 +90,7 @@ struct MarkersFile {
 /// Every marker, in memory and in `DATA/markers.json`.
 #[derive(Debug, Clone)]
 pub struct Markers {
-    path: PathBuf,
-    inner: Arc<Mutex<MarkersFile>>,
+    file: Saved<MarkersFile>,
 }
 
 fn check_dataset(dataset: &str) -> Result<(), MarkerError> {
@@ -123,64 +121,18 @@ fn check_time(field: &str, v: Option<i64>) -> Result<(), MarkerError> {
     }
 }
 
-fn now_rfc3339() -> String {
-    let us = eventide_model::time::now_micros();
-    eventide_model::time::format_micros(us - us % 1_000_000)
-}
-
 impl Markers {
     /// Opens (or starts) the markers of the data directory `dir`.
     pub fn open(dir: &Path) -> Result<Self, MarkerError> {
-        let path = dir.join("markers.json");
-        let io = |source| MarkerError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MarkersFile::default(),
-            Err(e) => return Err(io(e)),
-        };
         Ok(Self {
-            path,
-            inner: Arc::new(Mutex::new(file)),
+            file: Saved::open(dir.join("markers.json"))?,
         })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, MarkersFile> {
-        // A panic while holding the lock left a consistent list (changes are applied after
-        // they are saved), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Writes `file` next to the markers file, fsyncs it, renames it over, fsyncs the folder.
-    fn save(&self, file: &MarkersFile) -> Result<(), MarkerError> {
-        let io = |source| MarkerError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(file).map_err(|e| io(std::io::Error::other(e)))?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        Ok(())
     }
 
     /// Creates a marker in `dataset` (or `__all__`).
     pub fn create(&self, dataset: &str, input: MarkerInput) -> Result<Marker, MarkerError> {
         check_dataset(dataset)?;
-        let now = now_rfc3339();
+        let now = crate::now_rfc3339();
         let mut m = Marker {
             id: String::new(),
             dataset: dataset.to_owned(),
@@ -198,7 +150,7 @@ impl Markers {
             updated_at: now,
         };
         apply(&mut m, input)?;
-        self.change(|file| {
+        self.file.change(|file| {
             file.next += 1;
             m.id = format!("m{:06}", file.next);
             file.markers.push(m.clone());
@@ -206,33 +158,16 @@ impl Markers {
         })
     }
 
-    /// Applies `edit` to a copy of the list, saves the copy, then makes it current: a failed
-    /// edit or save changes nothing.
-    fn change<T>(
-        &self,
-        edit: impl FnOnce(&mut MarkersFile) -> Result<T, MarkerError>,
-    ) -> Result<T, MarkerError> {
-        let mut file = self.lock();
-        let mut next = MarkersFile {
-            markers: file.markers.clone(),
-            next: file.next,
-        };
-        let out = edit(&mut next)?;
-        self.save(&next)?;
-        *file = next;
-        Ok(out)
-    }
-
     /// The markers of `dataset`, oldest first (`__all__`: the markers of all datasets).
     pub fn list(&self, dataset: &str) -> Result<Vec<Marker>, MarkerError> {
         check_dataset(dataset)?;
-        let file = self.lock();
-        let mut out: Vec<Marker> = file
-            .markers
-            .iter()
-            .filter(|m| m.dataset == dataset)
-            .cloned()
-            .collect();
+        let mut out: Vec<Marker> = self.file.read(|file| {
+            file.markers
+                .iter()
+                .filter(|m| m.dataset == dataset)
+                .cloned()
+                .collect()
+        });
         out.sort_by_key(|m| (m.start_time, m.id.clone()));
         Ok(out)
     }
@@ -240,21 +175,21 @@ impl Markers {
     /// The markers shown on `dataset`'s charts over `[start_s, end_s)`: its own and the
     /// `__all__` ones whose time span touches the range.
     pub fn in_range(&self, dataset: &str, start_s: i64, end_s: i64) -> Vec<Marker> {
-        let file = self.lock();
-        let mut out: Vec<Marker> = file
-            .markers
-            .iter()
-            .filter(|m| m.dataset == dataset || m.dataset == ALL_DATASETS)
-            .filter(|m| m.start_time < end_s && m.end_time.unwrap_or(m.start_time) >= start_s)
-            .cloned()
-            .collect();
+        let mut out: Vec<Marker> = self.file.read(|file| {
+            file.markers
+                .iter()
+                .filter(|m| m.dataset == dataset || m.dataset == ALL_DATASETS)
+                .filter(|m| m.start_time < end_s && m.end_time.unwrap_or(m.start_time) >= start_s)
+                .cloned()
+                .collect()
+        });
         out.sort_by_key(|m| (m.start_time, m.id.clone()));
         out
     }
 
     /// Every marker, for the SQL table.
     pub fn all(&self) -> Vec<Marker> {
-        self.lock().markers.clone()
+        self.file.read(|f| f.markers.clone())
     }
 
     /// Changes the fields `input` names.
@@ -265,11 +200,11 @@ impl Markers {
         input: MarkerInput,
     ) -> Result<Marker, MarkerError> {
         check_dataset(dataset)?;
-        self.change(|file| {
+        self.file.change(|file| {
             let pos = position(file, dataset, id)?;
             let m = &mut file.markers[pos];
             apply(m, input)?;
-            m.updated_at = now_rfc3339();
+            m.updated_at = crate::now_rfc3339();
             Ok(m.clone())
         })
     }
@@ -277,7 +212,7 @@ impl Markers {
     /// Deletes a marker; returns it.
     pub fn delete(&self, dataset: &str, id: &str) -> Result<Marker, MarkerError> {
         check_dataset(dataset)?;
-        self.change(|file| {
+        self.file.change(|file| {
             let pos = position(file, dataset, id)?;
             Ok(file.markers.remove(pos))
         })

@@ -30,9 +30,12 @@ const COLUMNS_PER_QUERY: usize = 200;
 /// The events selected inside the scope.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Selection {
-    /// Conditions the selected events meet (all of them).
+    /// Conditions the selected events meet: all of them, or any with `filter_combination`
+    /// `"OR"`.
     #[serde(default)]
     pub filters: Vec<Filter>,
+    #[serde(default)]
+    pub filter_combination: Option<String>,
     /// A narrower time range, Unix seconds: `[start_time, end_time)`.
     #[serde(default)]
     pub start_time: Option<f64>,
@@ -108,9 +111,23 @@ impl QueryEngine {
         }
         let mut conds = Vec::new();
         let mut filtered: HashSet<&str> = HashSet::new();
+        let mut matches = Vec::new();
         for f in &req.selection.filters {
-            conds.push(filter_sql(f, &cols)?);
+            matches.push(filter_sql(f, &cols)?);
             filtered.insert(f.column.as_str());
+        }
+        if !matches.is_empty() {
+            let join = match req.selection.filter_combination.as_deref() {
+                None => " AND ",
+                Some(c) if c.eq_ignore_ascii_case("and") => " AND ",
+                Some(c) if c.eq_ignore_ascii_case("or") => " OR ",
+                Some(c) => {
+                    return Err(QueryError::bad(format!(
+                        "selection filter_combination must be AND or OR, not {c:?}"
+                    )));
+                }
+            };
+            conds.push(format!("({})", matches.join(join)));
         }
         let bound = |t: f64| {
             eventide_model::time::parse_time_number(t)

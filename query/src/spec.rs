@@ -54,7 +54,7 @@ pub struct Calculation {
 }
 
 /// One filter: `{"column": "status", "op": ">=", "value": 500}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Filter {
     pub column: String,
     pub op: String,
@@ -63,7 +63,7 @@ pub struct Filter {
 }
 
 /// One order: by a calculation (`op` + `column`) or by a breakdown (`column` only).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Order {
     #[serde(default)]
     pub op: Option<String>,
@@ -74,7 +74,7 @@ pub struct Order {
 }
 
 /// One having: `{"calculate_op": "COUNT", "op": ">", "value": 10}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Having {
     pub calculate_op: String,
     #[serde(default)]
@@ -84,7 +84,7 @@ pub struct Having {
 }
 
 /// A query spec.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct QuerySpec {
     #[serde(default)]
     pub time_range: Option<i64>,
@@ -848,6 +848,33 @@ fn rows_to_objects(
 }
 
 impl QueryEngine {
+    /// A SQL condition over `dataset` that holds where all `filters` hold (`any`: where one
+    /// of them does), with the query spec's filter rules (types, operators, absent columns).
+    /// For callers that build their own SQL around spec filters (deploy checks, triggers).
+    pub fn filters_predicate(
+        &self,
+        dataset: &str,
+        filters: &[Filter],
+        any: bool,
+    ) -> Result<String> {
+        let snapshot = self
+            .store()
+            .snapshot(dataset)
+            .ok_or_else(|| QueryError::bad(format!("unknown dataset {dataset:?}")))?;
+        let cols = Columns::new(dataset, &snapshot.schema);
+        if filters.is_empty() {
+            return Ok(if any { "FALSE" } else { "TRUE" }.into());
+        }
+        let parts = filters
+            .iter()
+            .map(|f| filter_sql(f, &cols))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(format!(
+            "({})",
+            parts.join(if any { " OR " } else { " AND " })
+        ))
+    }
+
     /// Runs a query spec over one dataset.
     pub async fn run_spec(&self, dataset: &str, spec: &QuerySpec) -> Result<SpecResult> {
         let started = Instant::now();

@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use eventide_alerts::Markers;
+use eventide_alerts::{Alerts, Markers};
 use eventide_ingest::auth::guard;
 use eventide_ingest::error::error_response;
 use eventide_ingest::udp::UdpStats;
@@ -151,15 +151,17 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
 /// `/healthz` always.
 pub fn app(
     ingest: Option<IngestState>,
-    engine: Option<(QueryEngine, Markers)>,
+    engine: Option<(QueryEngine, Alerts)>,
     keys: Keys,
     udp: Option<Arc<UdpStats>>,
 ) -> Router {
     let mut router = Router::new();
-    if let Some((engine, markers)) = engine {
+    if let Some((engine, alerts)) = engine {
+        let markers = alerts.markers().clone();
         router = router
             .merge(query_routes(engine, markers.clone(), keys.clone()))
             .merge(crate::markers::routes(markers, keys.clone()))
+            .merge(crate::alerts::routes(alerts, keys.clone()))
             .merge(eventide_ui::router());
     }
     if let Some(ingest) = ingest {

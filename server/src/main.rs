@@ -15,6 +15,7 @@ use mimalloc::MiMalloc;
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
+mod alerts;
 mod api;
 mod cli;
 mod markers;
@@ -33,6 +34,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of the serve variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server: ingest, store and query in one process, or one role of a Kafka
     /// deployment (--role).

@@ -15,7 +15,7 @@ fn marker_error(e: MarkerError) -> Response {
     match e {
         MarkerError::Invalid(m) => error_response(StatusCode::BAD_REQUEST, &m),
         e @ MarkerError::NotFound { .. } => error_response(StatusCode::NOT_FOUND, &e.to_string()),
-        e @ MarkerError::Io { .. } => {
+        e @ MarkerError::Io(_) => {
             tracing::error!(error = %e, "markers not saved");
             error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,

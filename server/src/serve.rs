@@ -103,6 +103,21 @@ pub struct ServeArgs {
         default_value = "service.name"
     )]
     pub sort_key: Vec<String>,
+    /// The address users open the UI at, for links in webhook payloads (default: the --http
+    /// address).
+    #[arg(long, env = "EVENTIDE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Evaluate triggers and deploy checks in this process (with several query processes over
+    /// one data directory, leave it on in exactly one).
+    #[arg(long, env = "EVENTIDE_EVALUATE_ALERTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub evaluate_alerts: bool,
+    /// Trigger windows and deploy checks evaluated at once.
+    #[arg(long, env = "EVENTIDE_ALERT_CONCURRENCY", default_value_t = 4)]
+    pub alert_concurrency: usize,
+    /// A trigger window is evaluated this many milliseconds after it ends (so its events are
+    /// visible: at least the log's freshness).
+    #[arg(long, env = "EVENTIDE_ALERT_DELAY_MS", default_value_t = 2000)]
+    pub alert_delay_ms: u64,
     /// Size of one log segment file in bytes.
     #[arg(long, env = "EVENTIDE_LOG_SEGMENT_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub log_segment_bytes: u64,
@@ -179,6 +194,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // Bound before the alerts open, so their links carry the real port (`--http :0`).
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("binding {}", args.http))?;
+    let addr = listener.local_addr()?;
     // Markers live with the query API (they are drawn on its charts and read in its SQL).
     let engine = match args.role {
         Role::All | Role::Query => {
@@ -191,8 +211,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     Arc::new(eventide_alerts::MarkersTable::new(markers.clone())),
                 )
                 .context("registering eventide.markers")?;
-            Some((engine, markers))
+            let alerts = eventide_alerts::Alerts::open(
+                &args.data_dir,
+                engine.clone(),
+                markers,
+                eventide_alerts::RunnerConfig {
+                    public_url: args
+                        .public_url
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{addr}")),
+                    concurrency: args.alert_concurrency.max(1),
+                    delay: Duration::from_millis(args.alert_delay_ms),
+                    ..Default::default()
+                },
+            )
+            .context("opening the alerts state")?;
+            Some((engine, alerts))
         }
+        _ => None,
+    };
+    // One process evaluates triggers and deploy checks (several query processes over one
+    // data directory: turn it off on all but one).
+    let _alerts_runner = match &engine {
+        Some((_, alerts)) if args.evaluate_alerts => Some(AbortOnDrop(alerts.start())),
         _ => None,
     };
     let udp = match (&args.udp, &ingest) {
@@ -205,10 +246,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let app = crate::api::app(ingest, engine, keys, udp.as_ref().map(|u| u.stats()));
 
-    let listener = tokio::net::TcpListener::bind(args.http)
-        .await
-        .with_context(|| format!("binding {}", args.http))?;
-    let addr = listener.local_addr()?;
     println!(
         "eventide listening on http://{addr} (data in {})",
         args.data_dir.display()
@@ -252,5 +289,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// Stops a background task when dropped (at shutdown).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -1,0 +1,842 @@
+//! The alerts runner: evaluates triggers on their schedule and deploy checks while they are
+//! pending, with bounded concurrency, and delivers what they find.
+//!
+//! # Schedule
+//! A trigger with `frequency` F is evaluated over the windows ending at multiples of F (Unix
+//! time), each once its end is `delay` in the past (so the window's events are visible). The
+//! last evaluated window of each trigger comes from the journal, so after a restart the windows
+//! missed while down are evaluated in order (at most [`MAX_CATCHUP`] of them) and none twice.
+//! Deploy checks are re-evaluated every `deploy_check_every` until their verdict is final.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventide_query::{QueryEngine, QuerySpec};
+use serde_json::{Value as Json, json};
+use tokio::sync::Semaphore;
+
+use crate::AlertError;
+use crate::conventions::ConventionsStore;
+use crate::deploys::{self, DeployCheck, DeployChecks, Verdict};
+use crate::journal::{Evaluation, GroupValue, Journal, Notification, TriggerState};
+use crate::markers::{ALL_DATASETS, Marker, MarkerInput, Markers};
+use crate::notify::{Notifier, RecipientKind};
+use crate::triggers::{AlertType, Trigger, TriggerInput, Triggers};
+
+/// Most missed windows of one trigger evaluated after a pause.
+pub const MAX_CATCHUP: i64 = 100;
+/// Breaching groups kept per evaluation.
+const MAX_GROUPS: usize = 100;
+/// The target name of a marker recipient in the journal.
+const MARKER_TARGET: &str = "marker";
+
+/// How the runner runs.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// How long after a window ends it is evaluated (the log-to-query freshness bound).
+    pub delay: Duration,
+    /// Evaluations (trigger windows, deploy checks) running at once.
+    pub concurrency: usize,
+    /// How often the schedule is looked at.
+    pub tick: Duration,
+    /// How often a pending deploy check is evaluated again.
+    pub deploy_check_every: Duration,
+    /// The address users reach the UI at, for links in notifications.
+    pub public_url: String,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_secs(2),
+            concurrency: 4,
+            tick: Duration::from_millis(250),
+            deploy_check_every: Duration::from_secs(2),
+            public_url: "http://127.0.0.1:4080".into(),
+        }
+    }
+}
+
+struct Inner {
+    engine: QueryEngine,
+    markers: Markers,
+    triggers: Triggers,
+    conventions: ConventionsStore,
+    journal: Journal,
+    deploys: DeployChecks,
+    notifier: Notifier,
+    config: RunnerConfig,
+    busy: Mutex<HashSet<String>>,
+    permits: Semaphore,
+}
+
+/// Triggers, deploy checks and what they found (cheap to clone).
+#[derive(Clone)]
+pub struct Alerts {
+    inner: Arc<Inner>,
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> AlertError {
+    AlertError::Query(format!("background task failed: {e}"))
+}
+
+impl Alerts {
+    /// Opens the alert state of the data directory `dir`.
+    pub fn open(
+        dir: &Path,
+        engine: QueryEngine,
+        markers: Markers,
+        config: RunnerConfig,
+    ) -> Result<Self, AlertError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                markers,
+                triggers: Triggers::open(dir)?,
+                conventions: ConventionsStore::open(dir)?,
+                journal: Journal::open(dir)?,
+                deploys: DeployChecks::open(dir)?,
+                notifier: Notifier::new(),
+                permits: Semaphore::new(config.concurrency.max(1)),
+                config,
+                busy: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    pub fn triggers(&self) -> &Triggers {
+        &self.inner.triggers
+    }
+
+    pub fn conventions(&self) -> &ConventionsStore {
+        &self.inner.conventions
+    }
+
+    pub fn markers(&self) -> &Markers {
+        &self.inner.markers
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+
+    pub fn deploy_checks(&self) -> &DeployChecks {
+        &self.inner.deploys
+    }
+
+    /// Runs the schedule until the task is dropped: first the deliveries a previous run still
+    /// owed, then triggers and deploy checks as they come due.
+    pub fn start(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            for (eval, target) in this.inner.journal.pending() {
+                let t = this.trigger_by_id(&eval.trigger_id);
+                let me = this.clone();
+                tokio::spawn(async move { me.deliver(t.as_ref(), &eval, &target).await });
+            }
+            let mut tick = tokio::time::interval(this.inner.config.tick);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut next_deploys = 0i64;
+            loop {
+                tick.tick().await;
+                let now = eventide_model::time::now_micros();
+                this.schedule_triggers(now);
+                if now >= next_deploys {
+                    this.schedule_deploys(now);
+                    next_deploys = now + this.inner.config.deploy_check_every.as_micros() as i64;
+                }
+            }
+        })
+    }
+
+    fn trigger_by_id(&self, id: &str) -> Option<Trigger> {
+        self.inner.triggers.all().into_iter().find(|t| t.id == id)
+    }
+
+    /// Marks `key` busy; false when it already was.
+    fn claim(&self, key: &str) -> bool {
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned())
+    }
+
+    fn release(&self, key: &str) {
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    fn delay_us(&self) -> i64 {
+        self.inner.config.delay.as_micros() as i64
+    }
+
+    fn schedule_triggers(&self, now_us: i64) {
+        for t in self.inner.triggers.all() {
+            if t.disabled {
+                continue;
+            }
+            let f = t.frequency as i64;
+            let due = (now_us - self.delay_us()).div_euclid(f * 1_000_000) * f;
+            let last = self.inner.journal.last(&t.id).map(|e| e.window_end);
+            if last.is_some_and(|l| l >= due) || !self.claim(&t.id) {
+                continue;
+            }
+            let first = match last {
+                Some(l) => (l + f).max(due - (MAX_CATCHUP - 1) * f),
+                None => due,
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _permit = this.inner.permits.acquire().await;
+                let mut end = first;
+                while end <= due {
+                    if let Err(e) = this.evaluate_and_record(&t, end).await {
+                        tracing::error!(trigger = %t.id, error = %e, "trigger evaluation not recorded");
+                        break;
+                    }
+                    end += f;
+                }
+                this.release(&t.id);
+            });
+        }
+    }
+
+    /// Evaluates one window, records it, and starts its deliveries.
+    async fn evaluate_and_record(&self, t: &Trigger, end: i64) -> Result<(), AlertError> {
+        let prev = self.inner.journal.last(&t.id);
+        let eval = self.evaluate(t, end, prev.as_ref()).await;
+        let journal = self.inner.journal.clone();
+        let recorded = eval.clone();
+        tokio::task::spawn_blocking(move || journal.record(vec![recorded]))
+            .await
+            .map_err(blocking_err)??;
+        if eval.notification.is_some() {
+            tracing::info!(trigger = %t.id, state = ?eval.state, value = ?eval.value, "trigger notification");
+            for target in eval.targets.clone() {
+                let (me, t, e) = (self.clone(), t.clone(), eval.clone());
+                tokio::spawn(async move { me.deliver(Some(&t), &e, &target).await });
+            }
+        }
+        Ok(())
+    }
+
+    /// The evaluation of trigger `t` over the window ending at `end` (Unix seconds).
+    pub async fn evaluate(&self, t: &Trigger, end: i64, prev: Option<&Evaluation>) -> Evaluation {
+        let range = t.query.time_range.unwrap_or(t.frequency as i64);
+        let start = end - range;
+        let prev_state = prev.map(|p| p.state).unwrap_or_default();
+        let prev_consecutive = prev.map(|p| p.consecutive).unwrap_or(0);
+        let mut eval = Evaluation {
+            id: format!("{}@{end}", t.id),
+            trigger_id: t.id.clone(),
+            dataset: t.dataset.clone(),
+            evaluated_at: crate::now_rfc3339(),
+            window_start: start,
+            window_end: end,
+            value: None,
+            breached_groups: Vec::new(),
+            breached: false,
+            consecutive: prev_consecutive,
+            state: prev_state,
+            notification: None,
+            targets: Vec::new(),
+            error: None,
+        };
+        let groups = match self.trigger_values(t, start, end).await {
+            Ok(g) => g,
+            Err(e) => {
+                eval.error = Some(e);
+                return eval;
+            }
+        };
+        let op = t.threshold.op;
+        let worse = |a: f64, b: f64| if op.upward() { a > b } else { a < b };
+        eval.value = groups
+            .iter()
+            .map(|g| g.value)
+            .reduce(|a, b| if worse(b, a) { b } else { a });
+        let mut breached: Vec<GroupValue> = groups
+            .into_iter()
+            .filter(|g| op.holds(g.value, t.threshold.value))
+            .collect();
+        breached.sort_by(|a, b| {
+            let o = a.value.total_cmp(&b.value);
+            if op.upward() { o.reverse() } else { o }
+        });
+        breached.truncate(MAX_GROUPS);
+        eval.breached = !breached.is_empty();
+        eval.breached_groups = breached;
+        eval.consecutive = if eval.breached {
+            prev_consecutive.saturating_add(1)
+        } else {
+            0
+        };
+        eval.state = if eval.breached
+            && (eval.consecutive >= t.threshold.exceeded_limit
+                || prev_state == TriggerState::Triggered)
+        {
+            TriggerState::Triggered
+        } else {
+            TriggerState::Ok
+        };
+        eval.notification = match (prev_state, eval.state, t.alert_type) {
+            (TriggerState::Ok, TriggerState::Triggered, _)
+            | (TriggerState::Triggered, TriggerState::Triggered, AlertType::OnTrue) => {
+                Some(Notification::Triggered)
+            }
+            (TriggerState::Triggered, TriggerState::Ok, _) => Some(Notification::Resolved),
+            _ => None,
+        };
+        if eval.notification.is_some() {
+            for r in &t.recipients {
+                match r.kind {
+                    RecipientKind::Webhook => eval.targets.extend(r.target.clone()),
+                    RecipientKind::Marker => eval.targets.push(MARKER_TARGET.into()),
+                }
+            }
+        }
+        eval
+    }
+
+    /// The trigger's calculation per group over `[start, end)`.
+    async fn trigger_values(
+        &self,
+        t: &Trigger,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<GroupValue>, String> {
+        let is_count = t
+            .query
+            .calculations
+            .first()
+            .is_some_and(|c| c.op.eq_ignore_ascii_case("COUNT"));
+        let known = self
+            .inner
+            .engine
+            .store()
+            .datasets()
+            .iter()
+            .any(|d| d == &t.dataset);
+        if !known {
+            // No events yet: a count is 0, anything else has no value.
+            return Ok(if is_count && t.query.breakdowns.is_empty() {
+                vec![GroupValue {
+                    group: Default::default(),
+                    value: 0.0,
+                }]
+            } else {
+                Vec::new()
+            });
+        }
+        let spec = QuerySpec {
+            time_range: None,
+            start_time: Some(start as f64),
+            end_time: Some(end as f64),
+            granularity: None,
+            ..t.query.clone()
+        };
+        let r = self
+            .inner
+            .engine
+            .run_spec(&t.dataset, &spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for row in r.results {
+            let mut group = serde_json::Map::new();
+            let mut value = None;
+            for (k, v) in row {
+                if t.query.breakdowns.contains(&k) {
+                    group.insert(k, v);
+                } else if value.is_none() {
+                    value = v.as_f64();
+                }
+            }
+            if let Some(v) = value {
+                out.push(GroupValue { group, value: v });
+            }
+        }
+        if out.is_empty() && is_count && t.query.breakdowns.is_empty() {
+            out.push(GroupValue {
+                group: Default::default(),
+                value: 0.0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A link to the trigger's query over the window, in the UI.
+    fn query_link(&self, dataset: &str, spec: &QuerySpec, start: i64, end: i64) -> String {
+        let t = |s: i64| {
+            let text = eventide_model::time::format_micros(s.saturating_mul(1_000_000));
+            text.chars().take(19).collect::<String>()
+        };
+        let state = json!({
+            "dataset": dataset,
+            "calculations": spec.calculations,
+            "filters": spec.filters,
+            "filter_combination": spec.filter_combination.clone().unwrap_or_else(|| "AND".into()),
+            "breakdowns": spec.breakdowns,
+            "orders": [],
+            "havings": [],
+            "limit": 100,
+            "time": {"start": t(start), "end": t(end)},
+        });
+        let encoded = percent_encoding::utf8_percent_encode(
+            &state.to_string(),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string();
+        format!(
+            "{}/#{encoded}",
+            self.inner.config.public_url.trim_end_matches('/')
+        )
+    }
+
+    /// The webhook payload of a trigger evaluation.
+    pub fn trigger_payload(&self, t: Option<&Trigger>, e: &Evaluation) -> Json {
+        let time = |s: i64| eventide_model::time::format_micros(s.saturating_mul(1_000_000));
+        let (trigger, url) = match t {
+            Some(t) => (
+                json!({
+                    "id": t.id, "name": t.name, "description": t.description,
+                    "dataset": t.dataset, "query": t.query, "threshold": t.threshold,
+                    "frequency": t.frequency, "alert_type": t.alert_type,
+                }),
+                // A little before and after the window, so the change is in view.
+                Some(self.query_link(
+                    &t.dataset,
+                    &t.query,
+                    e.window_start - (e.window_end - e.window_start),
+                    e.window_end + t.frequency as i64,
+                )),
+            ),
+            None => (json!({"id": e.trigger_id, "dataset": e.dataset}), None),
+        };
+        json!({
+            "id": e.id,
+            "kind": "trigger",
+            "status": e.notification,
+            "trigger": trigger,
+            "value": e.value,
+            "threshold": t.map(|t| json!(t.threshold)),
+            "breached_groups": e.breached_groups,
+            "window": {"start": time(e.window_start), "end": time(e.window_end)},
+            "evaluated_at": e.evaluated_at,
+            "url": url,
+        })
+    }
+
+    /// Tells `target` about evaluation `e`, then notes it in the journal.
+    async fn deliver(&self, t: Option<&Trigger>, e: &Evaluation, target: &str) {
+        let marker_id = if target == MARKER_TARGET {
+            match self.write_marker(t, e) {
+                Ok(m) => m,
+                Err(err) => {
+                    tracing::error!(evaluation = %e.id, error = %err, "trigger marker not written");
+                    return;
+                }
+            }
+        } else {
+            let payload = self.trigger_payload(t, e);
+            if let Err(err) = self.inner.notifier.post(target, &payload).await {
+                tracing::error!(evaluation = %e.id, %target, error = %err, "webhook not delivered (retried at the next start)");
+                return;
+            }
+            None
+        };
+        let journal = self.inner.journal.clone();
+        let (id, target) = (e.id.clone(), target.to_owned());
+        let done =
+            tokio::task::spawn_blocking(move || journal.delivered(&id, &target, marker_id)).await;
+        if let Err(err) = done
+            .map_err(blocking_err)
+            .and_then(|r| r.map_err(Into::into))
+        {
+            tracing::error!(evaluation = %e.id, error = %err, "delivery not recorded");
+        }
+    }
+
+    /// A firing writes a marker; its resolution sets that marker's end.
+    fn write_marker(
+        &self,
+        t: Option<&Trigger>,
+        e: &Evaluation,
+    ) -> Result<Option<String>, AlertError> {
+        let name = t.map_or(e.trigger_id.as_str(), |t| t.name.as_str());
+        match e.notification {
+            Some(Notification::Triggered) => {
+                let value = e.value.map_or("no data".into(), |v| format!("{v}"));
+                let m = self.inner.markers.create(
+                    &e.dataset,
+                    MarkerInput {
+                        start_time: Some(e.window_end),
+                        message: Some(format!("trigger {name:?} fired: {value}")),
+                        kind: Some("trigger".into()),
+                        ..Default::default()
+                    },
+                )?;
+                Ok(Some(m.id))
+            }
+            Some(Notification::Resolved) => {
+                let fired = self
+                    .inner
+                    .journal
+                    .notifications()
+                    .into_iter()
+                    .rev()
+                    .find(|n| {
+                        n.trigger_id == e.trigger_id
+                            && n.window_end < e.window_end
+                            && n.notification == Some(Notification::Triggered)
+                    })
+                    .and_then(|n| self.inner.journal.marker_of(&n.id));
+                if let Some(mid) = fired {
+                    let input = MarkerInput {
+                        end_time: Some(e.window_end),
+                        ..Default::default()
+                    };
+                    if let Err(err) = self.inner.markers.update(&e.dataset, &mid, input) {
+                        tracing::warn!(marker = %mid, error = %err, "could not end the trigger's marker");
+                    }
+                }
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Runs the trigger's query once now (a definition check before storing it).
+    pub async fn try_trigger(&self, dataset: &str, input: &TriggerInput) -> Result<(), AlertError> {
+        if !self
+            .inner
+            .engine
+            .store()
+            .datasets()
+            .iter()
+            .any(|d| d == dataset)
+        {
+            return Ok(());
+        }
+        let now = eventide_model::time::now_micros() / 1_000_000;
+        let spec = QuerySpec {
+            time_range: None,
+            start_time: Some((now - input.query.time_range.unwrap_or(60)) as f64),
+            end_time: Some(now as f64),
+            ..input.query.clone()
+        };
+        self.inner
+            .engine
+            .run_spec(dataset, &spec)
+            .await
+            .map(|_| ())
+            .map_err(|e| AlertError::Invalid(format!("query: {e}")))
+    }
+
+    /// A trigger as the API shows it: the definition, `triggered`, and its last evaluation.
+    pub fn trigger_view(&self, t: &Trigger) -> Json {
+        let last = self.inner.journal.last(&t.id);
+        let mut v = json!(t);
+        v["triggered"] = json!(
+            last.as_ref()
+                .is_some_and(|e| e.state == TriggerState::Triggered)
+        );
+        v["last_evaluation"] = json!(last);
+        v
+    }
+
+    // ---------- deploy checks ----------
+
+    fn schedule_deploys(&self, now_us: i64) {
+        let markers: Vec<Marker> = self
+            .inner
+            .markers
+            .all()
+            .into_iter()
+            .filter(deploys::is_checked)
+            .collect();
+        let live: HashSet<String> = markers.iter().map(|m| m.id.clone()).collect();
+        if let Err(e) = self.inner.deploys.retain(&live) {
+            tracing::error!(error = %e, "deploy checks of deleted markers not dropped");
+        }
+        for m in markers {
+            let existing = self.inner.deploys.get(&m.id);
+            let unchanged = existing.as_ref().is_some_and(|c| {
+                c.deploy_time == m.start_time
+                    && c.service == m.service.clone().unwrap_or_default()
+                    && c.version == m.version
+                    && c.dataset == m.dataset
+            });
+            if unchanged
+                && let Some(c) = &existing
+                && c.verdict.is_final()
+            {
+                if self
+                    .verdict_targets(&m)
+                    .iter()
+                    .any(|t| !c.notified.contains(t))
+                    && self.claim(&format!("notify:{}", m.id))
+                {
+                    let (me, c) = (self.clone(), c.clone());
+                    tokio::spawn(async move {
+                        me.notify_verdict(&m, c).await;
+                        me.release(&format!("notify:{}", m.id));
+                    });
+                }
+                continue;
+            }
+            let key = format!("deploy:{}", m.id);
+            if !self.claim(&key) {
+                continue;
+            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _permit = this.inner.permits.acquire().await;
+                match this.check_deploy(&m, now_us).await {
+                    Ok(c) if c.verdict.is_final() => this.notify_verdict(&m, c).await,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(marker = %m.id, error = %e, "deploy check failed"),
+                }
+                this.release(&key);
+            });
+        }
+    }
+
+    /// Evaluates a deploy's check now and stores the result.
+    pub async fn check_deploy(&self, m: &Marker, now_us: i64) -> Result<DeployCheck, AlertError> {
+        let datasets: Vec<String> = if m.dataset == ALL_DATASETS {
+            self.inner.engine.store().datasets()
+        } else {
+            vec![m.dataset.clone()]
+        };
+        let now_s = now_us.div_euclid(1_000_000);
+        let delay_s = self.inner.config.delay.as_secs_f64().ceil() as i64;
+        let mut outcomes = Vec::new();
+        for ds in &datasets {
+            let conv = self.inner.conventions.get(ds);
+            if m.dataset == ALL_DATASETS
+                && self
+                    .inner
+                    .engine
+                    .store()
+                    .snapshot(ds)
+                    .is_none_or(|s| s.schema.field_with_name(&conv.service).is_err())
+            {
+                continue;
+            }
+            outcomes.push(
+                deploys::check_dataset(&self.inner.engine, &conv, ds, m, now_s, delay_s).await?,
+            );
+        }
+        let outcome = deploys::combine(m, outcomes);
+        let previous = self.inner.deploys.get(&m.id);
+        let check = DeployCheck {
+            marker_id: m.id.clone(),
+            dataset: m.dataset.clone(),
+            service: m.service.clone().unwrap_or_default(),
+            version: m.version.clone(),
+            deploy_time: m.start_time,
+            verdict: outcome.verdict,
+            evidence: outcome.evidence,
+            decided_at: outcome.verdict.is_final().then(crate::now_rfc3339),
+            updated_at: crate::now_rfc3339(),
+            notified: Vec::new(),
+        };
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.verdict != check.verdict || p.evidence != check.evidence);
+        if changed {
+            if check.verdict.is_final() {
+                tracing::info!(marker = %m.id, verdict = check.verdict.as_str(), "deploy check decided");
+            }
+            let deploys = self.inner.deploys.clone();
+            let saved = check.clone();
+            tokio::task::spawn_blocking(move || deploys.put(saved))
+                .await
+                .map_err(blocking_err)??;
+        }
+        Ok(check)
+    }
+
+    /// Webhooks configured for the deploy checks of the marker's dataset(s).
+    fn verdict_targets(&self, m: &Marker) -> Vec<String> {
+        let datasets = if m.dataset == ALL_DATASETS {
+            self.inner.engine.store().datasets()
+        } else {
+            vec![m.dataset.clone()]
+        };
+        let mut out: Vec<String> = Vec::new();
+        for ds in datasets {
+            for r in self.inner.conventions.get(&ds).deploy_check.recipients {
+                if let Some(t) = r.target
+                    && !out.contains(&t)
+                {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
+    /// The webhook payload of a deploy verdict.
+    pub fn verdict_payload(&self, m: &Marker, c: &DeployCheck) -> Json {
+        let conv = self.inner.conventions.get(&m.dataset);
+        let service_filter = json!([{"column": conv.service, "op": "=", "value": c.service}]);
+        let spec: QuerySpec = serde_json::from_value(json!({
+            "calculations": [{"op": "COUNT"}, {"op": "P95", "column": conv.latency}],
+            "filters": service_filter,
+            "breakdowns": conv.version.first().map(|v| vec![v.clone()]).unwrap_or_default(),
+        }))
+        .unwrap_or_default();
+        let s = &conv.deploy_check;
+        let url = (m.dataset != ALL_DATASETS).then(|| {
+            self.query_link(
+                &m.dataset,
+                &spec,
+                m.start_time - s.baseline_seconds as i64,
+                m.start_time + (s.warmup_seconds + s.observe_seconds) as i64,
+            )
+        });
+        json!({
+            "id": format!("deploy-{}", m.id),
+            "kind": "deploy_check",
+            "verdict": c.verdict,
+            "marker": m,
+            "evidence": c.evidence,
+            "decided_at": c.decided_at,
+            "url": url,
+        })
+    }
+
+    async fn notify_verdict(&self, m: &Marker, mut c: DeployCheck) {
+        let targets = self.verdict_targets(m);
+        if let Some(saved) = self.inner.deploys.get(&m.id) {
+            c.notified = saved.notified;
+        }
+        let payload = self.verdict_payload(m, &c);
+        let mut delivered = false;
+        let owed: Vec<&String> = targets.iter().filter(|t| !c.notified.contains(t)).collect();
+        for t in owed {
+            match self.inner.notifier.post(t, &payload).await {
+                Ok(()) => {
+                    c.notified.push(t.clone());
+                    delivered = true;
+                }
+                Err(e) => {
+                    tracing::error!(marker = %m.id, target = %t, error = %e, "deploy verdict not delivered")
+                }
+            }
+        }
+        if delivered {
+            let deploys = self.inner.deploys.clone();
+            let done = tokio::task::spawn_blocking(move || deploys.put(c)).await;
+            if let Err(e) = done.map_err(blocking_err).and_then(|r| r) {
+                tracing::error!(marker = %m.id, error = %e, "deploy verdict delivery not recorded");
+            }
+        }
+    }
+
+    /// The verdict of deploy marker `marker_id`: stored, or `pending` for a checked deploy not
+    /// evaluated yet; `None` when no such marker exists.
+    pub fn verdict(&self, marker_id: &str) -> Option<Json> {
+        let m = self
+            .inner
+            .markers
+            .all()
+            .into_iter()
+            .find(|m| m.id == marker_id)?;
+        Some(match self.inner.deploys.get(marker_id) {
+            Some(c) => json!({
+                "marker_id": m.id,
+                "verdict": c.verdict,
+                "evidence": c.evidence,
+                "decided_at": c.decided_at,
+                "updated_at": c.updated_at,
+            }),
+            None if deploys::is_checked(&m) => json!({
+                "marker_id": m.id, "verdict": Verdict::Pending, "evidence": {},
+            }),
+            None => json!({
+                "marker_id": m.id,
+                "verdict": Verdict::Inconclusive,
+                "evidence": {"reason": format!(
+                    "only markers of type {:?} that name a service are checked",
+                    deploys::DEPLOY_TYPE
+                )},
+            }),
+        })
+    }
+
+    /// Deploy markers (newest first) with their verdicts.
+    pub fn deploys(&self, service: Option<&str>, dataset: Option<&str>, limit: usize) -> Vec<Json> {
+        let checks: HashMap<String, DeployCheck> = self
+            .inner
+            .deploys
+            .all()
+            .into_iter()
+            .map(|c| (c.marker_id.clone(), c))
+            .collect();
+        let mut list: Vec<Marker> = self
+            .inner
+            .markers
+            .all()
+            .into_iter()
+            .filter(|m| m.kind == deploys::DEPLOY_TYPE)
+            .filter(|m| service.is_none_or(|s| m.service.as_deref() == Some(s)))
+            .filter(|m| dataset.is_none_or(|d| m.dataset == d))
+            .collect();
+        list.sort_by(|a, b| (b.start_time, &b.id).cmp(&(a.start_time, &a.id)));
+        list.into_iter()
+            .take(limit)
+            .map(|m| {
+                let c = checks.get(&m.id);
+                let verdict = match c {
+                    Some(c) => c.verdict,
+                    None if deploys::is_checked(&m) => Verdict::Pending,
+                    None => Verdict::Inconclusive,
+                };
+                json!({
+                    "marker": m,
+                    "verdict": verdict,
+                    "regressions": c.map(|c| c.evidence["regressions"].clone()),
+                    "decided_at": c.and_then(|c| c.decided_at.clone()),
+                })
+            })
+            .collect()
+    }
+
+    /// DORA metrics of `service` over the `window_s` seconds before now.
+    pub fn dora(&self, service: &str, window_s: i64, rules: &crate::dora::DoraRules) -> Json {
+        let verdicts: HashMap<String, Verdict> = self
+            .inner
+            .deploys
+            .all()
+            .into_iter()
+            .map(|c| (c.marker_id, c.verdict))
+            .collect();
+        let triggers = self.inner.triggers.all();
+        let services: HashMap<String, Option<String>> = triggers
+            .iter()
+            .map(|t| {
+                let col = self.inner.conventions.get(&t.dataset).service;
+                (t.id.clone(), t.service_for(&col))
+            })
+            .collect();
+        crate::dora::compute(&crate::dora::History {
+            service,
+            now_s: eventide_model::time::now_micros().div_euclid(1_000_000),
+            window_s,
+            markers: &self.inner.markers.all(),
+            verdicts: &verdicts,
+            notifications: &self.inner.journal.notifications(),
+            trigger_services: &services,
+            rules,
+        })
+    }
+}
