@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{INGEST_KEY, Server};
+use common::{ADMIN_KEY, INGEST_KEY, QUERY_KEY, Server};
 use serde_json::Value as Json;
 
 fn repo_root() -> PathBuf {
@@ -352,4 +352,71 @@ async fn opentelemetry_sdk_logs_protobuf_and_json() {
         assert_eq!(order_ids[0][0], want_sum);
         assert_eq!(order_ids[0][1], 3);
     }
+}
+
+/// A CI job with the real clients: libhoney sends history and live traffic, requests posts the
+/// deploy marker and polls the verdict; the new version errs twice as often.
+#[tokio::test]
+async fn libhoney_ci_job_posts_a_deploy_and_gets_a_fail_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--alert-delay-ms", "1000"], &[]).await;
+    let r = server
+        .client
+        .put(format!("{}/api/v1/conventions/ci", server.url))
+        .header("X-Honeycomb-Team", ADMIN_KEY)
+        .json(&serde_json::json!({"deploy_check": {
+            "baseline_seconds": 60, "warmup_seconds": 2, "observe_seconds": 60, "min_events": 100
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out = run_client(
+        "deploy_ci.py",
+        &[
+            "--endpoint",
+            &server.url,
+            "--ingest-key",
+            INGEST_KEY,
+            "--query-key",
+            QUERY_KEY,
+            "--dataset",
+            "ci",
+            "--service",
+            "checkout",
+        ],
+    );
+    eprintln!(
+        "libhoney CI job: verdict {} after {:.1} s, {} polls",
+        out["verdict"],
+        f(&out["seconds"]),
+        out["polls"]
+    );
+    assert_eq!(out["verdict"], "fail", "{out}");
+    assert!(f(&out["seconds"]) < 30.0, "{out}");
+    let ev = &out["evidence"];
+    assert!(
+        ev["regressions"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("error_rate"),
+        "{ev}"
+    );
+    assert_eq!(ev["dimensions"][0]["column"], "service.version", "{ev}");
+    // The marker the job posted carries its commit: DORA's lead time sees it.
+    let d: Json = server
+        .client
+        .get(format!(
+            "{}/api/v1/dora?service=checkout&window=1d",
+            server.url
+        ))
+        .header("X-Honeycomb-Team", QUERY_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["lead_time_for_changes"]["median_seconds"], 900.0, "{d}");
+    assert_eq!(d["change_failure_rate"]["rate"], 1.0, "{d}");
 }
