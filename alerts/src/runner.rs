@@ -802,6 +802,7 @@ impl Alerts {
                     None => Verdict::Inconclusive,
                 };
                 json!({
+                    "checked": deploys::is_checked(&m),
                     "marker": m,
                     "verdict": verdict,
                     "regressions": c.map(|c| c.evidence["regressions"].clone()),

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{INGEST_KEY, QUERY_KEY, Server};
+use common::{ADMIN_KEY, INGEST_KEY, QUERY_KEY, Server};
 use serde_json::{Value as Json, json};
 
 fn browser_dir() -> PathBuf {
@@ -79,6 +79,7 @@ async fn query_page_in_chromium() {
                 .env("EVENTIDE_URL", url)
                 .env("EVENTIDE_QUERY_KEY", QUERY_KEY)
                 .env("EVENTIDE_INGEST_KEY", INGEST_KEY)
+                .env("EVENTIDE_ADMIN_KEY", ADMIN_KEY)
                 .env("EVENTIDE_DATASET", "shop")
                 .env("EVENTIDE_WIDE_DATASET", "wide")
                 .env("EVENTIDE_SCREENSHOTS", shots)
@@ -97,7 +98,7 @@ async fn query_page_in_chromium() {
     assert!(stdout.contains("ui browser test: ok"), "{stdout}");
     print!("{stdout}");
     for view in [
-        "query", "markers", "error", "sql", "heatmap", "bubbleup", "wide",
+        "query", "markers", "error", "sql", "heatmap", "bubbleup", "wide", "deploys", "triggers",
     ] {
         let f = shots.join(format!("{view}.png"));
         assert!(

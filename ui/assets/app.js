@@ -17,6 +17,8 @@ const TABLE_ROWS = 1000;
 /** Raw events per page. */
 const EVENTS_PAGE = 50;
 const KEY_STORE = 'eventide.key';
+/** The page's views, each with a tab (`tab-X`) and a main element (`X-view`). */
+const VIEWS = ['query', 'sql', 'deploys', 'triggers'];
 const COLORS = ['#3056d3', '#d97706', '#059669', '#dc2626', '#7c3aed', '#0891b2', '#db2777',
   '#65a30d', '#9333ea', '#475569'];
 
@@ -605,8 +607,91 @@ async function loadDatasets() {
 
 function askKey() {
   $('key-panel').hidden = false;
-  $('query-view').hidden = true;
-  $('sql-view').hidden = true;
+  for (const v of VIEWS) $(`${v}-view`).hidden = true;
+}
+
+// ---------- deploys and triggers ----------
+
+const when = (s) => (s === null || s === undefined ? '' : new Date(s * 1000).toISOString().replace('.000Z', 'Z'));
+
+let deploysTimer = null;
+
+/** Deploy markers with their verdicts; a click shows the evidence. */
+async function loadDeploys() {
+  clearErrors();
+  if (!$('deploys-list').children.length) $('deploys-status').textContent = 'loading…';
+  const service = $('deploys-service').value.trim();
+  try {
+    const r = await api(`/api/v1/deploys?limit=200${service ? `&service=${encodeURIComponent(service)}` : ''}`);
+    const rows = r.deploys.map((d) => [when(d.marker.start_time), d.marker.service || '', d.marker.version || '',
+      d.marker.dataset, d.checked ? d.verdict : 'not checked', (d.regressions || []).join('; '), d.marker.message || '', d.marker.id]);
+    const t = table(['time', 'service', 'version', 'dataset', 'verdict', 'regressions', 'message', 'marker'],
+      rows, 'deploys-table', (row) => showVerdict(row[7]));
+    for (const tr of t.querySelectorAll('tbody tr')) {
+      const cell = tr.children[4];
+      if (cell) cell.className = `verdict ${cell.textContent}`;
+    }
+    $('deploys-list').replaceChildren(t);
+    const pending = r.deploys.filter((d) => d.verdict === 'pending').length;
+    $('deploys-status').textContent = `${r.deploys.length} deploys${pending ? `, ${pending} being checked (refreshing)` : ''}`;
+    // Pending checks get their verdicts within seconds: look again while the page is open.
+    clearTimeout(deploysTimer);
+    if (pending) deploysTimer = setTimeout(() => { if (!$('deploys-view').hidden) loadDeploys(); }, 2000);
+  } catch (e) {
+    $('deploys-status').textContent = '';
+    showError(e.message, null, 'deploys');
+  }
+}
+
+async function showVerdict(id) {
+  try {
+    const v = await api(`/api/v1/deploys/${encodeURIComponent(id)}/verdict`);
+    const ev = v.evidence || {};
+    const parts = [el('h3', { textContent: `${id}: ${v.verdict}` })];
+    for (const r of ev.regressions || []) parts.push(el('div', { class: 'error', textContent: r }));
+    if (ev.reason) parts.push(el('div', { class: 'summary', textContent: ev.reason }));
+    if (ev.dimensions && ev.dimensions.length) {
+      parts.push(el('div', { class: 'summary', textContent: `what sets the failing events apart: ${ev.dimensions.map((d) => `${d.column} (${d.score.toFixed(2)})`).join(', ')}` }));
+    }
+    parts.push(el('pre', { 'data-testid': 'deploy-evidence', textContent: JSON.stringify(ev, null, 2) }));
+    $('deploy-detail').replaceChildren(...parts);
+  } catch (e) {
+    showError(e.message, null, 'deploys');
+  }
+}
+
+/** The selected dataset's triggers; a click lists its recent evaluations. */
+async function loadTriggers() {
+  clearErrors();
+  const dataset = $('dataset').value;
+  $('triggers-status').textContent = 'loading…';
+  try {
+    const list = await api(`/1/triggers/${encodeURIComponent(dataset)}`);
+    const rows = list.map((t) => {
+      const c = t.query.calculations[0];
+      const last = t.last_evaluation || {};
+      return [t.name, c.column ? `${c.op}(${c.column})` : c.op, `${t.threshold.op} ${t.threshold.value}`,
+        t.frequency, t.triggered ? 'triggered' : 'ok', last.value ?? '', when(last.window_end), t.id];
+    });
+    $('triggers-list').replaceChildren(table(['name', 'calculation', 'threshold', 'every (s)', 'state',
+      'last value', 'last window', 'id'], rows, 'triggers-table', (row) => showEvaluations(dataset, row[7])));
+    $('triggers-status').textContent = `${list.length} triggers in ${dataset}`;
+  } catch (e) {
+    $('triggers-status').textContent = '';
+    showError(e.message, null, 'triggers');
+  }
+}
+
+async function showEvaluations(dataset, id) {
+  try {
+    const r = await api(`/1/triggers/${encodeURIComponent(dataset)}/${encodeURIComponent(id)}/evaluations?limit=50`);
+    const rows = r.evaluations.map((e) => [when(e.window_end), e.value ?? '', e.state, e.notification || '',
+      e.breached_groups.length, e.error || '']);
+    $('trigger-detail').replaceChildren(el('h3', { textContent: `${r.trigger.name}: recent evaluations` }),
+      table(['window end', 'value', 'state', 'notified', 'groups over', 'error'], rows, 'evaluations-table'));
+  } catch (e) {
+    showError(e.message, null, 'triggers');
+  }
 }
 
 async function start() {
@@ -626,10 +711,12 @@ async function start() {
 }
 
 function showTab(which) {
-  $('query-view').hidden = which !== 'query';
-  $('sql-view').hidden = which !== 'sql';
-  $('tab-query').classList.toggle('active', which === 'query');
-  $('tab-sql').classList.toggle('active', which === 'sql');
+  for (const v of VIEWS) {
+    $(`${v}-view`).hidden = which !== v;
+    $(`tab-${v}`).classList.toggle('active', which === v);
+  }
+  if (which === 'deploys') loadDeploys();
+  if (which === 'triggers') loadTriggers();
 }
 
 $('key-form').onsubmit = (e) => {
@@ -645,8 +732,13 @@ $('add-filter').onclick = () => $('filters').append(filterRow());
 $('add-order').onclick = () => $('orders').append(orderRow());
 $('add-having').onclick = () => $('havings').append(havingRow());
 $('range').onchange = () => { $('absolute').hidden = $('range').value !== 'custom'; };
-$('dataset').onchange = () => loadColumns($('dataset').value);
-$('tab-query').onclick = () => showTab('query');
-$('tab-sql').onclick = () => showTab('sql');
+$('dataset').onchange = () => {
+  loadColumns($('dataset').value);
+  if (!$('triggers-view').hidden) loadTriggers();
+};
+for (const v of VIEWS) $(`tab-${v}`).onclick = () => showTab(v);
+$('deploys-refresh').onclick = loadDeploys;
+$('deploys-service').onchange = loadDeploys;
+$('triggers-refresh').onclick = loadTriggers;
 $('sql-run').onclick = runSql;
 start();

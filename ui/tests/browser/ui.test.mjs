@@ -1,7 +1,8 @@
 // Browser test of the query page: Playwright (playwright-core) driving Debian's Chromium,
 // headless, against a real `eventide serve` that server/tests/ui.rs started and seeded.
 //
-// Environment: EVENTIDE_URL, EVENTIDE_QUERY_KEY, EVENTIDE_INGEST_KEY, EVENTIDE_DATASET (seeded
+// Environment: EVENTIDE_URL, EVENTIDE_QUERY_KEY, EVENTIDE_INGEST_KEY, EVENTIDE_ADMIN_KEY,
+// EVENTIDE_DATASET (seeded
 // with `service.name`, `duration_ms`, `http.status_code`, `build_id`: every tenth event slow and
 // from build-2), EVENTIDE_WIDE_DATASET (100,000 distinct `user_id`), EVENTIDE_SCREENSHOTS.
 // Exits non-zero with the failed check on stderr.
@@ -21,6 +22,13 @@ async function api(p, body, key = queryKey) {
     headers: { 'X-Honeycomb-Team': key, 'Content-Type': 'application/json' },
     body: JSON.stringify(body),
   });
+  const j = await r.json();
+  assert.equal(r.status, 200, `${p}: ${JSON.stringify(j)}`);
+  return j;
+}
+
+async function get(p) {
+  const r = await fetch(url + p, { headers: { 'X-Honeycomb-Team': queryKey } });
   const j = await r.json();
   assert.equal(r.status, 200, `${p}: ${JSON.stringify(j)}`);
   return j;
@@ -206,6 +214,45 @@ try {
   console.log(`100,000 groups: rendered in ${rendered} ms, next click answered in ${Date.now() - t1} ms`);
   await page.click('#tab-query');
   await page.screenshot({ path: path.join(shots, 'wide.png') });
+
+  // The deploys page: a checked deploy with its verdict, and the evidence behind it.
+  const deployAt = Math.floor(Date.now() / 1000) - 1200;
+  const deploy = await api(`/1/markers/${dataset}`, { message: 'checkout v43', type: 'deploy', service: 'checkout', version: 'v43', start_time: deployAt }, ingestKey);
+  await page.click('#tab-deploys');
+  await page.waitForFunction((id) => [...document.querySelectorAll('[data-testid="deploys-table"] tbody tr')]
+    .some((tr) => tr.lastElementChild.textContent === id && tr.children[4].textContent !== 'pending'), deploy.id, { timeout: 30_000 });
+  const deployRows = await tableRows(page, 'deploys-table');
+  const row = deployRows.find((r) => r[7] === deploy.id);
+  assert.deepEqual(row.slice(1, 4), ['checkout', 'v43', dataset]);
+  const verdict = await get(`/api/v1/deploys/${deploy.id}/verdict`);
+  assert.equal(row[4], verdict.verdict, 'the page shows the verdict the API gives');
+  await page.locator('[data-testid="deploys-table"] tbody tr', { hasText: deploy.id }).click();
+  const evidence = JSON.parse(await page.getByTestId('deploy-evidence').textContent());
+  assert.equal(evidence.service, 'checkout');
+  assert.ok(evidence.before.events > 0, 'evidence counts the events before the deploy');
+  await page.screenshot({ path: path.join(shots, 'deploys.png'), fullPage: true });
+
+  // The triggers page: a trigger of the dataset with its recent evaluations.
+  const trigger = await api(`/1/triggers/${dataset}`, {
+    name: 'any traffic', query: { calculations: [{ op: 'COUNT' }], time_range: 7200 },
+    threshold: { op: '>', value: 0 }, frequency: 1,
+  }, process.env.EVENTIDE_ADMIN_KEY);
+  for (let i = 0; ; i++) {
+    const e = await get(`/1/triggers/${dataset}/${trigger.id}/evaluations`);
+    if (e.evaluations.length > 0) break;
+    assert.ok(i < 100, 'the trigger is evaluated');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await page.getByTestId('dataset-select').selectOption(dataset);
+  await page.click('#tab-triggers');
+  await page.waitForSelector('[data-testid="triggers-table"] tbody tr');
+  const trig = (await tableRows(page, 'triggers-table')).find((r) => r[7] === trigger.id);
+  assert.deepEqual(trig.slice(0, 5), ['any traffic', 'COUNT', '> 0', '1', 'triggered']);
+  await page.locator('[data-testid="triggers-table"] tbody tr', { hasText: trigger.id }).click();
+  await page.waitForSelector('[data-testid="evaluations-table"] tbody tr');
+  const evals = await tableRows(page, 'evaluations-table');
+  assert.equal(evals[evals.length - 1][3], 'triggered', 'the first evaluation fired');
+  await page.screenshot({ path: path.join(shots, 'triggers.png'), fullPage: true });
 
   assert.deepEqual(pageErrors, [], 'no script errors in the page');
   console.log('ui browser test: ok');
