@@ -59,6 +59,38 @@ impl Default for RunnerConfig {
     }
 }
 
+/// A trigger's state machine: from the previous state and breach streak, and whether this
+/// evaluation breached, the new streak, state and notification. It fires after
+/// `exceeded_limit` breaches in a row, stays firing while it breaches, resolves at the first
+/// evaluation that does not; `on_true` also notifies at every breaching evaluation while firing.
+pub fn next_state(
+    prev: TriggerState,
+    prev_consecutive: u32,
+    breached: bool,
+    exceeded_limit: u32,
+    alert_type: AlertType,
+) -> (u32, TriggerState, Option<Notification>) {
+    let consecutive = if breached {
+        prev_consecutive.saturating_add(1)
+    } else {
+        0
+    };
+    let state = if breached && (consecutive >= exceeded_limit || prev == TriggerState::Triggered) {
+        TriggerState::Triggered
+    } else {
+        TriggerState::Ok
+    };
+    let notification = match (prev, state, alert_type) {
+        (TriggerState::Ok, TriggerState::Triggered, _)
+        | (TriggerState::Triggered, TriggerState::Triggered, AlertType::OnTrue) => {
+            Some(Notification::Triggered)
+        }
+        (TriggerState::Triggered, TriggerState::Ok, _) => Some(Notification::Resolved),
+        _ => None,
+    };
+    (consecutive, state, notification)
+}
+
 struct Inner {
     engine: QueryEngine,
     markers: Markers,
@@ -272,27 +304,13 @@ impl Alerts {
         breached.truncate(MAX_GROUPS);
         eval.breached = !breached.is_empty();
         eval.breached_groups = breached;
-        eval.consecutive = if eval.breached {
-            prev_consecutive.saturating_add(1)
-        } else {
-            0
-        };
-        eval.state = if eval.breached
-            && (eval.consecutive >= t.threshold.exceeded_limit
-                || prev_state == TriggerState::Triggered)
-        {
-            TriggerState::Triggered
-        } else {
-            TriggerState::Ok
-        };
-        eval.notification = match (prev_state, eval.state, t.alert_type) {
-            (TriggerState::Ok, TriggerState::Triggered, _)
-            | (TriggerState::Triggered, TriggerState::Triggered, AlertType::OnTrue) => {
-                Some(Notification::Triggered)
-            }
-            (TriggerState::Triggered, TriggerState::Ok, _) => Some(Notification::Resolved),
-            _ => None,
-        };
+        (eval.consecutive, eval.state, eval.notification) = next_state(
+            prev_state,
+            prev_consecutive,
+            eval.breached,
+            t.threshold.exceeded_limit,
+            t.alert_type,
+        );
         if eval.notification.is_some() {
             for r in &t.recipients {
                 match r.kind {
@@ -839,5 +857,58 @@ impl Alerts {
             trigger_services: &services,
             rules,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a sequence of breached/not breached evaluations; the notifications sent.
+    fn run(breaches: &[bool], limit: u32, kind: AlertType) -> Vec<Option<Notification>> {
+        let (mut state, mut streak) = (TriggerState::Ok, 0);
+        breaches
+            .iter()
+            .map(|&b| {
+                let (c, s, n) = next_state(state, streak, b, limit, kind);
+                (streak, state) = (c, s);
+                n
+            })
+            .collect()
+    }
+
+    #[test]
+    fn on_change_fires_once_and_resolves_once() {
+        use Notification::*;
+        assert_eq!(
+            run(
+                &[false, true, true, true, false, false],
+                1,
+                AlertType::OnChange
+            ),
+            [None, Some(Triggered), None, None, Some(Resolved), None]
+        );
+    }
+
+    #[test]
+    fn exceeded_limit_needs_breaches_in_a_row() {
+        use Notification::*;
+        assert_eq!(
+            run(
+                &[true, false, true, true, true, false],
+                3,
+                AlertType::OnChange
+            ),
+            [None, None, None, None, Some(Triggered), Some(Resolved)]
+        );
+    }
+
+    #[test]
+    fn on_true_notifies_every_breach_while_firing() {
+        use Notification::*;
+        assert_eq!(
+            run(&[true, true, true, false, true], 2, AlertType::OnTrue),
+            [None, Some(Triggered), Some(Triggered), Some(Resolved), None]
+        );
     }
 }

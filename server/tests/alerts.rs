@@ -59,27 +59,10 @@ fn now_s() -> f64 {
         .as_secs_f64()
 }
 
-async fn call(
-    server: &Server,
-    method: reqwest::Method,
-    path: &str,
-    key: &str,
-    body: Option<Json>,
-) -> (u16, Json) {
-    let mut r = server
-        .client
-        .request(method, format!("{}{path}", server.url))
-        .header("X-Honeycomb-Team", key);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Json::Null))
-}
-
 async fn get(server: &Server, path: &str) -> Json {
-    let (s, v) = call(server, reqwest::Method::GET, path, QUERY_KEY, None).await;
+    let (s, v) = server
+        .call(reqwest::Method::GET, path, QUERY_KEY, None)
+        .await;
     assert_eq!(s, 200, "GET {path}: {v}");
     v
 }
@@ -135,8 +118,7 @@ async fn trigger_notifies_once_when_it_fires_and_once_when_it_resolves_across_a_
         )
         .await;
     let deploy_time = now_s() as i64 - 1;
-    let (s, deploy) = call(
-        &server,
+    let (s, deploy) = server.call(
         reqwest::Method::POST,
         "/1/markers/shop",
         INGEST_KEY,
@@ -146,46 +128,46 @@ async fn trigger_notifies_once_when_it_fires_and_once_when_it_resolves_across_a_
     assert_eq!(s, 200, "{deploy}");
 
     // Bad definitions are refused with the field named.
-    let (s, e) = call(
-        &server,
-        reqwest::Method::POST,
-        "/1/triggers/shop",
-        ADMIN_KEY,
-        Some(
-            json!({"name": "x", "query": {"calculations": [{"op": "P99", "column": "nope"}]},
+    let (s, e) = server
+        .call(
+            reqwest::Method::POST,
+            "/1/triggers/shop",
+            ADMIN_KEY,
+            Some(
+                json!({"name": "x", "query": {"calculations": [{"op": "P99", "column": "nope"}]},
                     "threshold": {"op": ">", "value": 1}, "frequency": 1}),
-        ),
-    )
-    .await;
+            ),
+        )
+        .await;
     assert_eq!(s, 400);
     assert!(e["error"].as_str().unwrap().contains("nope"), "{e}");
-    let (s, _) = call(
-        &server,
-        reqwest::Method::POST,
-        "/1/triggers/shop",
-        QUERY_KEY,
-        Some(json!({})),
-    )
-    .await;
+    let (s, _) = server
+        .call(
+            reqwest::Method::POST,
+            "/1/triggers/shop",
+            QUERY_KEY,
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(s, 403, "a query key cannot manage triggers");
 
-    let (s, trigger) = call(
-        &server,
-        reqwest::Method::POST,
-        "/1/triggers/shop",
-        ADMIN_KEY,
-        Some(json!({
-            "name": "api 5xx",
-            "query": {"calculations": [{"op": "COUNT"}], "time_range": 6,
-                      "filters": [{"column": "service.name", "op": "=", "value": "api"},
-                                  {"column": "http.status_code", "op": ">=", "value": 500}]},
-            "threshold": {"op": ">", "value": 5},
-            "frequency": 1,
-            "alert_type": "on_change",
-            "recipients": [{"type": "webhook", "target": hook.url}, {"type": "marker"}]
-        })),
-    )
-    .await;
+    let (s, trigger) = server
+        .call(
+            reqwest::Method::POST,
+            "/1/triggers/shop",
+            ADMIN_KEY,
+            Some(json!({
+                "name": "api 5xx",
+                "query": {"calculations": [{"op": "COUNT"}], "time_range": 6,
+                          "filters": [{"column": "service.name", "op": "=", "value": "api"},
+                                      {"column": "http.status_code", "op": ">=", "value": 500}]},
+                "threshold": {"op": ">", "value": 5},
+                "frequency": 1,
+                "alert_type": "on_change",
+                "recipients": [{"type": "webhook", "target": hook.url}, {"type": "marker"}]
+            })),
+        )
+        .await;
     assert_eq!(s, 200, "{trigger}");
     let id = trigger["id"].as_str().unwrap().to_owned();
     assert_eq!(trigger["triggered"], false);
@@ -336,17 +318,17 @@ async fn deploy_checks_fail_a_doubled_error_rate_pass_a_clean_deploy_and_wait_fo
     let dir = tempfile::tempdir().unwrap();
     let hook = Hook::start().await;
     let server = Server::start_with(dir.path(), &["--alert-delay-ms", "1000"], &[]).await;
-    let (s, c) = call(
-        &server,
-        reqwest::Method::PUT,
-        "/api/v1/conventions/shop",
-        ADMIN_KEY,
-        Some(json!({"deploy_check": {
-            "baseline_seconds": 60, "warmup_seconds": 2, "observe_seconds": 15,
-            "min_events": 100, "recipients": [{"type": "webhook", "target": hook.url}]
-        }})),
-    )
-    .await;
+    let (s, c) = server
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/conventions/shop",
+            ADMIN_KEY,
+            Some(json!({"deploy_check": {
+                "baseline_seconds": 60, "warmup_seconds": 2, "observe_seconds": 15,
+                "min_events": 100, "recipients": [{"type": "webhook", "target": hook.url}]
+            }})),
+        )
+        .await;
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["conventions"]["service"], "service.name");
     assert_eq!(c["conventions"]["deploy_check"]["z"], 4.0);
@@ -364,15 +346,15 @@ async fn deploy_checks_fail_a_doubled_error_rate_pass_a_clean_deploy_and_wait_fo
     .await;
     let mut ids = Vec::new();
     for (svc, version) in [("checkout", "v2"), ("search", "v2"), ("quiet", "v2")] {
-        let (s, m) = call(
-            &server,
-            reqwest::Method::POST,
-            "/1/markers/shop",
-            INGEST_KEY,
-            Some(json!({"type": "deploy", "service": svc, "version": version,
+        let (s, m) = server
+            .call(
+                reqwest::Method::POST,
+                "/1/markers/shop",
+                INGEST_KEY,
+                Some(json!({"type": "deploy", "service": svc, "version": version,
                         "message": format!("{svc} {version}"), "start_time": t0 as i64})),
-        )
-        .await;
+            )
+            .await;
         assert_eq!(s, 200, "{m}");
         ids.push(m["id"].as_str().unwrap().to_owned());
     }
@@ -519,14 +501,14 @@ async fn dora_metrics_of_a_scripted_history() {
     let marker = |body: Json| {
         let server = &server;
         async move {
-            let (s, m) = call(
-                server,
-                reqwest::Method::POST,
-                "/1/markers/api-prod",
-                INGEST_KEY,
-                Some(body),
-            )
-            .await;
+            let (s, m) = server
+                .call(
+                    reqwest::Method::POST,
+                    "/1/markers/api-prod",
+                    INGEST_KEY,
+                    Some(body),
+                )
+                .await;
             assert_eq!(s, 200, "{m}");
             m["id"].as_str().unwrap().to_owned()
         }
@@ -617,23 +599,23 @@ async fn dora_metrics_of_a_scripted_history() {
     )
     .await;
     assert_eq!(d["change_failure_rate"]["rate"], 0.25, "{d}");
-    let (s, e) = call(
-        &server,
-        reqwest::Method::GET,
-        "/api/v1/dora?window=30d",
-        QUERY_KEY,
-        None,
-    )
-    .await;
+    let (s, e) = server
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/dora?window=30d",
+            QUERY_KEY,
+            None,
+        )
+        .await;
     assert_eq!(s, 400);
     assert!(e["error"].as_str().unwrap().contains("service"));
-    let (s, _) = call(
-        &server,
-        reqwest::Method::GET,
-        "/api/v1/deploys/m999999/verdict",
-        QUERY_KEY,
-        None,
-    )
-    .await;
+    let (s, _) = server
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/deploys/m999999/verdict",
+            QUERY_KEY,
+            None,
+        )
+        .await;
     assert_eq!(s, 404);
 }

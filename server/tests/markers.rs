@@ -7,25 +7,6 @@ mod common;
 use common::{ADMIN_KEY, INGEST_KEY, QUERY_KEY, Server};
 use serde_json::{Value as Json, json};
 
-async fn call(
-    s: &Server,
-    method: reqwest::Method,
-    path: &str,
-    key: &str,
-    body: Option<Json>,
-) -> (u16, Json) {
-    let mut r = s
-        .client
-        .request(method, format!("{}{path}", s.url))
-        .header("X-Honeycomb-Team", key);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Json::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn markers_are_kept_listed_queried_and_shown_on_results() {
     use reqwest::Method;
@@ -33,54 +14,58 @@ async fn markers_are_kept_listed_queried_and_shown_on_results() {
     let mut s = Server::start(dir.path(), &[]).await;
     let now = chrono::Utc::now().timestamp();
     // A deploy marker as a CI job posts it (ingest key), with Eventide's deploy fields.
-    let (st, deploy) = call(
-        &s,
-        Method::POST,
-        "/1/markers/checkout",
-        INGEST_KEY,
-        Some(json!({
-            "message": "deploy checkout v42", "type": "deploy", "url": "https://ci.example/42",
-            "start_time": now - 60, "service": "checkout", "version": "v42", "commit": "abc123",
-            "commit_time": now - 600, "environment": "prod"
-        })),
-    )
-    .await;
+    let (st, deploy) = s
+        .call(
+            Method::POST,
+            "/1/markers/checkout",
+            INGEST_KEY,
+            Some(json!({
+                "message": "deploy checkout v42", "type": "deploy", "url": "https://ci.example/42",
+                "start_time": now - 60, "service": "checkout", "version": "v42", "commit": "abc123",
+                "commit_time": now - 600, "environment": "prod"
+            })),
+        )
+        .await;
     assert_eq!(st, 200, "{deploy}");
     let id = deploy["id"].as_str().unwrap().to_owned();
     assert_eq!(deploy["type"], json!("deploy"));
     assert_eq!(deploy["version"], json!("v42"));
     assert!(deploy["created_at"].as_str().unwrap().ends_with('Z'));
-    let (st, all) = call(&s, Method::POST, "/1/markers/__all__", ADMIN_KEY, Some(json!({
+    let (st, all) = s.call( Method::POST, "/1/markers/__all__", ADMIN_KEY, Some(json!({
         "message": "maintenance", "type": "maintenance", "start_time": now - 120, "end_time": now - 90
     }))).await;
     assert_eq!(st, 200, "{all}");
 
     // Scopes: a query key cannot write, an ingest key cannot list.
-    let (st, body) = call(
-        &s,
-        Method::POST,
-        "/1/markers/checkout",
-        QUERY_KEY,
-        Some(json!({"message": "x"})),
-    )
-    .await;
+    let (st, body) = s
+        .call(
+            Method::POST,
+            "/1/markers/checkout",
+            QUERY_KEY,
+            Some(json!({"message": "x"})),
+        )
+        .await;
     assert_eq!(st, 403, "{body}");
-    let (st, _) = call(&s, Method::GET, "/1/markers/checkout", INGEST_KEY, None).await;
+    let (st, _) = s
+        .call(Method::GET, "/1/markers/checkout", INGEST_KEY, None)
+        .await;
     assert_eq!(st, 403);
 
     // Update and list.
-    let (st, updated) = call(
-        &s,
-        Method::PUT,
-        &format!("/1/markers/checkout/{id}"),
-        INGEST_KEY,
-        Some(json!({"url": "https://ci.example/42b"})),
-    )
-    .await;
+    let (st, updated) = s
+        .call(
+            Method::PUT,
+            &format!("/1/markers/checkout/{id}"),
+            INGEST_KEY,
+            Some(json!({"url": "https://ci.example/42b"})),
+        )
+        .await;
     assert_eq!(st, 200, "{updated}");
     assert_eq!(updated["message"], json!("deploy checkout v42"));
     assert_eq!(updated["url"], json!("https://ci.example/42b"));
-    let (st, list) = call(&s, Method::GET, "/1/markers/checkout", QUERY_KEY, None).await;
+    let (st, list) = s
+        .call(Method::GET, "/1/markers/checkout", QUERY_KEY, None)
+        .await;
     assert_eq!(st, 200);
     assert_eq!(list, json!([updated.clone()]));
 
@@ -103,24 +88,26 @@ async fn markers_are_kept_listed_queried_and_shown_on_results() {
             "invalid request json",
         ),
     ] {
-        let (st, b) = call(&s, Method::POST, path, INGEST_KEY, Some(body)).await;
+        let (st, b) = s.call(Method::POST, path, INGEST_KEY, Some(body)).await;
         assert_eq!(st, 400, "{path}: {b}");
         assert!(b["error"].as_str().unwrap().contains(want), "{b}");
     }
-    let (st, b) = call(
-        &s,
-        Method::DELETE,
-        "/1/markers/checkout/m999999",
-        INGEST_KEY,
-        None,
-    )
-    .await;
+    let (st, b) = s
+        .call(
+            Method::DELETE,
+            "/1/markers/checkout/m999999",
+            INGEST_KEY,
+            None,
+        )
+        .await;
     assert_eq!(st, 404, "{b}");
 
     // Kept across a restart.
     s.stop();
     let s = Server::start(dir.path(), &[]).await;
-    let (_, list) = call(&s, Method::GET, "/1/markers/checkout", QUERY_KEY, None).await;
+    let (_, list) = s
+        .call(Method::GET, "/1/markers/checkout", QUERY_KEY, None)
+        .await;
     assert_eq!(list, json!([updated.clone()]));
 
     // Readable in SQL.
@@ -166,16 +153,18 @@ async fn markers_are_kept_listed_queried_and_shown_on_results() {
     assert_eq!(r["markers"], json!([]), "both markers are older than 30 s");
 
     // Deleted for good.
-    let (st, _) = call(
-        &s,
-        Method::DELETE,
-        &format!("/1/markers/checkout/{id}"),
-        ADMIN_KEY,
-        None,
-    )
-    .await;
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/1/markers/checkout/{id}"),
+            ADMIN_KEY,
+            None,
+        )
+        .await;
     assert_eq!(st, 200);
-    let (_, list) = call(&s, Method::GET, "/1/markers/checkout", QUERY_KEY, None).await;
+    let (_, list) = s
+        .call(Method::GET, "/1/markers/checkout", QUERY_KEY, None)
+        .await;
     assert_eq!(list, json!([]));
 }
 

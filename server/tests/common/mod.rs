@@ -109,6 +109,27 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Sends `method path` with `key` (and a JSON body); the status and the JSON reply
+    /// (`null` when the reply is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Json>,
+    ) -> (u16, Json) {
+        let mut r = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .header("X-Honeycomb-Team", key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Json::Null))
+    }
+
     pub fn post(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
         self.client
             .post(format!("{}{path}", self.url))
