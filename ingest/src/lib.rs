@@ -27,6 +27,7 @@ pub mod auth;
 pub mod body;
 pub mod decode;
 pub mod error;
+pub mod metrics;
 pub mod otlp;
 pub mod registry;
 pub mod udp;
@@ -42,6 +43,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use eventide_eventlog::EventLog;
 use eventide_model::{ColumnarBatch, DatasetName, Event, Limits, encode_batch, events_to_batch};
+use metrics::Endpoint;
 use serde_json::json;
 
 pub use auth::{Keys, Require, Scope};
@@ -60,6 +62,8 @@ pub struct IngestState {
     /// request takes as many units as its body limit in MB, a single event one. When the
     /// budget is spent, requests are refused with 503 rather than buffered.
     pub inflight: Arc<tokio::sync::Semaphore>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<metrics::IngestMetrics>,
 }
 
 /// Default in-flight budget: about 1 GB of request bodies.
@@ -72,7 +76,17 @@ impl IngestState {
             registry,
             limits,
             inflight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_INFLIGHT_UNITS)),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Appends durably, timing it for `/metrics`.
+    async fn append(&self, dataset: &str, payload: Bytes) -> Result<(), ApiError> {
+        let bytes = payload.len();
+        let started = std::time::Instant::now();
+        let r = self.log.append(dataset, payload).await;
+        self.metrics.append(started.elapsed(), bytes, r.is_ok());
+        r.map(|_| ()).map_err(Into::into)
     }
 
     fn admit_request(
@@ -156,7 +170,7 @@ impl IngestState {
             .await
             .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
         if let Some(payload) = prepared.payload {
-            self.log.append(dataset.as_str(), payload).await?;
+            self.append(dataset.as_str(), payload).await?;
         }
         Ok(prepared.outcomes)
     }
@@ -230,7 +244,7 @@ impl IngestState {
         .await
         .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
         if let Some(payload) = payload {
-            self.log.append(dataset.as_str(), payload).await?;
+            self.append(dataset.as_str(), payload).await?;
         }
         Ok(out)
     }
@@ -262,7 +276,7 @@ impl IngestState {
         let appends = prepared.iter().filter_map(|(dataset, _, p)| {
             p.payload
                 .clone()
-                .map(|payload| self.log.append(dataset.as_str(), payload))
+                .map(|payload| self.append(dataset.as_str(), payload))
         });
         futures::future::try_join_all(appends).await?;
         Ok(prepared
@@ -361,6 +375,9 @@ async fn post_batch(
         s.ingest_columnar(&dataset, &headers, body, limit, decode::json_batch_into)
             .await?
     };
+    let rejected = outcomes.iter().filter(|o| o.is_some()).count();
+    s.metrics
+        .events(Endpoint::Batch, outcomes.len() - rejected, rejected);
     Ok(batch_reply(&outcomes))
 }
 
@@ -396,7 +413,10 @@ async fn post_event(
             Ok(vec![Ok(decode::json_event(body, d, limits)?)])
         })
         .await?;
-    match outcomes.into_iter().next().flatten() {
+    let outcome = outcomes.into_iter().next().flatten();
+    let rejected = usize::from(outcome.is_some());
+    s.metrics.events(Endpoint::Event, 1 - rejected, rejected);
+    match outcome {
         None => Ok(Json(json!({})).into_response()),
         Some(error) => Err(ApiError::BadRequest(error)),
     }
@@ -431,6 +451,7 @@ async fn post_ndjson(
             }
         }
     }
+    s.metrics.events(Endpoint::Ndjson, accepted, rejected);
     Ok(Json(json!({"accepted": accepted, "rejected": rejected, "errors": errors})).into_response())
 }
 

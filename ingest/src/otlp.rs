@@ -602,6 +602,19 @@ async fn receive(
         })
         .await?;
     let rejected = Rejected::from_outcomes(&results);
+    let primary: usize = results
+        .iter()
+        .map(|(_, primary, _)| primary.iter().filter(|p| **p).count())
+        .sum();
+    let refused = usize::try_from(rejected.count).unwrap_or(0);
+    s.metrics.events(
+        match signal {
+            Signal::Traces => crate::metrics::Endpoint::OtlpTraces,
+            Signal::Logs => crate::metrics::Endpoint::OtlpLogs,
+        },
+        primary.saturating_sub(refused),
+        refused,
+    );
     if rejected.count > 0 || rejected.first_error.is_some() {
         tracing::debug!(count = rejected.count, error = ?rejected.first_error, "OTLP items rejected");
     }

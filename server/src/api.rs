@@ -126,22 +126,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     )
 }
 
-/// `GET /metrics`: Prometheus text format.
-async fn metrics(udp: Option<Arc<UdpStats>>) -> Response {
-    let mut out = String::new();
-    if let Some(u) = udp {
-        u.render_prometheus(&mut out);
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
-}
-
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -156,6 +140,14 @@ pub fn app(
     udp: Option<Arc<UdpStats>>,
 ) -> Router {
     let mut router = Router::new();
+    let sources = crate::metrics::Sources {
+        http: Arc::default(),
+        ingest: ingest.as_ref().map(|i| i.metrics.clone()),
+        udp,
+        engine: engine.as_ref().map(|(e, _)| e.clone()),
+        alerts: engine.as_ref().map(|(_, a)| a.clone()),
+    };
+    let http = sources.http.clone();
     if let Some((engine, alerts)) = engine {
         let markers = alerts.markers().clone();
         router = router
@@ -169,9 +161,13 @@ pub fn app(
     }
     router
         .route("/healthz", get(healthz))
-        .route("/metrics", get(move || metrics(udp.clone())))
+        .route("/metrics", get(crate::metrics::render).with_state(sources))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            http,
+            crate::metrics::track,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
 }

@@ -19,6 +19,7 @@ mod alerts;
 mod api;
 mod cli;
 mod markers;
+mod metrics;
 mod serve;
 
 use std::path::PathBuf;

@@ -1,0 +1,121 @@
+//! `GET /metrics` against the real binary: counters that follow what the test sent.
+
+mod common;
+
+use common::{INGEST_KEY, QUERY_KEY, Server};
+use reqwest::Method;
+use serde_json::json;
+
+/// The value of the sample line `name{labels}` (exact match of the part before the value).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_events_requests_appends_and_datasets() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let (st, b) = server
+        .call(
+            Method::POST,
+            "/1/batch/shop",
+            INGEST_KEY,
+            Some(json!([{"data": {"n": 1}}, {"data": {"n": 2}}, {"data": {"n": "text"}}])),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(b[2]["status"], 400, "{b}");
+    let r = server
+        .post("/api/v1/ingest/shop", INGEST_KEY)
+        .body("{\"n\": 3}\nnot json\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (st, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/sql",
+            QUERY_KEY,
+            Some(json!({"sql": "SELECT count(*) FROM shop"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, _) = server.call(Method::GET, "/nope", QUERY_KEY, None).await;
+    assert_eq!(st, 404);
+
+    let resp = server
+        .client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = resp.text().await.unwrap();
+    let get = |s: &str| sample(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
+    assert_eq!(
+        get("eventide_events_accepted_total{endpoint=\"/1/batch\"}"),
+        2.0
+    );
+    assert_eq!(
+        get("eventide_events_rejected_total{endpoint=\"/1/batch\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("eventide_events_accepted_total{endpoint=\"/api/v1/ingest\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("eventide_events_rejected_total{endpoint=\"/api/v1/ingest\"}"),
+        1.0
+    );
+    assert_eq!(get("eventide_log_append_seconds_count"), 2.0);
+    assert_eq!(
+        get("eventide_log_append_seconds_bucket{le=\"+Inf\"}"),
+        2.0,
+        "buckets are cumulative up to the count"
+    );
+    assert!(get("eventide_log_append_bytes_total") > 0.0);
+    assert_eq!(
+        get(
+            "eventide_http_requests_total{route=\"/1/batch/{dataset}\",method=\"POST\",status=\"200\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        get("eventide_http_requests_total{route=\"/api/v1/sql\",method=\"POST\",status=\"200\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("eventide_http_requests_total{route=\"other\",method=\"GET\",status=\"404\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("eventide_http_request_duration_seconds_count{route=\"/api/v1/sql\"}"),
+        1.0
+    );
+    let rows = get("eventide_dataset_hot_rows{dataset=\"shop\"}")
+        + get("eventide_dataset_segment_rows{dataset=\"shop\"}");
+    assert_eq!(rows, 3.0);
+    assert_eq!(get("eventide_triggers"), 0.0);
+    assert_eq!(get("eventide_deploy_checks_pending"), 0.0);
+    // Every sample line belongs to a declared metric.
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = l.split(['{', ' ']).next().unwrap();
+        let base = name
+            .trim_end_matches("_bucket")
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count");
+        assert!(
+            text.contains(&format!("# TYPE {name} ")) || text.contains(&format!("# TYPE {base} ")),
+            "{l} has no TYPE line"
+        );
+    }
+}
