@@ -279,3 +279,92 @@ mod tests {
         ));
     }
 }
+
+/// Property tests of the type rules and the log batch codec.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::batch::{decode_batch, encode_batch, events_to_batch};
+    use crate::event::{Event, Value};
+    use arrow::array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            (-1e12f64..1e12).prop_map(Value::Float),
+            "[a-z0-9 ]{0,8}".prop_map(Value::Str),
+        ]
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        (
+            0i64..4_000_000_000_000_000,
+            1i64..1000,
+            proptest::collection::btree_map("[a-d]", value(), 0..4),
+        )
+            .prop_map(|(t, sr, fields)| Event {
+                timestamp_us: t,
+                samplerate: sr,
+                fields: fields.into_iter().collect(),
+            })
+    }
+
+    proptest! {
+        /// A column's type is its first value's; a later value is stored as the column's type
+        /// (an int widened to a float, anything as text in a string column) or the event is
+        /// refused whole; the batch of the admitted events survives the log codec unchanged
+        /// and holds exactly the admitted values.
+        #[test]
+        fn type_rules_and_codec_round_trip(events in proptest::collection::vec(event(), 1..40)) {
+            let mut schema = DatasetSchema::new();
+            let mut first: std::collections::HashMap<String, ColumnType> = Default::default();
+            let mut admitted = Vec::new();
+            for original in events {
+                let mut e = original.clone();
+                let before = schema.clone();
+                match schema.admit(&mut e, 100) {
+                    Ok(()) => {
+                        for ((name, v), (_, orig)) in e.fields.iter().zip(&original.fields) {
+                            let t = *first.entry(name.clone()).or_insert_with(|| ColumnType::of(orig));
+                            prop_assert_eq!(schema.get(name).map(|(_, t)| t), Some(t));
+                            let want = match (t, orig) {
+                                (ColumnType::Float, Value::Int(i)) => Value::Float(*i as f64),
+                                (ColumnType::String, v) => Value::Str(v.to_text()),
+                                (_, v) => v.clone(),
+                            };
+                            prop_assert_eq!(v, &want);
+                        }
+                        admitted.push(e);
+                    }
+                    Err(_) => {
+                        // Refused: some value fits its column in no way, and nothing changed.
+                        prop_assert_eq!(schema.columns(), before.columns());
+                        let misfit = original.fields.iter().any(|(n, v)| {
+                            before.get(n).is_some_and(|(_, t)| !t.accepts(ColumnType::of(v)))
+                        });
+                        prop_assert!(misfit, "refused without a misfit: {:?}", original);
+                    }
+                }
+            }
+            prop_assume!(!admitted.is_empty());
+            let batch = events_to_batch(&schema, &admitted).unwrap();
+            let back = decode_batch(&encode_batch(&batch).unwrap()).unwrap();
+            prop_assert_eq!(&back, &batch);
+            for (row, e) in admitted.iter().enumerate() {
+                for (name, v) in &e.fields {
+                    let col = back.column_by_name(name).unwrap();
+                    prop_assert!(!col.is_null(row));
+                    let got = match v {
+                        Value::Bool(_) => Value::Bool(col.as_any().downcast_ref::<BooleanArray>().unwrap().value(row)),
+                        Value::Int(_) => Value::Int(col.as_any().downcast_ref::<Int64Array>().unwrap().value(row)),
+                        Value::Float(_) => Value::Float(col.as_any().downcast_ref::<Float64Array>().unwrap().value(row)),
+                        Value::Str(_) => Value::Str(col.as_any().downcast_ref::<StringArray>().unwrap().value(row).to_owned()),
+                    };
+                    prop_assert_eq!(&got, v);
+                }
+            }
+        }
+    }
+}
