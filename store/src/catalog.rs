@@ -42,7 +42,7 @@ pub struct SegmentMeta {
 }
 
 /// Catalog state of one dataset.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DatasetEntry {
     /// Columns in order of first appearance (without `timestamp` and `_samplerate`).
     pub columns: Vec<(String, ColumnType)>,
@@ -52,7 +52,7 @@ pub struct DatasetEntry {
 }
 
 /// The catalog of one log partition.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     pub version: u32,
     #[serde(default)]
@@ -197,5 +197,103 @@ mod tests {
         assert!(!dir.path().join("catalog/p00003.json.tmp").exists());
         assert_eq!(list_partitions(dir.path()).unwrap().len(), 1);
         assert_eq!(list_partitions(dir.path()).unwrap()[0].0, 3);
+    }
+}
+
+/// Property tests of catalog commits and their replay.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn segment() -> impl Strategy<Value = SegmentMeta> {
+        (
+            any::<u64>(),
+            "\\PC{1,40}",
+            any::<i64>(),
+            any::<i64>(),
+            any::<(u64, u64, u64, u64)>(),
+            any::<u8>(),
+            any::<i64>(),
+        )
+            .prop_map(
+                |(id, path, a, b, (rows, bytes, first, last), level, created_us)| SegmentMeta {
+                    id,
+                    path,
+                    min_time_us: a.min(b),
+                    max_time_us: a.max(b),
+                    rows,
+                    bytes,
+                    first_offset: first,
+                    last_offset: last,
+                    level,
+                    created_us,
+                },
+            )
+    }
+
+    fn catalog() -> impl Strategy<Value = Catalog> {
+        let column = (
+            "[a-z.]{1,12}",
+            prop_oneof![
+                Just(ColumnType::Bool),
+                Just(ColumnType::Int),
+                Just(ColumnType::Float),
+                Just(ColumnType::String)
+            ],
+        );
+        let entry = (
+            proptest::collection::vec(column, 0..6),
+            proptest::option::of(any::<u64>()),
+            proptest::collection::vec(segment(), 0..6),
+        )
+            .prop_map(|(columns, committed_offset, segments)| DatasetEntry {
+                columns,
+                committed_offset,
+                segments,
+            });
+        (
+            any::<u32>(),
+            "[a-z:-]{0,20}",
+            any::<u64>(),
+            proptest::collection::btree_map("[A-Za-z0-9._-]{1,16}", entry, 0..4),
+        )
+            .prop_map(|(partition, log, next_segment_id, datasets)| Catalog {
+                version: 1,
+                partition,
+                log,
+                next_segment_id,
+                datasets,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// After any sequence of commits, some interrupted before the rename (a torn temporary
+        /// file left behind), loading gives exactly the last completed commit.
+        #[test]
+        fn load_replays_the_last_completed_commit(
+            steps in proptest::collection::vec((catalog(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..64)), 1..6)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let file = CatalogFile::new(dir.path(), 7);
+            let mut last: Option<Catalog> = None;
+            for (c, interrupted, junk) in steps {
+                if interrupted {
+                    // A crash between writing the temporary file and the rename.
+                    fs::create_dir_all(dir.path().join(CATALOG_DIR)).unwrap();
+                    fs::write(dir.path().join("catalog/p00007.json.tmp"), &junk).unwrap();
+                } else {
+                    file.commit(&c).unwrap();
+                    last = Some(c);
+                }
+                let loaded = file.load().unwrap();
+                match &last {
+                    Some(want) => prop_assert_eq!(&loaded, want),
+                    None => prop_assert!(loaded.datasets.is_empty()),
+                }
+            }
+        }
     }
 }
