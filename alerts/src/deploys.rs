@@ -8,7 +8,7 @@
 //! The verdict is `fail` as soon as a comparison shows a regression (a rise beyond the
 //! tolerance, `z` standard errors away), `pass` when the observation window has ended with
 //! enough events and no regression, `inconclusive` when it ended with too few, and `pending`
-//! until then. Verdicts are kept in `DATA/alerts/deploys.json`.
+//! until then. Final verdicts are kept in `DATA/alerts/deploys.json`.
 //!
 //! # The tests
 //! - Error rate (sample-rate weighted rates, standard error from the stored events): a

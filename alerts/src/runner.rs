@@ -102,6 +102,10 @@ struct Inner {
     config: RunnerConfig,
     busy: Mutex<HashSet<String>>,
     permits: Semaphore,
+    /// The latest evaluation of each check still pending, in memory only: final verdicts are
+    /// what is kept, and rewriting the verdicts file at every look at a pending deploy would
+    /// cost more than the check.
+    pending: Mutex<HashMap<String, DeployCheck>>,
 }
 
 /// Triggers, deploy checks and what they found (cheap to clone).
@@ -134,6 +138,7 @@ impl Alerts {
                 permits: Semaphore::new(config.concurrency.max(1)),
                 config,
                 busy: Mutex::new(HashSet::new()),
+                pending: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -580,6 +585,7 @@ impl Alerts {
             .filter(deploys::is_checked)
             .collect();
         let live: HashSet<String> = markers.iter().map(|m| m.id.clone()).collect();
+        self.pending_checks().retain(|k, _| live.contains(k));
         if let Err(e) = self.inner.deploys.retain(&live) {
             tracing::error!(error = %e, "deploy checks of deleted markers not dropped");
         }
@@ -653,7 +659,6 @@ impl Alerts {
             );
         }
         let outcome = deploys::combine(m, outcomes);
-        let previous = self.inner.deploys.get(&m.id);
         let check = DeployCheck {
             marker_id: m.id.clone(),
             dataset: m.dataset.clone(),
@@ -666,20 +671,33 @@ impl Alerts {
             updated_at: crate::now_rfc3339(),
             notified: Vec::new(),
         };
-        let changed = previous
-            .as_ref()
-            .is_none_or(|p| p.verdict != check.verdict || p.evidence != check.evidence);
-        if changed {
-            if check.verdict.is_final() {
-                tracing::info!(marker = %m.id, verdict = check.verdict.as_str(), "deploy check decided");
-            }
-            let deploys = self.inner.deploys.clone();
-            let saved = check.clone();
-            tokio::task::spawn_blocking(move || deploys.put(saved))
-                .await
-                .map_err(blocking_err)??;
+        if !check.verdict.is_final() {
+            self.pending_checks().insert(m.id.clone(), check.clone());
+            return Ok(check);
         }
+        tracing::info!(marker = %m.id, verdict = check.verdict.as_str(), "deploy check decided");
+        let deploys = self.inner.deploys.clone();
+        let saved = check.clone();
+        tokio::task::spawn_blocking(move || deploys.put(saved))
+            .await
+            .map_err(blocking_err)??;
+        self.pending_checks().remove(&m.id);
         Ok(check)
+    }
+
+    fn pending_checks(&self) -> std::sync::MutexGuard<'_, HashMap<String, DeployCheck>> {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deploy checks being watched (no final verdict yet).
+    pub fn pending_deploy_checks(&self) -> usize {
+        self.pending_checks().len()
+    }
+
+    /// A deploy's latest check: the pending evaluation, else the kept verdict.
+    fn current_check(&self, marker_id: &str) -> Option<DeployCheck> {
+        let pending = self.pending_checks().get(marker_id).cloned();
+        pending.or_else(|| self.inner.deploys.get(marker_id))
     }
 
     /// Webhooks configured for the deploy checks of the marker's dataset(s).
@@ -769,7 +787,7 @@ impl Alerts {
             .all()
             .into_iter()
             .find(|m| m.id == marker_id)?;
-        Some(match self.inner.deploys.get(marker_id) {
+        Some(match self.current_check(marker_id) {
             Some(c) => json!({
                 "marker_id": m.id,
                 "verdict": c.verdict,
@@ -793,13 +811,18 @@ impl Alerts {
 
     /// Deploy markers (newest first) with their verdicts.
     pub fn deploys(&self, service: Option<&str>, dataset: Option<&str>, limit: usize) -> Vec<Json> {
-        let checks: HashMap<String, DeployCheck> = self
+        let mut checks: HashMap<String, DeployCheck> = self
             .inner
             .deploys
             .all()
             .into_iter()
             .map(|c| (c.marker_id.clone(), c))
             .collect();
+        checks.extend(
+            self.pending_checks()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         let mut list: Vec<Marker> = self
             .inner
             .markers

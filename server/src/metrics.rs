@@ -161,12 +161,7 @@ pub async fn render(State(src): State<Sources>) -> Response {
                     .is_some_and(|e| e.state == eventide_alerts::journal::TriggerState::Triggered)
             })
             .count();
-        let pending = a
-            .deploy_checks()
-            .all()
-            .iter()
-            .filter(|c| !c.verdict.is_final())
-            .count();
+        let pending = a.pending_deploy_checks();
         for (name, help, v) in [
             ("eventide_triggers", "triggers defined", triggers.len()),
             (
