@@ -360,17 +360,17 @@ async fn opentelemetry_sdk_logs_protobuf_and_json() {
 async fn libhoney_ci_job_posts_a_deploy_and_gets_a_fail_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), &["--alert-delay-ms", "1000"], &[]).await;
-    let r = server
-        .client
-        .put(format!("{}/api/v1/conventions/ci", server.url))
-        .header("X-Honeycomb-Team", ADMIN_KEY)
-        .json(&serde_json::json!({"deploy_check": {
-            "baseline_seconds": 60, "warmup_seconds": 2, "observe_seconds": 60, "min_events": 100
-        }}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (status, c) = server
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/conventions/ci",
+            ADMIN_KEY,
+            Some(serde_json::json!({"deploy_check": {
+                "baseline_seconds": 60, "warmup_seconds": 2, "observe_seconds": 60, "min_events": 100
+            }})),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
     let out = run_client(
         "deploy_ci.py",
         &[
@@ -404,19 +404,15 @@ async fn libhoney_ci_job_posts_a_deploy_and_gets_a_fail_verdict() {
     );
     assert_eq!(ev["dimensions"][0]["column"], "service.version", "{ev}");
     // The marker the job posted carries its commit: DORA's lead time sees it.
-    let d: Json = server
-        .client
-        .get(format!(
-            "{}/api/v1/dora?service=checkout&window=1d",
-            server.url
-        ))
-        .header("X-Honeycomb-Team", QUERY_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, d) = server
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/dora?service=checkout&window=1d",
+            QUERY_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{d}");
     assert_eq!(d["lead_time_for_changes"]["median_seconds"], 900.0, "{d}");
     assert_eq!(d["change_failure_rate"]["rate"], 1.0, "{d}");
 }
