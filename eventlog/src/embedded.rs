@@ -83,6 +83,10 @@ struct Shared {
     first: AtomicU64,
     failed: AtomicBool,
     fsyncs: AtomicU64,
+    /// Records per fsync (group commit): counts per bucket of [`GROUP_BUCKETS`], then +Inf.
+    group_records: [AtomicU64; GROUP_BUCKETS.len() + 1],
+    group_records_sum: AtomicU64,
+    group_bytes_sum: AtomicU64,
 }
 
 struct ReadCursor {
@@ -179,6 +183,52 @@ fn read_record(r: &mut impl Read) -> io::Result<Option<RawRecord>> {
         payload,
         framed_len: HEADER + len,
     }))
+}
+
+/// The error an injected fault raises: `enospc` (disk full) or else EIO.
+// Used only where `fail`'s `failpoints` feature is on (this crate's fault tests).
+#[allow(dead_code)]
+fn injected(arg: Option<String>) -> io::Error {
+    const ENOSPC: i32 = 28;
+    const EIO: i32 = 5;
+    match arg.as_deref() {
+        Some("enospc") => io::Error::from_raw_os_error(ENOSPC),
+        _ => io::Error::from_raw_os_error(EIO),
+    }
+}
+
+/// What the appenders of a refused group are told.
+fn fault(e: &io::Error) -> LogError {
+    if e.kind() == io::ErrorKind::StorageFull {
+        LogError::DiskFull(e.to_string())
+    } else {
+        LogError::Unavailable(format!("log write failed: {e}"))
+    }
+}
+
+/// A record read by [`scan_records`]: offset, dataset, payload.
+pub type ScannedRecord = (Offset, String, Vec<u8>);
+
+/// Reads the records framed in `bytes` the way recovery reads a segment file: the records
+/// before the first torn or corrupt one, and the error that ended the scan (`None` at a clean
+/// end). Used by the fuzz target `log_records`.
+pub fn scan_records(bytes: &[u8]) -> (Vec<ScannedRecord>, Option<io::Error>) {
+    let mut r = bytes;
+    let mut out = Vec::new();
+    loop {
+        match read_record(&mut r) {
+            Ok(Some(rec)) => out.push((rec.offset, rec.dataset, rec.payload)),
+            Ok(None) => return (out, None),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+}
+
+/// Frames one record as the log writes it (fuzz seeds and tests).
+pub fn frame_record(offset: Offset, dataset: &str, payload: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    frame(&mut buf, offset, dataset, payload);
+    buf
 }
 
 fn frame(buf: &mut Vec<u8>, offset: Offset, dataset: &str, payload: &[u8]) {
@@ -304,6 +354,9 @@ impl EmbeddedLog {
             first: AtomicU64::new(first),
             failed: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
+            group_records: Default::default(),
+            group_records_sum: AtomicU64::new(0),
+            group_bytes_sum: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(config.max_pending_appends.max(1));
         let writer = Writer {
@@ -381,6 +434,7 @@ impl Writer {
             let result = self.write_group(&buf);
             match result {
                 Ok(()) => {
+                    self.shared.observe_group(group.len(), buf.len());
                     self.shared.durable.send_replace(self.next);
                     for (reply, offset) in group.drain(..) {
                         let _ = reply.send(Ok(offset));
@@ -393,10 +447,24 @@ impl Writer {
                     }
                 }
                 Err(e) => {
-                    error!(error = %e, "log write failed; refusing further writes until restart");
-                    self.shared.failed.store(true, Ordering::Release);
+                    // Nothing of this group was acknowledged: cut the file back to its last
+                    // durable length, so no partial record stays behind and the offsets are
+                    // used again. Only when that fails too does the log stop taking writes.
+                    let first = group.first().map_or(self.next, |(_, o)| *o);
+                    let reason = match self.rollback() {
+                        Ok(()) => {
+                            self.next = first;
+                            warn!(error = %e, "log write failed; the group was rolled back and refused");
+                            fault(&e)
+                        }
+                        Err(e2) => {
+                            error!(error = %e, rollback = %e2, "log write failed and could not be rolled back; refusing writes until restart");
+                            self.shared.failed.store(true, Ordering::Release);
+                            LogError::Failed(format!("{e}; rolling back: {e2}"))
+                        }
+                    };
                     for (reply, _) in group.drain(..) {
-                        let _ = reply.send(Err(LogError::Failed(e.to_string())));
+                        let _ = reply.send(Err(reason.duplicate()));
                     }
                 }
             }
@@ -404,13 +472,26 @@ impl Writer {
     }
 
     fn write_group(&mut self, buf: &[u8]) -> io::Result<()> {
+        // Fault points for the fault tests: a write that stops halfway, a failing fsync.
+        fail::fail_point!("eventlog-write", |arg| {
+            self.file.write_all(&buf[..buf.len() / 2])?;
+            Err(injected(arg))
+        });
         self.file.write_all(buf)?;
         if self.config.fsync {
+            fail::fail_point!("eventlog-fsync", |arg| Err(injected(arg)));
             self.file.sync_data()?;
         }
         self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.file_len += buf.len() as u64;
         Ok(())
+    }
+
+    /// Truncates the active segment back to its durable length (after a failed write).
+    fn rollback(&mut self) -> io::Result<()> {
+        fail::fail_point!("eventlog-rollback", |arg| Err(injected(arg)));
+        self.file.set_len(self.file_len)?;
+        self.file.sync_all()
     }
 
     fn roll(&mut self) -> io::Result<()> {
@@ -429,7 +510,73 @@ impl Writer {
     }
 }
 
+/// Upper bounds of the records-per-fsync histogram.
+const GROUP_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
 impl Shared {
+    fn observe_group(&self, records: usize, bytes: usize) {
+        let records = records as u64;
+        let i = GROUP_BUCKETS.partition_point(|&b| b < records);
+        self.group_records[i].fetch_add(1, Ordering::Relaxed);
+        self.group_records_sum.fetch_add(records, Ordering::Relaxed);
+        self.group_bytes_sum
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Prometheus text of the writer: fsyncs, records per fsync, bytes written, segments.
+    fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = "eventide_log_fsync_records";
+        let _ = writeln!(
+            out,
+            "# HELP {name} records made durable by one fsync (group commit)\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, le) in GROUP_BUCKETS.iter().enumerate() {
+            cumulative += self.group_records[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.group_records[GROUP_BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}\n{name}_count {cumulative}",
+            self.group_records_sum.load(Ordering::Relaxed)
+        );
+        let segments = self.segments.lock().map(|s| s.len()).unwrap_or(0);
+        for (name, kind, help, v) in [
+            (
+                "eventide_log_fsyncs_total",
+                "counter",
+                "fsyncs of the embedded log",
+                self.fsyncs.load(Ordering::Relaxed),
+            ),
+            (
+                "eventide_log_written_bytes_total",
+                "counter",
+                "bytes written to the embedded log (framing included)",
+                self.group_bytes_sum.load(Ordering::Relaxed),
+            ),
+            (
+                "eventide_log_segments",
+                "gauge",
+                "segment files the embedded log holds",
+                segments as u64,
+            ),
+            (
+                "eventide_log_failed",
+                "gauge",
+                "1 when the log refuses writes until restarted (a failed write could not be undone)",
+                u64::from(self.failed.load(Ordering::Acquire)),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
+
     /// Positions a cursor at `from` (scanning the segment that holds it).
     fn seek(&self, from: Offset) -> io::Result<Option<ReadCursor>> {
         let seg = {
@@ -657,6 +804,10 @@ impl EventLog for EmbeddedLog {
 
     fn identity(&self) -> String {
         "embedded".into()
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        self.shared.render_metrics(out);
     }
 
     fn consume(&self, owner: Arc<dyn PartitionOwner>) -> Result<Arc<dyn LogConsumer>> {

@@ -14,7 +14,7 @@
 //! consumer resumes from the group's committed offset (or the earliest record), and the store
 //! skips records its catalog already covers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -297,6 +297,9 @@ type Fetched = (u64, Record);
 
 struct KafkaConsumer {
     topic: String,
+    /// Per owned partition, records in Kafka not yet fetched (high watermark − next offset),
+    /// measured every 5 s by the consumer thread.
+    lag: Arc<Mutex<BTreeMap<Partition, i64>>>,
     consumer: Arc<BaseConsumer<Ctx>>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Fetched>>,
     assignment: Arc<Assignment>,
@@ -339,12 +342,15 @@ impl KafkaConsumer {
         let (tx, rx) = mpsc::channel::<Fetched>(1024);
         let stop = Arc::new(AtomicBool::new(false));
         let (c, a, s) = (consumer.clone(), assignment.clone(), stop.clone());
+        let lag = Arc::new(Mutex::new(BTreeMap::new()));
+        let (l, topic) = (lag.clone(), config.topic.clone());
         std::thread::Builder::new()
             .name("kafka-consumer".into())
-            .spawn(move || poll_thread(c, a, tx, s))
+            .spawn(move || poll_thread(c, a, tx, s, &topic, &l))
             .map_err(|e| LogError::Kafka(format!("starting the consumer thread: {e}")))?;
         Ok(Arc::new(Self {
             topic: config.topic.clone(),
+            lag,
             consumer,
             rx: tokio::sync::Mutex::new(rx),
             assignment,
@@ -358,8 +364,33 @@ fn poll_thread(
     assignment: Arc<Assignment>,
     tx: mpsc::Sender<Fetched>,
     stop: Arc<AtomicBool>,
+    topic: &str,
+    lag: &Mutex<BTreeMap<Partition, i64>>,
 ) {
+    // Next offset to fetch per partition, for the lag.
+    let mut next: BTreeMap<Partition, i64> = BTreeMap::new();
+    let mut lag_measured = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if lag_measured.elapsed() >= Duration::from_secs(5) {
+            lag_measured = std::time::Instant::now();
+            let owned: Vec<Partition> = assignment
+                .partitions
+                .lock()
+                .map(|a| a.keys().copied().collect())
+                .unwrap_or_default();
+            let mut now = BTreeMap::new();
+            for p in owned {
+                if let Ok((low, high)) =
+                    consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(1))
+                {
+                    let from = next.get(&p).copied().unwrap_or(low).max(low);
+                    now.insert(p, (high - from).max(0));
+                }
+            }
+            if let Ok(mut l) = lag.lock() {
+                *l = now;
+            }
+        }
         let Some(result) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
@@ -371,6 +402,7 @@ fn poll_thread(
             }
         };
         let partition = msg.partition() as Partition;
+        next.insert(partition, msg.offset() + 1);
         let generation = assignment
             .partitions
             .lock()
@@ -448,5 +480,23 @@ impl LogConsumer for KafkaConsumer {
             .map(|a| a.contains_key(&partition))
             .unwrap_or(false);
         assigned && !self.consumer.assignment_lost()
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = "eventide_kafka_consumer_lag";
+        let _ = writeln!(
+            out,
+            "# HELP {name} records in Kafka this store has not fetched yet, per owned partition (measured every 5 s)\n# TYPE {name} gauge"
+        );
+        if let Ok(lag) = self.lag.lock() {
+            for (p, n) in lag.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{topic=\"{}\",partition=\"{p}\"}} {n}",
+                    self.topic
+                );
+            }
+        }
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use embedded::{EmbeddedLog, EmbeddedLogConfig};
+pub use embedded::{EmbeddedLog, EmbeddedLogConfig, frame_record, scan_records};
 pub use kafka::{KafkaConfig, KafkaLog};
 
 /// Position of a record within its partition; offsets are dense per partition.
@@ -67,8 +67,11 @@ pub enum LogError {
     Unavailable(String),
     #[error("log is closed")]
     Closed,
-    /// A write or fsync failed earlier; the log refuses writes until restarted.
-    #[error("log failed and refuses writes: {0}")]
+    /// The log's disk is full: the append was refused (and rolled back); retry later.
+    #[error("the log's disk is full: {0}")]
+    DiskFull(String),
+    /// A failed write could not be rolled back; the log refuses writes until restarted.
+    #[error("log failed and refuses writes until restarted: {0}")]
     Failed(String),
     #[error("log i/o at {path}: {source}")]
     Io {
@@ -83,6 +86,26 @@ pub enum LogError {
     DatasetTooLong(usize),
     #[error("kafka: {0}")]
     Kafka(String),
+}
+
+impl LogError {
+    /// The same error for another waiter of a refused group (io errors are not `Clone`).
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Self::Saturated(m) => Self::Saturated(m),
+            Self::Unavailable(m) => Self::Unavailable(m.clone()),
+            Self::Closed => Self::Closed,
+            Self::DiskFull(m) => Self::DiskFull(m.clone()),
+            Self::Failed(m) => Self::Failed(m.clone()),
+            Self::Io { path, source } => Self::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Self::BehindStore(m) => Self::BehindStore(m.clone()),
+            Self::DatasetTooLong(n) => Self::DatasetTooLong(*n),
+            Self::Kafka(m) => Self::Kafka(m.clone()),
+        }
+    }
 }
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
@@ -111,6 +134,9 @@ pub trait EventLog: Send + Sync + 'static {
     /// Names this log (`embedded`, `kafka:TOPIC`): a store refuses catalogs written from
     /// another log, whose offsets mean something else.
     fn identity(&self) -> String;
+
+    /// Appends the log's own metrics in Prometheus text format (`GET /metrics`).
+    fn render_metrics(&self, _out: &mut String) {}
 }
 
 /// The reading side of a log.
@@ -128,4 +154,7 @@ pub trait LogConsumer: Send + Sync + 'static {
     /// checks it right before committing a catalog, to narrow the window of a consumer that
     /// lost its group membership without noticing).
     fn holds(&self, partition: Partition) -> bool;
+
+    /// Appends the consumer's own metrics in Prometheus text format (Kafka: consumer lag).
+    fn render_metrics(&self, _out: &mut String) {}
 }

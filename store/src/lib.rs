@@ -248,6 +248,11 @@ struct State {
     /// Partitions this process owns (consumes and commits).
     owned: HashSet<Partition>,
     next_segment_id: HashMap<Partition, u64>,
+    /// Per owned partition, the `next_segment_id` its catalog held when this process took it
+    /// (`u64::MAX` when there was no catalog file): a segment file with a smaller id was
+    /// committed once, so when no catalog names it the orphan sweep quarantines it instead of
+    /// deleting it (a lost catalog entry must not turn into lost data).
+    committed_ids: HashMap<Partition, u64>,
     /// Per owned partition, the next offset the consumer will apply.
     applied: HashMap<Partition, Offset>,
     /// Modification time of each foreign catalog file when last read.
@@ -345,6 +350,8 @@ struct Inner {
     objects: Arc<dyn ObjectStore>,
     segments_dir: PathBuf,
     state: RwLock<State>,
+    /// Segment files moved to `DATA/quarantine` by this process (see `State::committed_ids`).
+    quarantined: std::sync::atomic::AtomicU64,
     /// Held while a catalog commit checks ownership, writes the file and applies it; taken by
     /// revocation so nothing is committed for a partition after it is revoked.
     commit_fence: Mutex<()>,
@@ -406,11 +413,20 @@ impl PartitionOwner for Owner {
                     continue;
                 }
             };
+            let had_catalog = CatalogFile::new(&self.0.config.data_dir, p).exists();
             let mut state = write_lock(&self.0.state);
             state.load_partition(p, &catalog);
             state
                 .next_segment_id
                 .insert(p, catalog.next_segment_id.max(1));
+            state.committed_ids.insert(
+                p,
+                if had_catalog {
+                    catalog.next_segment_id
+                } else {
+                    u64::MAX
+                },
+            );
             state.owned.insert(p);
             state.applied.remove(&p);
             state.foreign_seen.remove(&p);
@@ -498,6 +514,7 @@ impl Store {
                 objects,
                 segments_dir,
                 state: RwLock::new(State::default()),
+                quarantined: Default::default(),
                 commit_fence: Mutex::new(()),
                 flush_lock: tokio::sync::Mutex::new(()),
                 applied_notify: Notify::new(),
@@ -546,6 +563,33 @@ impl Store {
             .iter()
             .map(|(k, d)| (k.clone(), d.schema.columns().to_vec()))
             .collect()
+    }
+
+    /// Reads every segment file of `dataset` in full (at most `max_bytes` of them) and
+    /// returns the files that are missing, unreadable or corrupt, with what is wrong. Slow:
+    /// for finding the culprit after a query failed reading.
+    pub fn verify_segments(&self, dataset: &str, max_bytes: u64) -> Vec<(String, String)> {
+        let Some(snap) = self.snapshot(dataset) else {
+            return Vec::new();
+        };
+        let mut bad = Vec::new();
+        let mut read = 0u64;
+        for seg in &snap.segments {
+            if read > max_bytes {
+                break;
+            }
+            read += seg.bytes;
+            let path = self.inner.segments_dir.join(&seg.path);
+            match segment::verify_file(&path) {
+                Ok(rows) if rows == seg.rows => {}
+                Ok(rows) => bad.push((
+                    seg.path.clone(),
+                    format!("holds {rows} rows but its catalog entry says {}", seg.rows),
+                )),
+                Err(e) => bad.push((seg.path.clone(), e)),
+            }
+        }
+        bad
     }
 
     /// A consistent view of one dataset for a query.
@@ -688,6 +732,21 @@ impl Store {
     /// visibility cut. Returns how many segments were dropped.
     pub async fn expire_now(&self) -> Result<usize> {
         self.inner.expire().await
+    }
+
+    /// The log consumer's metrics (Kafka consumer lag), in Prometheus text format.
+    pub fn render_log_metrics(&self, out: &mut String) {
+        if let Some(c) = self.inner.consumer.get() {
+            c.render_metrics(out);
+        }
+    }
+
+    /// Segment files this process moved to `DATA/quarantine` because they held committed
+    /// data but no catalog named them.
+    pub fn quarantined_files(&self) -> u64 {
+        self.inner
+            .quarantined
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Deletes retired and orphaned files that are due now.

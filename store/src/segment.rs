@@ -55,6 +55,21 @@ const SORT_CHUNK_ROWS: usize = 64 * 1024;
 /// written as they are, without a copy; otherwise a stable sort of (time, batch, row) decides
 /// the order and the rows are copied out in chunks of [`SORT_CHUNK_ROWS`], so memory never
 /// holds a second copy of the whole input. CPU-heavy: call it from a blocking thread.
+/// Reads a whole segment file, decoding every page: `Err` with what is wrong when it is
+/// missing, unreadable or corrupt. Used to find the culprit after a query failed on a read.
+pub fn verify_file(path: &std::path::Path) -> std::result::Result<u64, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("unreadable footer: {e}"))?
+        .build()
+        .map_err(|e| format!("unreadable: {e}"))?;
+    let mut rows = 0u64;
+    for batch in reader {
+        rows += batch.map_err(|e| format!("corrupt data: {e}"))?.num_rows() as u64;
+    }
+    Ok(rows)
+}
+
 pub fn encode_segment(
     schema: &SchemaRef,
     batches: &[RecordBatch],

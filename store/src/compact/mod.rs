@@ -33,7 +33,7 @@ use bytes::Bytes;
 use eventide_eventlog::Partition;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use policy::{DAY_US, HOUR_US, MergePolicy, MergeTask, TimeWindowPolicy, window_of};
 
@@ -131,15 +131,15 @@ impl Inner {
     /// Deletes segment files of owned partitions that no catalog names and nobody is
     /// writing: left by a crash between writing a file and committing the catalog.
     fn sweep_orphans(&self) -> usize {
-        let (owned, named): (HashSet<Partition>, HashSet<String>) = {
+        let (owned, named, committed_ids) = {
             let state = read_lock(&self.state);
-            let named = state
+            let named: HashSet<String> = state
                 .datasets
                 .values()
                 .flat_map(|d| d.parts.values())
                 .flat_map(|p| p.segments.iter().map(|s| s.path.clone()))
                 .collect();
-            (state.owned.clone(), named)
+            (state.owned.clone(), named, state.committed_ids.clone())
         };
         if owned.is_empty() {
             return 0;
@@ -187,6 +187,16 @@ impl Inner {
                 if !(old || before_us) {
                     continue;
                 }
+                // A finished file whose id its partition's catalog had already handed out
+                // was committed once: no catalog naming it means a lost entry (or a merge
+                // input whose deletion a crash interrupted). Keep its data.
+                let once_committed = !name.contains('#')
+                    && segment_id(&name)
+                        .is_none_or(|id| id < committed_ids.get(&p).copied().unwrap_or(u64::MAX));
+                if once_committed {
+                    self.quarantine(&ds.file_name().to_string_lossy(), &name);
+                    continue;
+                }
                 match std::fs::remove_file(f.path()) {
                     Ok(()) => {
                         info!(file = %rel, "deleted an orphaned segment file (no catalog names it)");
@@ -199,6 +209,29 @@ impl Inner {
             }
         }
         n
+    }
+
+    /// Moves a segment file no catalog names, but that held committed data, to
+    /// `DATA/quarantine/{dataset}/` and says so loudly.
+    fn quarantine(&self, dataset: &str, name: &str) {
+        let from = self.segments_dir.join(dataset).join(name);
+        let dir = self.config.data_dir.join("quarantine").join(dataset);
+        let to = dir.join(name);
+        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::rename(&from, &to)) {
+            Ok(()) => {
+                self.quarantined
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                error!(
+                    file = %to.display(),
+                    "a segment file holding committed events is named by no catalog entry \
+                     (the catalog was edited, restored or lost): it is no longer served and was \
+                     moved to quarantine instead of being deleted; see OPERATIONS.md"
+                );
+            }
+            Err(e) => {
+                error!(file = %from.display(), error = %e, "could not quarantine a segment file no catalog names; leaving it")
+            }
+        }
     }
 
     pub(crate) fn delete_retired_and_orphans(&self) -> usize {
@@ -516,6 +549,11 @@ impl Inner {
         }
         Ok(true)
     }
+}
+
+/// The id of a segment file name `pNNNNN-IIIIIIIIIIII-token.parquet`.
+fn segment_id(file: &str) -> Option<u64> {
+    file.get(7..19)?.parse().ok()
 }
 
 /// The partition of a segment file name `pNNNNN-….parquet`, or of the object store's staging
