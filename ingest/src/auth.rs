@@ -4,12 +4,14 @@
 //! only SHA-256 hashes of the secrets. A request carries its key as `X-Honeycomb-Team: KEY`
 //! or `Authorization: Bearer KEY`. `admin` may do everything; `ingest` sends events (and
 //! markers); `query` runs queries. A key may be limited to datasets matching a pattern
-//! (`*` matches any run of characters). Changes to the keys file (new or removed keys) take
-//! effect within a second, without a restart.
+//! (`*` matches any run of characters), and to a rate of events per second (more gets 429
+//! with `Retry-After`). Changes to the keys file (new or removed keys) take effect within a
+//! second, without a restart. A secret is compared with every stored hash in constant time.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime};
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -62,6 +64,76 @@ pub struct KeyEntry {
     pub hash: String,
     #[serde(default)]
     pub created: Option<String>,
+    /// Most events per second this key may send (`None`: no limit). A request is accepted
+    /// while the key's budget is not in debt and takes its events from it, so one batch larger
+    /// than a second's worth still passes, and the next waits until the debt is repaid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+}
+
+/// The spent budgets of rate-limited keys, by key hash.
+#[derive(Debug, Default)]
+struct RateBudgets {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// Events that may still be sent now (negative: the debt of a batch larger than what was
+    /// left); refills at the key's rate up to one second's worth.
+    tokens: f64,
+    refilled: Instant,
+}
+
+/// The rate limit of the key of the request being handled.
+#[derive(Debug, Clone)]
+struct KeyLimit {
+    budgets: Arc<RateBudgets>,
+    hash: String,
+    rate: u32,
+}
+
+impl KeyLimit {
+    fn charge(&self, events: usize) -> Result<(), ApiError> {
+        let rate = f64::from(self.rate.max(1));
+        let mut buckets = self
+            .budgets
+            .buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let b = buckets.entry(self.hash.clone()).or_insert(Bucket {
+            tokens: rate,
+            refilled: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.refilled).as_secs_f64() * rate).min(rate);
+        b.refilled = now;
+        if b.tokens < 0.0 {
+            let wait = (-b.tokens / rate).ceil().max(1.0) as u32;
+            return Err(ApiError::RateLimited(
+                format!(
+                    "this key's rate limit of {} events/s is spent; retry in {wait} s",
+                    self.rate
+                ),
+                wait,
+            ));
+        }
+        b.tokens -= events as f64;
+        Ok(())
+    }
+}
+
+tokio::task_local! {
+    /// The rate limit of the key that [`require`] admitted for the request being handled.
+    static KEY_LIMIT: Option<KeyLimit>;
+}
+
+/// Takes `events` from the rate budget of the request's key, if it has a limit: call it once
+/// per request, before anything is appended. Outside a guarded request it does nothing.
+pub fn charge_events(events: usize) -> Result<(), ApiError> {
+    KEY_LIMIT
+        .try_with(|l| l.as_ref().map_or(Ok(()), |l| l.charge(events)))
+        .unwrap_or(Ok(()))
 }
 
 /// Errors loading or storing keys.
@@ -144,6 +216,7 @@ pub struct Keys {
     inner: Arc<RwLock<KeySet>>,
     file: Option<PathBuf>,
     env: Vec<KeyEntry>,
+    budgets: Arc<RateBudgets>,
 }
 
 /// File name of the hashed keys under the data directory.
@@ -171,6 +244,7 @@ pub fn create_key(
     data_dir: &Path,
     scope: Scope,
     dataset: Option<String>,
+    rate_limit: Option<u32>,
 ) -> Result<String, KeyError> {
     let path = data_dir.join(KEYS_FILE);
     let (mut entries, _) = read_file(&path)?;
@@ -180,6 +254,7 @@ pub fn create_key(
         dataset,
         hash: hash(&secret),
         created: Some(chrono::Utc::now().to_rfc3339()),
+        rate_limit,
     });
     write_file(&path, &entries)?;
     Ok(secret)
@@ -223,6 +298,7 @@ impl Keys {
                     dataset: None,
                     hash: hash(secret),
                     created: None,
+                    rate_limit: None,
                 });
             }
         }
@@ -237,6 +313,7 @@ impl Keys {
                     dataset: None,
                     hash: hash(&secret),
                     created: Some(chrono::Utc::now().to_rfc3339()),
+                    rate_limit: None,
                 });
                 generated.push((scope, secret));
             }
@@ -252,6 +329,7 @@ impl Keys {
                 })),
                 file: Some(path),
                 env,
+                budgets: Arc::default(),
             },
             generated,
         ))
@@ -269,17 +347,26 @@ impl Keys {
                     dataset: None,
                     hash: hash(s),
                     created: None,
+                    rate_limit: None,
                 })
                 .collect(),
+            budgets: Arc::default(),
         }
     }
 
+    /// The entry whose hash is `h`. Every stored hash is compared in full, in constant time,
+    /// so how long a lookup takes says nothing about which key (or how much of one) matched.
     fn find(&self, h: &str) -> Option<KeyEntry> {
-        if let Some(e) = self.env.iter().find(|e| e.hash == h) {
-            return Some(e.clone());
-        }
+        use subtle::ConstantTimeEq;
         let set = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        set.entries.iter().find(|e| e.hash == h).cloned()
+        let mut found = None;
+        for e in self.env.iter().chain(set.entries.iter()) {
+            let same = e.hash.len() == h.len() && bool::from(e.hash.as_bytes().ct_eq(h.as_bytes()));
+            if same && found.is_none() {
+                found = Some(e.clone());
+            }
+        }
+        found
     }
 
     fn reload_if_changed(&self) {
@@ -436,9 +523,14 @@ pub async fn require(
     );
     match result {
         Ok(entry) => {
+            let limit = entry.rate_limit.map(|rate| KeyLimit {
+                budgets: req_state.keys.budgets.clone(),
+                hash: entry.hash.clone(),
+                rate,
+            });
             let mut request = request;
             request.extensions_mut().insert(entry);
-            next.run(request).await
+            KEY_LIMIT.scope(limit, next.run(request)).await
         }
         Err(denied) => ApiError::from(denied).into_response(),
     }
@@ -512,7 +604,7 @@ mod tests {
             Denied::Missing
         );
 
-        let secret = create_key(dir.path(), Scope::Ingest, Some("web-*".into())).unwrap();
+        let secret = create_key(dir.path(), Scope::Ingest, Some("web-*".into()), None).unwrap();
         assert!(
             keys.check(Some(&secret), Scope::Ingest, Some("web-api"), false)
                 .is_ok(),

@@ -284,15 +284,18 @@ fn batch_item_into(
     let Some(obj) = item.as_object() else {
         return Err("batch item must be an object with a data field".into());
     };
-    let data = obj.get("data").ok_or("batch item has no data field")?;
-    let time = match obj.get("time") {
+    // A key given twice counts once, with its last value, as in the event path's map (found
+    // by the `honeycomb_json_batch` fuzz target: the two paths disagreed on `"time"` twice).
+    let last = |key: &str| obj.iter().filter(|(k, _)| *k == key).last().map(|(_, v)| v);
+    let data = last("data").ok_or("batch item has no data field")?;
+    let time = match last("time") {
         Some(t) => {
             let t = tape_scalar(t).map_err(|json| EventError::BadTime(json).to_string())?;
             parse_time_value(&t).map_err(|e| e.to_string())?
         }
         None => None,
     };
-    let samplerate = match obj.get("samplerate") {
+    let samplerate = match last("samplerate") {
         Some(s) => {
             let s = tape_scalar(s).map_err(|json| EventError::BadSampleRate(json).to_string())?;
             parse_samplerate(&s).map_err(|e| e.to_string())?
@@ -469,6 +472,28 @@ mod tests {
 
     use arrow::array::{Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
     use arrow::record_batch::RecordBatch;
+
+    /// Found by the `honeycomb_json_batch` fuzz target: a key given twice in a batch item
+    /// counts with its last value on both paths.
+    #[test]
+    fn a_repeated_envelope_key_counts_with_its_last_value() {
+        let body = br#"[{"data":{"a":1},"time":"garbage","time":"2026-11-23T10:00:00Z"},
+                       {"data":{"a":1},"time":"2026-11-23T10:00:00Z","time":"garbage"}]"#;
+        let mut b = new_batch();
+        let out = json_batch_into(body, &d(), &Limits::default(), &mut b).unwrap();
+        assert_eq!(out[0], None);
+        assert!(
+            out[1].as_deref().unwrap_or_default().contains("garbage"),
+            "{out:?}"
+        );
+        let mut copy = body.to_vec();
+        let v = simd_json::to_borrowed_value(&mut copy)
+            .unwrap()
+            .into_static();
+        let items = simd_json::prelude::ValueAsArray::as_array(&v).unwrap();
+        assert!(batch_item(&items[0], &d(), &Limits::default()).is_ok());
+        assert!(batch_item(&items[1], &d(), &Limits::default()).is_err());
+    }
 
     #[test]
     fn batch_items_succeed_and_fail_alone() {

@@ -58,16 +58,24 @@ pub struct IngestState {
     pub log: Arc<dyn EventLog>,
     pub registry: Arc<SchemaRegistry>,
     pub limits: Limits,
-    /// Budget of request bodies being read and decoded at once, in MB-sized units: a batch
-    /// request takes as many units as its body limit in MB, a single event one. When the
-    /// budget is spent, requests are refused with 503 rather than buffered.
+    /// Budget of request bodies being read, decoded and appended at once, in KiB: a request
+    /// takes its `Content-Length` (or, without one, its body limit). When the budget is
+    /// spent, requests are refused at once with 503 + `Retry-After` rather than queued: this
+    /// bounds the memory ingest can hold, and the time a request can wait.
     pub inflight: Arc<tokio::sync::Semaphore>,
+    /// Decodes running at once (one per core): the others wait here, holding their in-flight
+    /// budget, instead of piling up on blocking threads that would compete for the cores
+    /// (and each keep a parse buffer).
+    pub decode_slots: Arc<tokio::sync::Semaphore>,
+    /// Longest a request waits for a decode slot before it is refused with 503: under
+    /// sustained overload, requests are shed at once instead of all waiting longer and longer.
+    pub max_queue_wait: std::time::Duration,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::IngestMetrics>,
 }
 
-/// Default in-flight budget: about 1 GB of request bodies.
-pub const DEFAULT_INFLIGHT_UNITS: usize = 1024;
+/// Default in-flight budget of request bodies: 256 MiB.
+pub const DEFAULT_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
 
 impl IngestState {
     pub fn new(log: Arc<dyn EventLog>, registry: Arc<SchemaRegistry>, limits: Limits) -> Self {
@@ -75,8 +83,46 @@ impl IngestState {
             log,
             registry,
             limits,
-            inflight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_INFLIGHT_UNITS)),
+            inflight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_INFLIGHT_BYTES / 1024)),
+            decode_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            )),
+            max_queue_wait: std::time::Duration::from_millis(500),
             metrics: Arc::default(),
+        }
+    }
+
+    /// Sets how long a request may wait for a decode slot.
+    pub fn with_max_queue_wait(mut self, wait: std::time::Duration) -> Self {
+        self.max_queue_wait = wait;
+        self
+    }
+
+    /// Sets the in-flight budget of request bodies (at least 1 MiB).
+    pub fn with_inflight_bytes(mut self, bytes: usize) -> Self {
+        self.inflight = Arc::new(tokio::sync::Semaphore::new(
+            (bytes / 1024).clamp(1024, tokio::sync::Semaphore::MAX_PERMITS),
+        ));
+        self
+    }
+
+    /// Waits for a decode slot (see [`IngestState::decode_slots`]), at most
+    /// `max_queue_wait`.
+    async fn decode_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(
+            self.max_queue_wait,
+            self.decode_slots.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(permit) => permit.map_err(|_| ApiError::Internal("decode slots closed".into())),
+            Err(_) => {
+                self.metrics.shed();
+                Err(ApiError::Overloaded(
+                    "server is overloaded (ingest queue is full); retry later".into(),
+                    1,
+                ))
+            }
         }
     }
 
@@ -91,15 +137,22 @@ impl IngestState {
 
     fn admit_request(
         &self,
+        headers: &HeaderMap,
         body_limit: usize,
     ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        let units = (body_limit / (1024 * 1024)).clamp(1, DEFAULT_INFLIGHT_UNITS) as u32;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let bytes = declared.map_or(body_limit, |n| n.min(body_limit));
+        let units = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         self.inflight
             .clone()
             .try_acquire_many_owned(units)
             .map_err(|_| {
+                self.metrics.shed();
                 ApiError::Overloaded(
-                    "server is overloaded (too many requests in flight); retry later".into(),
+                    "server is overloaded (too many request bytes in flight); retry later".into(),
                     1,
                 )
             })
@@ -118,7 +171,8 @@ impl std::fmt::Debug for IngestState {
 /// encoded batch of accepted events.
 struct Prepared {
     outcomes: Vec<Option<String>>,
-    payload: Option<Bytes>,
+    /// The log payload and how many events it holds.
+    payload: Option<(Bytes, usize)>,
 }
 
 impl IngestState {
@@ -154,7 +208,7 @@ impl IngestState {
             encode_batch(&batch).map_err(|e| ApiError::Internal(format!("encoding batch: {e}")))?;
         Ok(Prepared {
             outcomes,
-            payload: Some(payload),
+            payload: Some((payload, batch.num_rows())),
         })
     }
 
@@ -166,10 +220,13 @@ impl IngestState {
     ) -> Result<Vec<Option<String>>, ApiError> {
         let this = self.clone();
         let ds = dataset.clone();
+        let slot = self.decode_slot().await?;
         let prepared = tokio::task::spawn_blocking(move || this.prepare(&ds, decode()?))
             .await
             .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
-        if let Some(payload) = prepared.payload {
+        drop(slot);
+        if let Some((payload, events)) = prepared.payload {
+            auth::charge_events(events)?;
             self.append(dataset.as_str(), payload).await?;
         }
         Ok(prepared.outcomes)
@@ -186,7 +243,7 @@ impl IngestState {
         &self,
         dataset: &DatasetName,
         mut fill: impl FnMut(&mut ColumnarBatch) -> Result<T, ApiError>,
-    ) -> Result<(T, Option<Bytes>), ApiError> {
+    ) -> Result<(T, Option<(Bytes, usize)>), ApiError> {
         let shared = self.registry.dataset(dataset.as_str());
         let lock = || shared.lock().unwrap_or_else(|p| p.into_inner());
         let max = self.limits.max_columns_per_dataset;
@@ -209,9 +266,10 @@ impl IngestState {
             .finish()
             .map_err(|e| ApiError::Internal(format!("building arrow batch: {e}")))?
         {
-            Some(b) => Some(
+            Some(b) => Some((
                 encode_batch(&b).map_err(|e| ApiError::Internal(format!("encoding batch: {e}")))?,
-            ),
+                b.num_rows(),
+            )),
             None => None,
         };
         Ok((outcomes, payload))
@@ -231,11 +289,12 @@ impl IngestState {
     ) -> Result<T, ApiError> {
         let dataset = dataset_name(dataset)?;
         let enc = body::encoding(headers)?;
-        let _permit = self.admit_request(limit)?;
+        let _permit = self.admit_request(headers, limit)?;
         let raw = body::read_raw(body, limit).await?;
         let d = defaults(headers)?;
         let this = self.clone();
         let ds = dataset.clone();
+        let slot = self.decode_slot().await?;
         let (out, payload) = tokio::task::spawn_blocking(move || {
             let body = body::decode_body(raw, enc, limit)?;
             let limits = this.limits.clone();
@@ -243,7 +302,9 @@ impl IngestState {
         })
         .await
         .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
-        if let Some(payload) = payload {
+        drop(slot);
+        if let Some((payload, events)) = payload {
+            auth::charge_events(events)?;
             self.append(dataset.as_str(), payload).await?;
         }
         Ok(out)
@@ -262,6 +323,7 @@ impl IngestState {
         decode: impl FnOnce() -> Result<decode::Groups, ApiError> + Send + 'static,
     ) -> Result<Vec<GroupOutcome>, ApiError> {
         let this = self.clone();
+        let slot = self.decode_slot().await?;
         let prepared = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             for (name, group) in decode()? {
@@ -273,10 +335,18 @@ impl IngestState {
         })
         .await
         .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
+        drop(slot);
+        // One charge for the whole request: it is appended whole or refused whole.
+        auth::charge_events(
+            prepared
+                .iter()
+                .filter_map(|(_, _, p)| p.payload.as_ref().map(|(_, n)| *n))
+                .sum(),
+        )?;
         let appends = prepared.iter().filter_map(|(dataset, _, p)| {
             p.payload
                 .clone()
-                .map(|payload| self.append(dataset.as_str(), payload))
+                .map(|(payload, _)| self.append(dataset.as_str(), payload))
         });
         futures::future::try_join_all(appends).await?;
         Ok(prepared
@@ -349,7 +419,7 @@ impl IngestState {
     ) -> Result<Vec<Option<String>>, ApiError> {
         let dataset = dataset_name(dataset)?;
         let enc = body::encoding(headers)?;
-        let _permit = self.admit_request(limit)?;
+        let _permit = self.admit_request(headers, limit)?;
         let raw = body::read_raw(body, limit).await?;
         let d = defaults(headers)?;
         let limits = self.limits.clone();

@@ -86,6 +86,7 @@ pub struct IngestMetrics {
     append: Histogram,
     append_bytes: AtomicU64,
     append_failures: AtomicU64,
+    shed: AtomicU64,
 }
 
 impl Default for IngestMetrics {
@@ -96,6 +97,7 @@ impl Default for IngestMetrics {
             append: Histogram::new(LATENCY_BUCKETS),
             append_bytes: AtomicU64::new(0),
             append_failures: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
         }
     }
 }
@@ -116,6 +118,11 @@ impl IngestMetrics {
         } else {
             self.append_failures.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a request refused because the in-flight budget was spent (503).
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render_prometheus(&self, out: &mut String) {
@@ -153,6 +160,11 @@ impl IngestMetrics {
                 "eventide_log_append_failures_total",
                 "log appends that failed (the request got 503 or 500)",
                 &self.append_failures,
+            ),
+            (
+                "eventide_ingest_shed_total",
+                "ingest requests refused with 503 because the in-flight budget (--max-inflight-mb) was spent or they waited longer than --max-queue-ms to be decoded",
+                &self.shed,
             ),
         ] {
             let _ = writeln!(

@@ -582,7 +582,7 @@ async fn receive(
     let enc = Encoding::from_headers(&headers)?;
     let compression = body::encoding(&headers)?;
     let limit = s.limits.max_body_bytes;
-    let _permit = s.admit_request(limit)?;
+    let _permit = s.admit_request(&headers, limit)?;
     let raw = body::read_raw(body, limit).await?;
     let dataset_override = headers
         .get("x-honeycomb-dataset")
@@ -943,8 +943,9 @@ mod tests {
             Limits::default(),
         );
         let limited =
-            crate::auth::create_key(dir.path(), crate::Scope::Ingest, Some("t*".into())).unwrap();
-        let open = crate::auth::create_key(dir.path(), crate::Scope::Ingest, None).unwrap();
+            crate::auth::create_key(dir.path(), crate::Scope::Ingest, Some("t*".into()), None)
+                .unwrap();
+        let open = crate::auth::create_key(dir.path(), crate::Scope::Ingest, None, None).unwrap();
         let (keys, _) = crate::Keys::load(None, dir.path()).unwrap();
         let app = crate::router(state, keys);
         let post = |key: &str| {

@@ -400,7 +400,9 @@ async fn append_chunk(state: &IngestState, bytes: Bytes, stats: &UdpStats) {
         });
     }
     for (dataset, accepted, payload) in groups {
-        let Some(payload) = payload else { continue };
+        let Some((payload, _)) = payload else {
+            continue;
+        };
         match append_retrying(state, dataset.as_str(), payload).await {
             Ok(()) => {
                 stats.accepted.fetch_add(accepted, Ordering::Relaxed);

@@ -1,4 +1,5 @@
-//! Dataset names: 1–128 characters of `[A-Za-z0-9._-]`.
+//! Dataset names: 1–128 characters of `[A-Za-z0-9._-]`, not starting with `.` (a dataset
+//! name is a directory name under `DATA/segments/`: `.` and `..` would escape it).
 
 use std::fmt;
 
@@ -18,6 +19,8 @@ pub enum InvalidDatasetName {
     TooLong,
     #[error("dataset name {name:?} has invalid character {ch:?}: use A-Z a-z 0-9 . _ -")]
     BadChar { name: String, ch: char },
+    #[error("dataset name {0:?} starts with '.'")]
+    LeadingDot(String),
 }
 
 impl DatasetName {
@@ -37,6 +40,9 @@ impl DatasetName {
                 name: name.chars().take(MAX_DATASET_NAME).collect(),
                 ch,
             });
+        }
+        if name.starts_with('.') {
+            return Err(InvalidDatasetName::LeadingDot(name.to_owned()));
         }
         Ok(Self(name.to_owned()))
     }
@@ -78,5 +84,13 @@ mod tests {
             DatasetName::new("a/b"),
             Err(InvalidDatasetName::BadChar { ch: '/', .. })
         ));
+        // No way out of DATA/segments/ (or onto it).
+        for name in [".", "..", ".hidden"] {
+            assert_eq!(
+                DatasetName::new(name),
+                Err(InvalidDatasetName::LeadingDot(name.into()))
+            );
+        }
+        assert!(DatasetName::new("a..b").is_ok());
     }
 }

@@ -277,9 +277,22 @@ impl QueryEngine {
             .create_physical_plan()
             .await
             .map_err(QueryError::from_datafusion)?;
-        let batches = datafusion::physical_plan::collect(plan.clone(), task)
-            .await
-            .map_err(QueryError::from_datafusion)?;
+        // Executes on the query runtime (see `executor`); the pin moves along so that files
+        // stay readable until the execution itself has stopped, even when this caller is
+        // dropped first.
+        let exec_pin = self.store.pin();
+        let exec_plan = plan.clone();
+        let running = crate::executor::spawn(async move {
+            let _pin = exec_pin;
+            datafusion::physical_plan::collect(exec_plan, task).await
+        })?;
+        let batches = match running.await? {
+            Ok(b) => b,
+            Err(e) if QueryError::is_read_failure(&e) => {
+                return Err(self.read_failure(e, &tables).await);
+            }
+            Err(e) => return Err(QueryError::from_datafusion(e)),
+        };
         let mut s = ScanStats::default();
         ScanStats::of_plan(&plan, &mut s);
         // Totals of the datasets the plan read, for the ratio.
@@ -291,6 +304,38 @@ impl QueryEngine {
         }
         stats.add(&s);
         Ok((schema, batches))
+    }
+
+    /// After a query failed reading stored data: finds the segment files of the datasets it
+    /// read that are missing or corrupt (reading at most 4 GiB of them) and names them.
+    async fn read_failure(
+        &self,
+        e: datafusion::error::DataFusionError,
+        tables: &std::collections::BTreeSet<String>,
+    ) -> QueryError {
+        let store = self.store.clone();
+        let tables: Vec<String> = tables.iter().cloned().collect();
+        let bad = tokio::task::spawn_blocking(move || {
+            tables
+                .iter()
+                .flat_map(|t| store.verify_segments(t, 4 << 30))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        if bad.is_empty() {
+            return QueryError::from_datafusion(e);
+        }
+        let files: Vec<String> = bad
+            .iter()
+            .map(|(path, why)| format!("{path} ({why})"))
+            .collect();
+        tracing::error!(files = ?files, error = %e, "query failed on corrupt or missing segment files");
+        QueryError::Corrupt(format!(
+            "stored data is corrupt or missing: segment file {}; the query cannot be answered \
+             until it is restored or removed (see OPERATIONS.md, \"Damaged segments\")",
+            files.join(", segment file ")
+        ))
     }
 
     /// Statistics of every column of `dataset` over its visible data.

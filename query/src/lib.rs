@@ -13,6 +13,9 @@
 //! - `bubbleup`: what differs between selected events and the rest, column by column
 //!   (`POST /api/v1/bubbleup/{dataset}`).
 //! - `encode`: Arrow results → JSON (numbers, booleans, RFC3339 UTC µs timestamps, nulls).
+//! - `executor`: plans execute on a dedicated runtime (`eventide-query` threads), so a
+//!   long query never delays `/healthz`, ingest or other requests on the server's runtime;
+//!   dropping the caller's future aborts the execution.
 //! - [`QueryEngine`]: the session, `POST /api/v1/sql` and `POST /api/v1/query/{dataset}`.
 //!
 //! # Invariants
@@ -24,6 +27,7 @@
 pub mod bubbleup;
 pub mod encode;
 mod engine;
+mod executor;
 pub mod grouping;
 pub mod provider;
 pub mod spec;
@@ -41,11 +45,29 @@ pub enum QueryError {
     /// Something failed inside (maps to HTTP 500; details go to the log).
     #[error("internal query error: {0}")]
     Internal(String),
+    /// Stored data could not be read: a segment file is missing or corrupt (maps to HTTP 500
+    /// with this message, which names the files).
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 impl QueryError {
     pub(crate) fn bad(msg: impl Into<String>) -> Self {
         Self::BadRequest(msg.into())
+    }
+
+    /// Whether a failed execution may come from unreadable stored data (a Parquet, object
+    /// store or i/o error) rather than from the query.
+    pub(crate) fn is_read_failure(e: &datafusion::error::DataFusionError) -> bool {
+        use datafusion::error::DataFusionError as E;
+        match e.find_root() {
+            E::ParquetError(_) | E::ObjectStore(_) | E::IoError(_) => true,
+            E::ArrowError(a, _) => matches!(
+                **a,
+                arrow::error::ArrowError::ParquetError(_) | arrow::error::ArrowError::IoError(..)
+            ),
+            _ => false,
+        }
     }
 
     /// Classifies a DataFusion error: planning, schema and SQL errors are the caller's.

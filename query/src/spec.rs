@@ -158,10 +158,10 @@ impl Op {
 /// Bucket width of RATE_* and CONCURRENCY when the spec has no `granularity`: about 100
 /// buckets over the time range, whole seconds, at least one.
 pub fn auto_granularity(start_us: i64, end_us: i64) -> i64 {
-    let secs = ((end_us - start_us).max(1) as f64 / 1e6 / 100.0)
+    let secs = (end_us.saturating_sub(start_us).max(1) as f64 / 1e6 / 100.0)
         .ceil()
         .max(1.0) as i64;
-    secs * 1_000_000
+    secs.saturating_mul(1_000_000)
 }
 
 fn parse_op(s: &str) -> Result<Op> {
@@ -649,12 +649,16 @@ pub(crate) fn plan(
         None | Some(0) => None,
         Some(g) if g < 0 => return Err(QueryError::bad("granularity must be positive")),
         Some(g) => {
-            if (end - start) / (g * 1_000_000) > MAX_SERIES_BUCKETS {
+            // Found by the `query_spec` fuzz target: a huge granularity overflowed here.
+            let g_us = g.checked_mul(1_000_000).ok_or_else(|| {
+                QueryError::bad(format!("granularity {g}s is longer than any time range"))
+            })?;
+            if end.saturating_sub(start) / g_us > MAX_SERIES_BUCKETS {
                 return Err(QueryError::bad(format!(
                     "granularity {g}s gives more than {MAX_SERIES_BUCKETS} time buckets for this time range"
                 )));
             }
-            Some(g * 1_000_000)
+            Some(g_us)
         }
     };
     Ok(Plan {
@@ -739,6 +743,23 @@ impl Plan {
             groups.join(", ")
         )
     }
+}
+
+/// The SQL a spec runs as against a table of `schema` at `now_us`: the results query and, when
+/// the spec has a time series, the series query. Errors are what the API answers with 400.
+/// (Used by the fuzz target `query_spec`, which checks that every accepted spec yields SQL that
+/// parses as exactly one query, whatever the user wrote in names and values.)
+pub fn spec_sql(
+    dataset: &str,
+    schema: &SchemaRef,
+    spec: &QuerySpec,
+    now_us: i64,
+) -> Result<Vec<String>> {
+    let plan = plan(dataset, schema, spec, now_us)?;
+    let g = plan
+        .granularity_us
+        .unwrap_or_else(|| auto_granularity(plan.start_us, plan.end_us));
+    Ok(vec![plan.results_sql(), plan.series_sql(g)])
 }
 
 /// The group part of a series row's key (`time|group`).
@@ -1161,6 +1182,34 @@ mod tests {
         s.merge_column("status", eventide_model::ColumnType::Int);
         s.merge_column("name", eventide_model::ColumnType::String);
         s.arrow_schema()
+    }
+
+    /// Regressions found by the `query_spec` fuzz target: huge numbers are refused with a
+    /// message, never overflow (a panic in debug builds, a wrapped bucket width in release).
+    #[test]
+    fn huge_granularities_and_ranges_are_refused_not_overflowed() {
+        let now = 1_700_000_000_000_000;
+        let spec: QuerySpec =
+            serde_json::from_str(r#"{"cas":[{"columue":500}],"granularity":5555555553890000}"#)
+                .unwrap();
+        let e = plan("d", &schema(), &spec, now).err().expect("refused");
+        assert!(e.to_string().contains("longer than any time range"), "{e}");
+        for g in [i64::MAX, i64::MAX / 1_000_000 + 1] {
+            let spec = QuerySpec {
+                granularity: Some(g),
+                ..QuerySpec::default()
+            };
+            assert!(plan("d", &schema(), &spec, now).is_err());
+        }
+        // The widest window there is, with a granularity that fits: no overflow either.
+        let spec = QuerySpec {
+            end_time: Some(1.0),
+            time_range: Some(i64::MAX),
+            granularity: Some(i64::MAX / 1_000_000),
+            ..QuerySpec::default()
+        };
+        let _ = plan("d", &schema(), &spec, now);
+        assert!(auto_granularity(i64::MIN, i64::MAX) > 0);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 fn query_error(e: QueryError) -> Response {
     match e {
         QueryError::BadRequest(m) => error_response(StatusCode::BAD_REQUEST, &m),
+        QueryError::Corrupt(m) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &m),
         QueryError::Internal(detail) => {
             tracing::error!(error = %detail, "query failed");
             error_response(
@@ -138,11 +139,13 @@ pub fn app(
     engine: Option<(QueryEngine, Alerts)>,
     keys: Keys,
     udp: Option<Arc<UdpStats>>,
+    query_timeout: std::time::Duration,
 ) -> Router {
     let mut router = Router::new();
     let sources = crate::metrics::Sources {
         http: Arc::default(),
         ingest: ingest.as_ref().map(|i| i.metrics.clone()),
+        log: ingest.as_ref().map(|i| i.log.clone()),
         udp,
         engine: engine.as_ref().map(|(e, _)| e.clone()),
         alerts: engine.as_ref().map(|(_, a)| a.clone()),
@@ -151,7 +154,12 @@ pub fn app(
     if let Some((engine, alerts)) = engine {
         let markers = alerts.markers().clone();
         router = router
-            .merge(query_routes(engine, markers.clone(), keys.clone()))
+            .merge(query_routes(
+                engine,
+                markers.clone(),
+                keys.clone(),
+                query_timeout,
+            ))
             .merge(crate::markers::routes(markers, keys.clone()))
             .merge(crate::alerts::routes(alerts, keys.clone()))
             .merge(eventide_ui::router());
@@ -329,7 +337,32 @@ async fn get_columns(
     }
 }
 
-fn query_routes(engine: QueryEngine, markers: Markers, keys: Keys) -> Router {
+/// Stops a query request that runs longer than its limit: 504 with a JSON error. Dropping
+/// the handler's future drops DataFusion's streams, which cancels their work.
+async fn time_limit(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!(
+                "the query ran longer than the limit of {} s (--query-timeout-seconds) and was cancelled; narrow its time range or filters",
+                limit.as_secs_f64()
+            ),
+        ),
+    }
+}
+
+fn query_routes(
+    engine: QueryEngine,
+    markers: Markers,
+    keys: Keys,
+    timeout: std::time::Duration,
+) -> Router {
+    let limited = |r: Router| r.layer(axum::middleware::from_fn_with_state(timeout, time_limit));
     let sql = guard(
         Router::new().route("/api/v1/sql", post(post_sql)),
         keys.clone(),
@@ -371,10 +404,10 @@ fn query_routes(engine: QueryEngine, markers: Markers, keys: Keys) -> Router {
         false,
     );
     Router::new()
-        .merge(sql.with_state(engine.clone()))
-        .merge(spec.with_state((engine.clone(), markers)))
-        .merge(bubbleup.with_state(engine.clone()))
+        .merge(limited(sql.with_state(engine.clone())))
+        .merge(limited(spec.with_state((engine.clone(), markers))))
+        .merge(limited(bubbleup.with_state(engine.clone())))
         .merge(listing.with_state(engine.clone()))
         .merge(admin.with_state(engine.clone()))
-        .merge(columns.with_state(engine))
+        .merge(limited(columns.with_state(engine)))
 }

@@ -21,6 +21,7 @@ mod cli;
 mod markers;
 mod metrics;
 mod serve;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,9 @@ enum KeysCommand {
         /// Limit the key to datasets matching this pattern (`*` matches any characters).
         #[arg(long)]
         dataset: Option<String>,
+        /// Most events per second the key may send; more gets 429 with `Retry-After`.
+        #[arg(long)]
+        rate_limit: Option<u32>,
         /// Data directory of the server that will accept the key.
         #[arg(long, env = "EVENTIDE_DATA_DIR", default_value = "./eventide-data")]
         data_dir: PathBuf,
@@ -94,12 +98,14 @@ fn main() -> anyhow::Result<()> {
                     KeysCommand::Create {
                         scope,
                         dataset,
+                        rate_limit,
                         data_dir,
                     },
             } => {
                 let scope = eventide_ingest::Scope::parse(&scope)
                     .ok_or_else(|| anyhow::anyhow!("scope must be ingest, query or admin"))?;
-                let secret = eventide_ingest::auth::create_key(&data_dir, scope, dataset)?;
+                let secret =
+                    eventide_ingest::auth::create_key(&data_dir, scope, dataset, rate_limit)?;
                 println!("{secret}");
                 Ok(())
             }

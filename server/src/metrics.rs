@@ -97,6 +97,8 @@ pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) 
 pub struct Sources {
     pub http: Arc<HttpMetrics>,
     pub ingest: Option<Arc<IngestMetrics>>,
+    /// The log, for its own metrics (fsync groups, consumer lag).
+    pub log: Option<Arc<dyn eventide_eventlog::EventLog>>,
     pub udp: Option<Arc<UdpStats>>,
     pub engine: Option<QueryEngine>,
     pub alerts: Option<Alerts>,
@@ -110,6 +112,9 @@ fn gauge_header(out: &mut String, name: &str, help: &str) {
 pub async fn render(State(src): State<Sources>) -> Response {
     let mut out = String::new();
     src.http.render(&mut out);
+    if let Some(log) = &src.log {
+        log.render_metrics(&mut out);
+    }
     if let Some(m) = &src.ingest {
         m.render_prometheus(&mut out);
     }
@@ -117,6 +122,14 @@ pub async fn render(State(src): State<Sources>) -> Response {
         u.render_prometheus(&mut out);
     }
     if let Some(engine) = &src.engine {
+        engine.store().render_log_metrics(&mut out);
+        let name = "eventide_store_quarantined_files";
+        gauge_header(
+            &mut out,
+            name,
+            "segment files holding committed events that no catalog named, moved to DATA/quarantine (see OPERATIONS.md)",
+        );
+        let _ = writeln!(out, "{name} {}", engine.store().quarantined_files());
         let summaries = engine.store().summaries();
         for (name, help, get) in [
             (

@@ -118,6 +118,31 @@ pub struct ServeArgs {
     /// visible: at least the log's freshness).
     #[arg(long, env = "EVENTIDE_ALERT_DELAY_MS", default_value_t = 2000)]
     pub alert_delay_ms: u64,
+    /// Most request bytes ingest reads, decodes and appends at once, in MiB: past it, ingest
+    /// requests get 503 + `Retry-After` at once instead of queueing (bounds ingest memory and
+    /// how long a request can wait).
+    #[arg(long, env = "EVENTIDE_MAX_INFLIGHT_MB", default_value_t = 256)]
+    pub max_inflight_mb: usize,
+    /// Most memory the store's hot tails (events read from the log, not yet in a segment) may
+    /// hold, in MiB: past it, the store stops reading the log until flushes catch up (the log
+    /// keeps the events on disk; ingest goes on).
+    #[arg(long, env = "EVENTIDE_MAX_HOT_MB", default_value_t = 1024)]
+    pub max_hot_mb: usize,
+    /// Longest an ingest request waits to be decoded, in milliseconds, before it gets 503 +
+    /// `Retry-After`: under sustained overload, the excess is refused at once rather than
+    /// every request waiting longer.
+    #[arg(long, env = "EVENTIDE_MAX_QUEUE_MS", default_value_t = 500)]
+    pub max_queue_ms: u64,
+    /// A query request (SQL, spec, BubbleUp, column statistics) running longer than this is
+    /// cancelled and answered 504.
+    #[arg(long, env = "EVENTIDE_QUERY_TIMEOUT_SECONDS", default_value_t = 120)]
+    pub query_timeout_seconds: u64,
+    /// Serve HTTPS: the PEM certificate chain (with --tls-key).
+    #[arg(long, env = "EVENTIDE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serve HTTPS: the PEM private key (with --tls-cert).
+    #[arg(long, env = "EVENTIDE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Size of one log segment file in bytes.
     #[arg(long, env = "EVENTIDE_LOG_SEGMENT_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub log_segment_bytes: u64,
@@ -146,6 +171,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     store_config.compaction_interval = Duration::from_secs(args.compaction_seconds.max(1));
     store_config.retire_grace = Duration::from_secs(args.retire_grace_seconds);
+    store_config.max_hot_bytes = args.max_hot_mb.max(1).saturating_mul(1024 * 1024);
     // Only this process uses the data directory with the embedded log: files a previous run
     // left unreferenced can go at once.
     store_config.exclusive = args.kafka.is_none();
@@ -190,7 +216,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Role::All | Role::Ingest, Some(log)) => {
             let registry = Arc::new(SchemaRegistry::new());
             registry.seed(store.schemas());
-            Some(IngestState::new(log.clone(), registry, limits))
+            Some(
+                IngestState::new(log.clone(), registry, limits)
+                    .with_inflight_bytes(args.max_inflight_mb.saturating_mul(1024 * 1024))
+                    .with_max_queue_wait(Duration::from_millis(args.max_queue_ms.max(1))),
+            )
         }
         _ => None,
     };
@@ -216,10 +246,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 engine.clone(),
                 markers,
                 eventide_alerts::RunnerConfig {
-                    public_url: args
-                        .public_url
-                        .clone()
-                        .unwrap_or_else(|| format!("http://{addr}")),
+                    public_url: args.public_url.clone().unwrap_or_else(|| {
+                        let scheme = if args.tls_cert.is_some() {
+                            "https"
+                        } else {
+                            "http"
+                        };
+                        format!("{scheme}://{addr}")
+                    }),
                     concurrency: args.alert_concurrency.max(1),
                     delay: Duration::from_millis(args.alert_delay_ms),
                     ..Default::default()
@@ -244,10 +278,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(_), None) => anyhow::bail!("--udp needs a role that ingests (all or ingest)"),
         (None, _) => None,
     };
-    let app = crate::api::app(ingest, engine, keys, udp.as_ref().map(|u| u.stats()));
+    let app = crate::api::app(
+        ingest,
+        engine,
+        keys,
+        udp.as_ref().map(|u| u.stats()),
+        Duration::from_secs(args.query_timeout_seconds.max(1)),
+    );
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
     println!(
-        "eventide listening on http://{addr} (data in {})",
+        "eventide listening on {}://{addr} (data in {})",
+        if tls.is_some() { "https" } else { "http" },
         args.data_dir.display()
     );
     if let Some(u) = &udp {
@@ -260,10 +305,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("(keys are stored hashed and will not be shown again)");
     }
     info!(%addr, "accepting traffic");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("http server")?;
+    match tls {
+        Some(config) => axum::serve(crate::tls::TlsListener::new(listener, config)?, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("https server")?,
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("http server")?,
+    }
     if matches!(args.role, Role::All | Role::Store) {
         info!("shutting down: flushing hot data to segments");
         store.flush_all().await.context("flushing on shutdown")?;

@@ -392,3 +392,85 @@ async fn bad_input_is_refused_clearly_and_never_poisons_a_batch() {
     let text = r["rows"][0][0].as_str().unwrap();
     assert!(text.starts_with("{\"n\":{\"n\":"), "{text}");
 }
+
+/// Dataset names cannot leave `DATA/segments/`: `..` and `.` (sent percent-encoded, so no
+/// client normalises them away) are refused on every ingest route and on UDP-less markers,
+/// and nothing is written outside the data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_names_cannot_traverse_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start(&data, &[]).await;
+    for name in ["%2E%2E", "%2E", "..%2F..%2Fetc", ".hidden"] {
+        for path in [
+            format!("/1/batch/{name}"),
+            format!("/1/events/{name}"),
+            format!("/api/v1/ingest/{name}"),
+        ] {
+            let body = if path.starts_with("/1/batch") {
+                r#"[{"data":{"a":1}}]"#
+            } else {
+                r#"{"a":1}"#
+            };
+            let (st, b) = reply(s.post(&path, INGEST_KEY).body(body).send().await.unwrap()).await;
+            assert!(st == 400 || st == 404, "{path}: {st} {b}");
+            if st == 400 {
+                assert!(error_of(&b).contains("dataset name"), "{path}: {b}");
+            }
+        }
+        let (st, b) = reply(
+            s.post(&format!("/1/markers/{name}"), ADMIN_KEY)
+                .json(&json!({"message": "x"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(st == 400 || st == 404, "markers {name}: {st} {b}");
+    }
+    // Nothing landed beside the data directory.
+    let beside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("data")]);
+    let segments: Vec<_> = std::fs::read_dir(data.join("segments"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(segments.is_empty(), "{segments:?}");
+}
+
+/// CORS is off: no `Access-Control-Allow-*` header on a preflight or on a cross-origin
+/// request, so a page on another origin cannot read Eventide's replies with a user's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]).await;
+    let preflight = s
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/api/v1/sql", s.url))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "x-honeycomb-team")
+        .send()
+        .await
+        .unwrap();
+    let simple = s
+        .post("/api/v1/sql", QUERY_KEY)
+        .header("Origin", "https://evil.example")
+        .json(&json!({"sql": "SELECT 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(simple.status(), 200);
+    for r in [&preflight, &simple] {
+        let cors: Vec<_> = r
+            .headers()
+            .keys()
+            .filter(|k| k.as_str().starts_with("access-control-"))
+            .collect();
+        assert!(cors.is_empty(), "{cors:?}");
+    }
+    assert_eq!(preflight.status(), 405, "a preflight is not approved");
+}

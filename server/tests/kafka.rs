@@ -289,4 +289,24 @@ async fn broker_down_for_ten_seconds_acknowledges_only_durable_events() {
         acked.insert(999_999_999);
     }
     check_exactly_once(&server, &acked, Duration::from_secs(60)).await;
+
+    // Everything is consumed: /metrics reports the consumer lag of every owned partition,
+    // down to 0 (measured every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = server.metrics_text().await;
+        let lags: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("eventide_kafka_consumer_lag{{topic=\"{topic}\"")))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+            .collect();
+        if !lags.is_empty() && lags.iter().all(|&l| l == 0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumer lag not reported as 0: {lags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -210,15 +210,7 @@ async fn otlp_errors_partial_success_and_dataset_override() {
 }
 
 async fn metric(s: &Server, name: &str) -> u64 {
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.parse().ok())

@@ -148,6 +148,41 @@ impl Server {
         assert_eq!(r.status(), 200, "batch to {dataset}");
     }
 
+    /// Posts Honeycomb batch items to `/1/batch/{dataset}` with `key`: the status, the
+    /// `Retry-After` header (seconds) and the JSON reply (`null` when it is not JSON).
+    pub async fn post_batch(
+        &self,
+        key: &str,
+        dataset: &str,
+        items: &[Json],
+    ) -> (u16, Option<u64>, Json) {
+        let r = self
+            .post(&format!("/1/batch/{dataset}"), key)
+            .json(items)
+            .send()
+            .await
+            .expect("send a batch");
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        (status, retry, r.json().await.unwrap_or(Json::Null))
+    }
+
+    /// The text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Runs SQL and returns the status and body, whatever they are.
     pub async fn try_sql(&self, sql: &str) -> (u16, Json) {
         let r = self
