@@ -11,8 +11,11 @@
 //! - `suite` ([`suite`]): the whole benchmark with same-run references (decode ceiling,
 //!   ingest + freshness, 12 queries against DuckDB on the same Parquet files, storage),
 //!   written as `report.json`, `report.md` and charts.
+//! - `soak` ([`soak`]): ingest at a multiple of the measured capacity for a bounded time.
 
+mod fuzz_seeds;
 mod generator;
+mod soak;
 mod suite;
 
 use std::path::PathBuf;
@@ -64,6 +67,15 @@ enum Cmd {
     /// queries vs DuckDB on the same Parquet files, storage; writes report.json, report.md
     /// and charts.
     Suite(suite::SuiteArgs),
+    /// A fresh server under ingest above its measured capacity (default 2× for 5 minutes):
+    /// 503s, /healthz and query latency, RSS, and that exactly the acknowledged events are
+    /// stored, before and after a restart.
+    Soak(soak::SoakArgs),
+    /// Write the seed corpora of the fuzz targets (fuzz/README.md).
+    FuzzSeeds {
+        #[arg(long, default_value = "fuzz/seeds")]
+        out: PathBuf,
+    },
 }
 
 /// Settings of `eventide-bench udp`.
@@ -835,5 +847,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Udp(args) => udp(args).await,
         Cmd::Encodings { events } => encodings(events),
         Cmd::Suite(args) => suite::run(args).await,
+        Cmd::Soak(args) => soak::run(args).await,
+        Cmd::FuzzSeeds { out } => {
+            fuzz_seeds::run(&out);
+            Ok(())
+        }
     }
 }

@@ -81,7 +81,7 @@ pub struct SuiteArgs {
     pub skip: Vec<String>,
 }
 
-const KEY: &str = "suite-admin";
+pub(crate) const KEY: &str = "suite-admin";
 const QUERY_DATASET: &str = "bench";
 
 #[derive(Debug, Serialize)]
@@ -148,13 +148,18 @@ fn decode_ceiling(events: u64) -> anyhow::Result<DecodeReport> {
 }
 
 /// A server process this suite started, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Server {
-    fn start(bin: &Path, data: &Path, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
+    pub(crate) fn start(
+        bin: &Path,
+        data: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(data.with_extension("log"))?;
         let child = Command::new(bin)
             .args(["serve", "--data-dir"])
@@ -178,7 +183,7 @@ impl Server {
         bail!("server did not listen on port {port}")
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -441,7 +446,7 @@ fn median(v: &[f64]) -> f64 {
     pct(&mut v, 0.5)
 }
 
-async fn sql(client: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<Json> {
+pub(crate) async fn sql(client: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<Json> {
     let r = client
         .post(format!("{url}/api/v1/sql"))
         .header("X-Honeycomb-Team", KEY)
@@ -553,7 +558,7 @@ fn catalog_segments(data: &Path, dataset: &str) -> anyhow::Result<(u64, Vec<Path
     Ok((total, files))
 }
 
-fn machine() -> Json {
+pub(crate) fn machine() -> Json {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
