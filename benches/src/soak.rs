@@ -7,7 +7,8 @@
 //!    leaves when it is due, whatever happened to the earlier ones (at most `--concurrency`
 //!    in flight; a batch due while all are busy is counted as not offered). Meanwhile
 //!    `/healthz` is probed every 50 ms and a SQL count every second on their own
-//!    connections, and the server's RSS is read every 100 ms.
+//!    connections, and the server's RSS is read every 100 ms: each on its own thread, so that
+//!    they measure the server, not the sender's backlog of tasks.
 //! 3. **Check**: every event carries a unique `seq`. After the load, the stored events are
 //!    compared with the acknowledged ones (count, distinct count and sum of `seq`), then
 //!    again after a restart.
@@ -58,6 +59,9 @@ pub struct SoakArgs {
     /// The server's `--max-hot-mb`.
     #[arg(long, default_value_t = 256)]
     pub max_hot_mb: usize,
+    /// The server's `--max-memory-mb` (0: none).
+    #[arg(long, default_value_t = 1536)]
+    pub max_memory_mb: u64,
     /// The RSS bound the run checks, MiB.
     #[arg(long, default_value_t = 1536)]
     pub rss_limit_mb: u64,
@@ -221,19 +225,42 @@ async fn settle(
     }
 }
 
+/// Runs `work` on its own OS thread with its own runtime: a probe must not queue behind the
+/// load generator's tasks, or it measures the client's backlog instead of the server.
+fn own_thread<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => {
+                let _ = tx.send(rt.block_on(work));
+            }
+            Err(e) => eprintln!("probe runtime: {e}"),
+        }
+    });
+    rx
+}
+
 pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&args.work);
     std::fs::create_dir_all(&args.work)?;
     let data = args.work.join("data");
-    let (inflight, hot) = (
+    let (inflight, hot, memory) = (
         args.max_inflight_mb.to_string(),
         args.max_hot_mb.to_string(),
+        args.max_memory_mb.to_string(),
     );
     let server_args = [
         "--max-inflight-mb",
         inflight.as_str(),
         "--max-hot-mb",
         hot.as_str(),
+        "--max-memory-mb",
+        memory.as_str(),
     ];
     let mut server = Server::start(&args.bin, &data, args.port, &server_args)?;
     let url = server.url.clone();
@@ -291,7 +318,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let health = {
         let (stop, url) = (stop.clone(), url.clone());
-        tokio::spawn(async move {
+        own_thread(async move {
             let c = reqwest::Client::new();
             let mut lat = Vec::new();
             let mut failed = 0u64;
@@ -312,7 +339,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     };
     let queries = {
         let (stop, url) = (stop.clone(), url.clone());
-        tokio::spawn(async move {
+        own_thread(async move {
             let c = reqwest::Client::new();
             let mut lat = Vec::new();
             let mut failed = 0u64;
@@ -330,7 +357,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     };
     let rss = {
         let stop = stop.clone();
-        tokio::spawn(async move {
+        own_thread(async move {
             let mut peak = 0u64;
             let mut alive = true;
             while !stop.load(Ordering::Relaxed) {
@@ -340,6 +367,48 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             (peak, alive)
+        })
+    };
+
+    // The server's own view every 5 s, for the report's timeline.
+    let timeline = {
+        let (stop, url) = (stop.clone(), url.clone());
+        own_thread(async move {
+            let c = reqwest::Client::new();
+            let started = Instant::now();
+            let mut points = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let text = match c
+                    .get(format!("{url}/metrics"))
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                let sum = |prefix: &str| -> f64 {
+                    text.lines()
+                        .filter(|l| l.starts_with(prefix))
+                        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                        .sum()
+                };
+                let point = json!({
+                    "t_s": started.elapsed().as_secs(),
+                    "rss_mib": rss_bytes(pid) >> 20,
+                    "hot_mib": (sum("eventide_store_hot_bytes ") / 1048576.0).round(),
+                    "segments": sum("eventide_dataset_segments{"),
+                    "merges_pending": sum("eventide_dataset_merges_pending{"),
+                    "shed": sum("eventide_ingest_shed_total"),
+                    "merges_deferred": sum("eventide_store_merges_deferred_total"),
+                });
+                if points.len() % 6 == 5 {
+                    eprintln!("server: {point}");
+                }
+                points.push(point);
+            }
+            points
         })
     };
 
@@ -396,6 +465,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let (mut health_ms, health_failed) = health.await?;
     let (mut query_ms, query_failed) = queries.await?;
     let (peak_rss, alive) = rss.await?;
+    let timeline = timeline.await?;
 
     // 4. Exactly the acknowledged events, before and after a restart.
     let acked = tally.acked_events.load(Ordering::Relaxed);
@@ -450,6 +520,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         "stored_before_restart": {"count": before_restart.0, "distinct": before_restart.1, "seq_sum_matches": before_restart.2 == acked_sum},
         "stored_after_restart": {"count": after_restart.0, "distinct": after_restart.1, "seq_sum_matches": after_restart.2 == acked_sum},
         "acknowledged_per_second": per_second,
+        "server_timeline": timeline,
     });
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(

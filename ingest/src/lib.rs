@@ -72,6 +72,9 @@ pub struct IngestState {
     pub max_queue_wait: std::time::Duration,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::IngestMetrics>,
+    /// The process memory bound (`--max-memory-mb`), if any: above its high watermark new
+    /// requests are refused.
+    pub memory: Option<Arc<eventide_model::memory::MemoryGuard>>,
 }
 
 /// Default in-flight budget of request bodies: 256 MiB.
@@ -89,7 +92,14 @@ impl IngestState {
             )),
             max_queue_wait: std::time::Duration::from_millis(500),
             metrics: Arc::default(),
+            memory: None,
         }
+    }
+
+    /// Refuses new requests while `guard` says memory is above its high watermark.
+    pub fn with_memory_guard(mut self, guard: Arc<eventide_model::memory::MemoryGuard>) -> Self {
+        self.memory = Some(guard);
+        self
     }
 
     /// Sets how long a request may wait for a decode slot.
@@ -144,6 +154,17 @@ impl IngestState {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
+        if let Some(guard) = self.memory.as_ref().filter(|g| g.is_over()) {
+            self.metrics.shed();
+            return Err(ApiError::Overloaded(
+                format!(
+                    "server is overloaded (memory: {} MiB in use, bound {} MiB); retry later",
+                    guard.rss() >> 20,
+                    guard.limit() >> 20
+                ),
+                1,
+            ));
+        }
         let bytes = declared.map_or(body_limit, |n| n.min(body_limit));
         let units = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         self.inflight

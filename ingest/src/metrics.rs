@@ -163,7 +163,7 @@ impl IngestMetrics {
             ),
             (
                 "eventide_ingest_shed_total",
-                "ingest requests refused with 503 because the in-flight budget (--max-inflight-mb) was spent or they waited longer than --max-queue-ms to be decoded",
+                "ingest requests refused with 503 because the in-flight budget (--max-inflight-mb) was spent, they waited longer than --max-queue-ms to be decoded, or memory was above 90 % of --max-memory-mb",
                 &self.shed,
             ),
         ] {

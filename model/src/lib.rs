@@ -24,6 +24,7 @@ pub mod columnar;
 pub mod dataset;
 pub mod event;
 pub mod limits;
+pub mod memory;
 pub mod schema;
 pub mod time;
 

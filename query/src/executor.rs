@@ -59,9 +59,9 @@ impl<T> Future for QueryTask<T> {
     type Output = Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|r| {
-            r.map_err(|e| QueryError::Internal(format!("query execution stopped: {e}")))
-        })
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.map_err(|e| QueryError::Internal(format!("query execution stopped: {e}"))))
     }
 }
 

@@ -112,6 +112,11 @@ fn gauge_header(out: &mut String, name: &str, help: &str) {
 pub async fn render(State(src): State<Sources>) -> Response {
     let mut out = String::new();
     src.http.render(&mut out);
+    if let Some(rss) = eventide_model::memory::resident_bytes() {
+        let name = "process_resident_memory_bytes";
+        gauge_header(&mut out, name, "resident set size of the eventide process");
+        let _ = writeln!(out, "{name} {rss}");
+    }
     if let Some(log) = &src.log {
         log.render_metrics(&mut out);
     }
@@ -130,6 +135,19 @@ pub async fn render(State(src): State<Sources>) -> Response {
             "segment files holding committed events that no catalog named, moved to DATA/quarantine (see OPERATIONS.md)",
         );
         let _ = writeln!(out, "{name} {}", engine.store().quarantined_files());
+        let name = "eventide_store_merges_deferred_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} merges not started because --max-memory-mb had no room for them (they run on a later pass)\n# TYPE {name} counter\n{name} {}",
+            engine.store().merges_deferred()
+        );
+        let name = "eventide_store_hot_bytes";
+        gauge_header(
+            &mut out,
+            name,
+            "bytes of events in memory not yet flushed to segments (bounded by --max-hot-mb)",
+        );
+        let _ = writeln!(out, "{name} {}", engine.store().hot_bytes());
         let summaries = engine.store().summaries();
         for (name, help, get) in [
             (

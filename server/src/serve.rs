@@ -1,5 +1,6 @@
 //! `eventide serve`: configuration and startup.
 
+use eventide_model::memory::MemoryGuard;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,6 +129,12 @@ pub struct ServeArgs {
     /// keeps the events on disk; ingest goes on).
     #[arg(long, env = "EVENTIDE_MAX_HOT_MB", default_value_t = 1024)]
     pub max_hot_mb: usize,
+    /// Bound of the whole process's resident memory, in MiB (0: none). Above 90 % of it, new
+    /// ingest requests get 503 + `Retry-After` until it is back under 80 %; queries and
+    /// `/healthz` still answer. Set it below the memory the machine or container gives
+    /// Eventide, and at least twice `--max-hot-mb` plus `--max-inflight-mb`.
+    #[arg(long, env = "EVENTIDE_MAX_MEMORY_MB", default_value_t = 0)]
+    pub max_memory_mb: u64,
     /// Longest an ingest request waits to be decoded, in milliseconds, before it gets 503 +
     /// `Retry-After`: under sustained overload, the excess is refused at once rather than
     /// every request waiting longer.
@@ -146,6 +153,37 @@ pub struct ServeArgs {
     /// Size of one log segment file in bytes.
     #[arg(long, env = "EVENTIDE_LOG_SEGMENT_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub log_segment_bytes: u64,
+}
+
+/// Samples the process's RSS into `guard` every 50 ms, for as long as anything else holds it.
+fn spawn_memory_sampler(guard: &Arc<MemoryGuard>) {
+    let weak = Arc::downgrade(guard);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let Some(guard) = weak.upgrade() else { return };
+            let Some(rss) = eventide_model::memory::resident_bytes() else {
+                tracing::warn!(
+                    "--max-memory-mb: this platform reports no RSS; the bound is not enforced"
+                );
+                return;
+            };
+            match guard.observe(rss) {
+                Some(true) => tracing::warn!(
+                    rss_mib = rss >> 20,
+                    limit_mib = guard.limit() >> 20,
+                    "memory above 90% of --max-memory-mb: refusing ingest and deferring merges until it is under 80%"
+                ),
+                Some(false) => tracing::info!(
+                    rss_mib = rss >> 20,
+                    "memory under 80% of --max-memory-mb: ingest resumes"
+                ),
+                None => {}
+            }
+        }
+    });
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -172,6 +210,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     store_config.compaction_interval = Duration::from_secs(args.compaction_seconds.max(1));
     store_config.retire_grace = Duration::from_secs(args.retire_grace_seconds);
     store_config.max_hot_bytes = args.max_hot_mb.max(1).saturating_mul(1024 * 1024);
+    let memory = (args.max_memory_mb > 0).then(|| {
+        let guard = MemoryGuard::new(args.max_memory_mb.saturating_mul(1024 * 1024));
+        spawn_memory_sampler(&guard);
+        guard
+    });
+    store_config.memory = memory.clone();
     // Only this process uses the data directory with the embedded log: files a previous run
     // left unreferenced can go at once.
     store_config.exclusive = args.kafka.is_none();
@@ -216,11 +260,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Role::All | Role::Ingest, Some(log)) => {
             let registry = Arc::new(SchemaRegistry::new());
             registry.seed(store.schemas());
-            Some(
-                IngestState::new(log.clone(), registry, limits)
-                    .with_inflight_bytes(args.max_inflight_mb.saturating_mul(1024 * 1024))
-                    .with_max_queue_wait(Duration::from_millis(args.max_queue_ms.max(1))),
-            )
+            let mut state = IngestState::new(log.clone(), registry, limits)
+                .with_inflight_bytes(args.max_inflight_mb.saturating_mul(1024 * 1024))
+                .with_max_queue_wait(Duration::from_millis(args.max_queue_ms.max(1)));
+            if let Some(guard) = &memory {
+                state = state.with_memory_guard(guard.clone());
+            }
+            Some(state)
         }
         _ => None,
     };

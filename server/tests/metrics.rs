@@ -104,6 +104,14 @@ async fn metrics_count_events_requests_appends_and_datasets() {
     let rows = get("eventide_dataset_hot_rows{dataset=\"shop\"}")
         + get("eventide_dataset_segment_rows{dataset=\"shop\"}");
     assert_eq!(rows, 3.0);
+    let hot = get("eventide_store_hot_bytes");
+    assert_eq!(
+        hot > 0.0,
+        get("eventide_dataset_hot_rows{dataset=\"shop\"}") > 0.0,
+        "hot bytes follow hot rows"
+    );
+    let rss = get("process_resident_memory_bytes");
+    assert!(rss > 1e6 && rss < 64e9, "RSS {rss}");
     assert_eq!(get("eventide_triggers"), 0.0);
     assert_eq!(get("eventide_deploy_checks_pending"), 0.0);
     // Every sample line belongs to a declared metric.

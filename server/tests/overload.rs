@@ -1,5 +1,5 @@
-//! Overload: per-key rate limits (429 + `Retry-After`) and the in-flight budget (503 +
-//! `Retry-After`), with `/healthz` and queries answered meanwhile and nothing acknowledged
+//! Overload: per-key rate limits (429 + `Retry-After`), the in-flight budget and the memory
+//! bound (503 + `Retry-After`), with `/healthz` and queries answered meanwhile and nothing acknowledged
 //! lost or doubled. The long soak at twice the measured capacity is `eventide-bench soak`.
 
 mod common;
@@ -231,4 +231,42 @@ async fn a_query_whose_client_goes_away_is_cancelled() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let used = cpu_ticks(pid) - before;
     assert!(used < 100, "{used} ticks in 2 s after the client left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn above_the_memory_bound_ingest_gets_503_and_queries_still_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    // A bound every process is above: the guard is closed from its first sample on.
+    let s = Server::start_with(dir.path(), &["--max-memory-mb", "4"], &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, retry, body) = loop {
+        let r = post(&s, INGEST_KEY, "mem", &events(0, 10)).await;
+        if r.0 != 200 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry, Some(1), "Retry-After");
+    let msg = body["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("memory") && msg.contains("bound 4 MiB"),
+        "{body}"
+    );
+    let health = s
+        .client
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let (status, _) = s.try_sql("SELECT 1").await;
+    assert_eq!(status, 200);
+    let text = s.metrics_text().await;
+    let shed: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("eventide_ingest_shed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(shed >= 1.0, "{text}");
 }

@@ -30,7 +30,10 @@
 //! - A query [`Store::snapshot`] sees each event once: the swap from hot batches to the
 //!   segment holding them happens under one lock.
 //! - Only this crate knows the Parquet and catalog layout; it answers no queries itself.
-//! - Memory is bounded: the consumer stops polling while the hot tails exceed `max_hot_bytes`.
+//! - Memory is bounded: the consumer stops polling while the hot tails exceed `max_hot_bytes`,
+//!   and with a process bound (`StoreConfig::memory`) a merge starts only when the RSS plus
+//!   its estimated peak (its input decoded, at the last merge's measured expansion) stays
+//!   under the bound's high watermark; otherwise it waits for a later pass.
 
 pub mod catalog;
 pub mod compact;
@@ -126,6 +129,9 @@ pub struct StoreConfig {
     /// …or at once when it predates this process and the data directory is this process's
     /// alone (the embedded log).
     pub exclusive: bool,
+    /// The process memory bound (`--max-memory-mb`): a merge starts only when it has room
+    /// under it (see [`eventide_model::memory`]).
+    pub memory: Option<Arc<eventide_model::memory::MemoryGuard>>,
 }
 
 impl StoreConfig {
@@ -144,6 +150,7 @@ impl StoreConfig {
             retire_grace: Duration::from_secs(60),
             orphan_grace: Duration::from_secs(600),
             exclusive: false,
+            memory: None,
         }
     }
 }
@@ -352,6 +359,12 @@ struct Inner {
     state: RwLock<State>,
     /// Segment files moved to `DATA/quarantine` by this process (see `State::committed_ids`).
     quarantined: std::sync::atomic::AtomicU64,
+    /// Merges not started because the memory bound had no room for them.
+    merges_deferred: std::sync::atomic::AtomicU64,
+    /// Arrow bytes per byte of Parquet, ×100, as last measured by a flush (Arrow in) or a
+    /// merge (Arrow decoded): how a merge's memory is estimated before it reads anything.
+    /// Starts at 8× until the first flush.
+    merge_expansion: std::sync::atomic::AtomicU64,
     /// Held while a catalog commit checks ownership, writes the file and applies it; taken by
     /// revocation so nothing is committed for a partition after it is revoked.
     commit_fence: Mutex<()>,
@@ -515,6 +528,8 @@ impl Store {
                 segments_dir,
                 state: RwLock::new(State::default()),
                 quarantined: Default::default(),
+                merges_deferred: Default::default(),
+                merge_expansion: std::sync::atomic::AtomicU64::new(800),
                 commit_fence: Mutex::new(()),
                 flush_lock: tokio::sync::Mutex::new(()),
                 applied_notify: Notify::new(),
@@ -739,6 +754,19 @@ impl Store {
         if let Some(c) = self.inner.consumer.get() {
             c.render_metrics(out);
         }
+    }
+
+    /// Bytes of events held in memory, not yet flushed (what `max_hot_bytes` bounds: the
+    /// consumer stops reading the log above it).
+    pub fn hot_bytes(&self) -> usize {
+        read_lock(&self.inner.state).hot_bytes()
+    }
+
+    /// Merges not started (yet) because the memory bound had no room for them.
+    pub fn merges_deferred(&self) -> u64 {
+        self.inner
+            .merges_deferred
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Segment files this process moved to `DATA/quarantine` because they held committed
@@ -1007,10 +1035,16 @@ impl Inner {
             bloom_columns: self.config.bloom_columns.clone(),
             presorted: false,
         };
+        let arrow_bytes: usize = batches.iter().map(hot::batch_bytes).sum();
         let encoded =
             tokio::task::spawn_blocking(move || segment::encode_segment(&schema, &batches, &opts))
                 .await
                 .map_err(|e| StoreError::Internal(format!("segment encoder panicked: {e}")))??;
+        // Arrow bytes per Parquet byte: what a merge of such files will hold decoded.
+        self.merge_expansion.store(
+            (arrow_bytes as u64).saturating_mul(100) / (encoded.bytes.len() as u64).max(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let rel = self.segment_path(name, p, id);
         let _in_flight = self.in_flight(&rel);
         let meta = self

@@ -159,3 +159,39 @@ async fn flush_truncates_the_log_and_restart_neither_loses_nor_duplicates() {
     assert_eq!(a, (0..20).filter(|i| i % 2 == 0).collect::<Vec<_>>());
     assert_eq!(b, (0..20).filter(|i| i % 2 == 1).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_wait_for_room_under_the_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(dir.path().join("log"))).unwrap());
+    let guard = eventide_model::memory::MemoryGuard::new(1 << 30);
+    let mut config = StoreConfig::new(dir.path());
+    config.merge_policy = Some(Arc::new(compact::TimeWindowPolicy {
+        grace_us: 0,
+        ..compact::TimeWindowPolicy::default()
+    }));
+    // Only this test runs merges.
+    config.compaction_interval = Duration::from_secs(3600);
+    config.memory = Some(guard.clone());
+    let store = Store::open(config, log.clone()).await.unwrap();
+    let mut schema = DatasetSchema::new();
+    for i in 0..4 {
+        let o = append(&log, &mut schema, "ds", vec![ev(i, i, None)]).await;
+        store.wait_applied(o).await;
+        store.flush_all().await.unwrap();
+    }
+    assert_eq!(store.snapshot("ds").unwrap().segments.len(), 4);
+
+    // The process is at its bound: no merge has room, none starts, nothing changes.
+    guard.observe(1 << 30);
+    assert_eq!(store.compact_now().await.unwrap(), 0);
+    assert_eq!(store.snapshot("ds").unwrap().segments.len(), 4);
+    assert!(store.merges_deferred() >= 1);
+
+    // Room again: the deferred merges run, and every event is there once.
+    guard.observe(0);
+    while store.compact_now().await.unwrap() > 0 {}
+    let snap = store.snapshot("ds").unwrap();
+    assert!(snap.segments.len() < 4, "{} segments", snap.segments.len());
+    assert_eq!(ids(&snap, dir.path()), vec![0, 1, 2, 3]);
+}

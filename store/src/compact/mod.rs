@@ -23,6 +23,7 @@ pub mod policy;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use arrow::array::{Array, ArrayRef, Int64Array, TimestampMicrosecondArray};
@@ -37,7 +38,7 @@ use tracing::{debug, error, info, warn};
 
 pub use policy::{DAY_US, HOUR_US, MergePolicy, MergeTask, TimeWindowPolicy, window_of};
 
-use crate::hot::extend_to;
+use crate::hot::{batch_bytes, extend_to};
 use crate::segment::{self, SegmentOptions};
 use crate::{Inner, Result, SegmentMeta, StoreError, read_lock, write_lock};
 
@@ -361,7 +362,9 @@ impl Inner {
                             "merged segments"
                         );
                     }
-                    None => debug!(dataset = %name, partition = p, "merge skipped: inputs changed"),
+                    None => {
+                        debug!(dataset = %name, partition = p, "merge skipped: inputs changed or no memory room")
+                    }
                 }
             }
         }
@@ -369,7 +372,8 @@ impl Inner {
     }
 
     /// Runs one merge. `None` when its inputs are no longer all committed (a retention pass
-    /// or another merge took some) or the partition was lost.
+    /// or another merge took some), the partition was lost, or the memory bound has no room
+    /// for it now (it is planned again next pass).
     async fn merge(
         self: &Arc<Self>,
         name: &str,
@@ -395,6 +399,31 @@ impl Inner {
             }
             (inputs, d.arrow_schema.clone())
         };
+        let in_rows: u64 = inputs.iter().map(|s| s.rows).sum();
+        let in_bytes: u64 = inputs.iter().map(|s| s.bytes).sum();
+        let target = self
+            .config
+            .merge_policy
+            .as_ref()
+            .map_or(32 * 1024 * 1024, |p| p.target_bytes());
+        // What the merge will hold at its peak: its inputs decoded, one output file's rows
+        // copied out of them, and the encoded outputs.
+        let expansion = self.merge_expansion.load(Ordering::Relaxed);
+        let need = (in_bytes + target).saturating_mul(expansion) / 100 + in_bytes;
+        if let Some(guard) = &self.config.memory
+            && !guard.has_room_for(need)
+        {
+            self.merges_deferred.fetch_add(1, Ordering::Relaxed);
+            debug!(
+                dataset = %name,
+                partition = p,
+                need_mib = need >> 20,
+                rss_mib = guard.rss() >> 20,
+                limit_mib = guard.limit() >> 20,
+                "merge deferred: no room under --max-memory-mb"
+            );
+            return Ok(None);
+        }
         // Read the inputs.
         let mut batches = Vec::new();
         for s in &inputs {
@@ -419,13 +448,11 @@ impl Inner {
             .map_err(|e| StoreError::Internal(format!("segment reader panicked: {e}")))??;
             batches.extend(read);
         }
-        let in_rows: u64 = inputs.iter().map(|s| s.rows).sum();
-        let in_bytes: u64 = inputs.iter().map(|s| s.bytes).sum();
-        let target = self
-            .config
-            .merge_policy
-            .as_ref()
-            .map_or(32 * 1024 * 1024, |p| p.target_bytes());
+        let decoded: u64 = batches.iter().map(|b| batch_bytes(b) as u64).sum();
+        self.merge_expansion.store(
+            (decoded.saturating_mul(100) / in_bytes.max(1)).max(100),
+            Ordering::Relaxed,
+        );
         // Rows per output file from the inputs' bytes per row.
         let rows_per_file = ((target as f64) / (in_bytes.max(1) as f64 / in_rows.max(1) as f64))
             .clamp(1.0, u64::MAX as f64) as usize;
