@@ -579,19 +579,22 @@ async fn needle_and_narrow_queries_read_a_small_part_of_the_data() {
     // Every file but the one holding the needle is skipped by its bloom filter; what is read
     // is that file's row group plus the filters and footers (at 200,000 events a file is one
     // row group, and the trace ids are most of its bytes, so the ratio is modest here; the
-    // storage benchmark measures 10M events).
+    // storage benchmark measures 10M events). The filters are sized for 3 % false positives
+    // (less after rounding up to a power of two), and which trace ids share a file depends on
+    // flush timing: one other file passing its filter is allowed, two would be a broken filter.
     let files = s["files_scanned"].as_u64().unwrap();
     assert!(files >= 3, "{s}");
-    assert_eq!(
-        s["row_groups_pruned_bloom_filter"].as_u64().unwrap()
-            + s["row_groups_pruned_statistics"].as_u64().unwrap(),
-        files - 1,
-        "bloom filters prune all but the needle's row group: {s}"
-    );
-    // At most the needle's file, plus a bloom filter (at most 32 KiB for 20,000-row files at
-    // 3 % false positives) and a footer for each other file.
+    let pruned = s["row_groups_pruned_bloom_filter"].as_u64().unwrap()
+        + s["row_groups_pruned_statistics"].as_u64().unwrap();
+    let read_files = files - pruned;
     assert!(
-        total > 0 && scanned < total && scanned <= largest + (files - 1) * 48 * 1024,
+        (1..=2).contains(&read_files),
+        "bloom filters prune all but the needle's row group (and at most one false positive): {s}"
+    );
+    // At most the needle's file (and a false positive's), plus a bloom filter (at most 32 KiB
+    // for 20,000-row files at 3 % false positives) and a footer for each other file.
+    assert!(
+        total > 0 && scanned < total && scanned <= read_files * largest + (files - 1) * 48 * 1024,
         "needle read {scanned} of {total} bytes (largest file {largest}): {s}"
     );
     // A time-bounded question reads only that window's files.
