@@ -189,14 +189,6 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-async fn metric(s: &Server, name: &str) -> f64 {
-    let text = s.metrics_text().await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_no_catalog_names_are_quarantined_not_deleted() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,7 +227,7 @@ async fn segments_no_catalog_names_are_quarantined_not_deleted() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!segments.join(&lost_file).exists());
-    assert_eq!(metric(&s, "eventide_store_quarantined_files").await, 1.0);
+    assert_eq!(s.metric("eventide_store_quarantined_files").await, 1.0);
     let rows = s.rows("SELECT count(*) FROM kept").await;
     assert_eq!(rows[0][0].as_u64(), Some(3000 - lost_rows));
     drop(s);

@@ -138,15 +138,8 @@ async fn past_the_in_flight_budget_ingest_gets_503_and_recovers_while_health_and
     assert_eq!(status, 200, "{body}");
     acked += 10;
     let started = Instant::now();
-    let health = s
-        .client
-        .get(format!("{}/healthz", s.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let (status, _) = s.try_sql("SELECT count(*) FROM shed").await;
-    assert_eq!(status, 200);
+    s.assert_health_and_query_answer("SELECT count(*) FROM shed")
+        .await;
     eprintln!(
         "healthz + a query while ingest sheds: {:.1} ms",
         started.elapsed().as_secs_f64() * 1000.0
@@ -253,20 +246,6 @@ async fn above_the_memory_bound_ingest_gets_503_and_queries_still_answer() {
         msg.contains("memory") && msg.contains("bound 4 MiB"),
         "{body}"
     );
-    let health = s
-        .client
-        .get(format!("{}/healthz", s.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let (status, _) = s.try_sql("SELECT 1").await;
-    assert_eq!(status, 200);
-    let text = s.metrics_text().await;
-    let shed: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("eventide_ingest_shed_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
-    assert!(shed >= 1.0, "{text}");
+    s.assert_health_and_query_answer("SELECT 1").await;
+    assert!(s.metric("eventide_ingest_shed_total").await >= 1.0);
 }

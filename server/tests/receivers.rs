@@ -209,14 +209,6 @@ async fn otlp_errors_partial_success_and_dataset_override() {
     assert_eq!(r.status(), 200);
 }
 
-async fn metric(s: &Server, name: &str) -> u64 {
-    let text = s.metrics_text().await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
-}
-
 #[tokio::test]
 async fn udp_lines_are_stored_and_bad_lines_counted() {
     let dir = tempfile::tempdir().unwrap();
@@ -254,15 +246,21 @@ async fn udp_lines_are_stored_and_bad_lines_counted() {
         vec![json!(1000), json!(499_500), json!(2000), json!(0)]
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metric(&s, "eventide_udp_lines_rejected_total").await < 4
+    while s.metric("eventide_udp_lines_rejected_total").await < 4.0
         && std::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(metric(&s, "eventide_udp_datagrams_total").await, 100);
-    assert_eq!(metric(&s, "eventide_udp_lines_accepted_total").await, 1000);
-    assert_eq!(metric(&s, "eventide_udp_lines_rejected_total").await, 4);
-    assert_eq!(metric(&s, "eventide_udp_lines_dropped_total").await, 0);
+    assert_eq!(s.metric("eventide_udp_datagrams_total").await as u64, 100);
+    assert_eq!(
+        s.metric("eventide_udp_lines_accepted_total").await as u64,
+        1000
+    );
+    assert_eq!(
+        s.metric("eventide_udp_lines_rejected_total").await as u64,
+        4
+    );
+    assert_eq!(s.metric("eventide_udp_lines_dropped_total").await as u64, 0);
 }
 
 /// msgpack builders, written out so the bytes are exactly what libhoney-go's encoder

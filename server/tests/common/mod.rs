@@ -183,6 +183,28 @@ impl Server {
             .expect("metrics text")
     }
 
+    /// The value of an unlabelled sample `name` in `GET /metrics`; panics when it is missing.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+    }
+
+    /// Asserts that `/healthz` and the query `sql` both answer 200.
+    pub async fn assert_health_and_query_answer(&self, sql: &str) {
+        let health = self
+            .client
+            .get(format!("{}/healthz", self.url))
+            .send()
+            .await
+            .expect("GET /healthz");
+        assert_eq!(health.status(), 200);
+        let (status, body) = self.try_sql(sql).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// Runs SQL and returns the status and body, whatever they are.
     pub async fn try_sql(&self, sql: &str) -> (u16, Json) {
         let r = self
