@@ -130,9 +130,10 @@ pub struct ServeArgs {
     #[arg(long, env = "EVENTIDE_MAX_HOT_MB", default_value_t = 1024)]
     pub max_hot_mb: usize,
     /// Bound of the whole process's resident memory, in MiB (0: none). Above 90 % of it, new
-    /// ingest requests get 503 + `Retry-After` until it is back under 80 %; queries and
-    /// `/healthz` still answer. Set it below the memory the machine or container gives
-    /// Eventide, and at least twice `--max-hot-mb` plus `--max-inflight-mb`.
+    /// ingest requests get 503 + `Retry-After` until it is back under 80 %, and a merge starts
+    /// only when its estimated peak fits under 90 %; queries and `/healthz` still answer. Set
+    /// it below the memory the machine or container gives Eventide, and at least twice
+    /// `--max-hot-mb` plus `--max-inflight-mb`.
     #[arg(long, env = "EVENTIDE_MAX_MEMORY_MB", default_value_t = 0)]
     pub max_memory_mb: u64,
     /// Longest an ingest request waits to be decoded, in milliseconds, before it gets 503 +

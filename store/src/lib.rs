@@ -32,8 +32,9 @@
 //! - Only this crate knows the Parquet and catalog layout; it answers no queries itself.
 //! - Memory is bounded: the consumer stops polling while the hot tails exceed `max_hot_bytes`,
 //!   and with a process bound (`StoreConfig::memory`) a merge starts only when the RSS plus
-//!   its estimated peak (its input decoded, at the last merge's measured expansion) stays
-//!   under the bound's high watermark; otherwise it waits for a later pass.
+//!   its estimated peak (its input decoded, at the Arrow/Parquet expansion the last flush or
+//!   merge measured) stays under the bound's high watermark; otherwise it waits for a later
+//!   pass.
 
 pub mod catalog;
 pub mod compact;
