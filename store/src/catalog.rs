@@ -111,12 +111,12 @@ impl CatalogFile {
         }
     }
 
-    /// Loads the catalog, or an empty one when none was ever written.
     /// Whether the catalog file exists.
     pub fn exists(&self) -> bool {
         self.path.exists()
     }
 
+    /// Loads the catalog, or an empty one when none was ever written.
     pub fn load(&self) -> Result<Catalog> {
         match fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Catalog {

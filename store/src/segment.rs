@@ -50,11 +50,6 @@ pub struct SegmentOptions {
 /// Rows copied at a time when the input must be reordered.
 const SORT_CHUNK_ROWS: usize = 64 * 1024;
 
-/// Writes `batches` (all with `schema`) as one Parquet segment, sorted by `timestamp` unless
-/// presorted. Rows already in time order (the usual case: the hot tail is in log order) are
-/// written as they are, without a copy; otherwise a stable sort of (time, batch, row) decides
-/// the order and the rows are copied out in chunks of [`SORT_CHUNK_ROWS`], so memory never
-/// holds a second copy of the whole input. CPU-heavy: call it from a blocking thread.
 /// Reads a whole segment file, decoding every page: `Err` with what is wrong when it is
 /// missing, unreadable or corrupt. Used to find the culprit after a query failed on a read.
 pub fn verify_file(path: &std::path::Path) -> std::result::Result<u64, String> {
@@ -70,6 +65,11 @@ pub fn verify_file(path: &std::path::Path) -> std::result::Result<u64, String> {
     Ok(rows)
 }
 
+/// Writes `batches` (all with `schema`) as one Parquet segment, sorted by `timestamp` unless
+/// presorted. Rows already in time order (the usual case: the hot tail is in log order) are
+/// written as they are, without a copy; otherwise a stable sort of (time, batch, row) decides
+/// the order and the rows are copied out in chunks of [`SORT_CHUNK_ROWS`], so memory never
+/// holds a second copy of the whole input. CPU-heavy: call it from a blocking thread.
 pub fn encode_segment(
     schema: &SchemaRef,
     batches: &[RecordBatch],
