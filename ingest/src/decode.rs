@@ -495,6 +495,55 @@ mod tests {
         assert!(batch_item(&items[1], &d(), &Limits::default()).is_err());
     }
 
+    /// Found by the `honeycomb_json_batch` fuzz target: a key repeated inside `data` counts
+    /// once, with its last value, on every path (JSON batch, NDJSON, single event, msgpack);
+    /// an earlier occurrence is not checked against the limits.
+    #[test]
+    fn a_key_repeated_inside_data_counts_once_with_its_last_value() {
+        let limits = Limits {
+            max_string_bytes: 8,
+            ..Limits::default()
+        };
+        let doc = r#"{"k":"far too long","n":{"a":1},"k":"ok","n":null,"m":2}"#;
+        let want = vec![
+            ("k".to_owned(), Value::Str("ok".into())),
+            ("m".to_owned(), Value::Int(2)),
+        ];
+        let strings = |b: &RecordBatch, name: &str| -> Vec<String> {
+            let a = column::<StringArray>(b, name);
+            (0..a.len()).map(|i| a.value(i).to_owned()).collect()
+        };
+
+        let mut b = new_batch();
+        let body = format!("[{{\"data\":{doc}}}]");
+        let out = json_batch_into(body.as_bytes(), &d(), &limits, &mut b).unwrap();
+        assert_eq!(out, vec![None]);
+        let batch = b.finish().unwrap().unwrap();
+        assert_eq!(strings(&batch, "k"), ["ok"]);
+        assert!(batch.column_by_name("n.a").is_none());
+
+        let mut b = new_batch();
+        let out = ndjson_into(doc.as_bytes(), &d(), &limits, &mut b);
+        assert_eq!(out, vec![(1, None)]);
+        assert_eq!(strings(&b.finish().unwrap().unwrap(), "k"), ["ok"]);
+
+        let e = json_event(doc.as_bytes(), &d(), &limits).unwrap();
+        assert_eq!(e.fields, want);
+
+        let data = rmpv::Value::Map(vec![
+            ("k".into(), "far too long".into()),
+            ("n".into(), rmpv::Value::Map(vec![("a".into(), 1.into())])),
+            ("k".into(), "ok".into()),
+            ("n".into(), rmpv::Value::Nil),
+            ("m".into(), 2.into()),
+        ]);
+        let item = rmpv::Value::Map(vec![("data".into(), data)]);
+        let mut buf = Vec::new();
+        rmpv::encode::write_value(&mut buf, &rmpv::Value::Array(vec![item])).unwrap();
+        let items = msgpack_batch(&buf, &d(), &limits).unwrap();
+        assert_eq!(items[0].as_ref().map(|e| &e.fields), Ok(&want));
+    }
+
     #[test]
     fn batch_items_succeed_and_fail_alone() {
         let body = br#"[{"data":{"a":1},"time":"2023-11-14T22:13:20Z","samplerate":10},

@@ -4,7 +4,7 @@
 //! reads each object from a simd-json tape (no per-object hash map, strings borrowed from the
 //! request body) and appends its leaves straight into Arrow builders. It applies exactly the
 //! rules of [`flatten_object`](crate::flatten_object) (limits, dotted names, `timestamp`,
-//! `_samplerate`, JSON text for arrays and deep objects, last duplicate wins) followed by
+//! `_samplerate`, JSON text for arrays and deep objects, repeated keys and names) followed by
 //! [`DatasetSchema::admit`] and [`events_to_batch`](crate::events_to_batch): an event that
 //! breaks a rule is refused whole with the same message and leaves the batch unchanged.
 //!
@@ -51,6 +51,17 @@ impl Leaf<'_> {
         match self {
             Leaf::Str(s) => s.len(),
             _ => 8,
+        }
+    }
+}
+
+impl From<crate::Value> for Leaf<'_> {
+    fn from(v: crate::Value) -> Self {
+        match v {
+            crate::Value::Bool(x) => Leaf::Bool(x),
+            crate::Value::Int(x) => Leaf::Int(x),
+            crate::Value::Float(x) => Leaf::Float(x),
+            crate::Value::Str(s) => Leaf::Str(Cow::Owned(s)),
         }
     }
 }
@@ -120,9 +131,13 @@ fn push_leaf<'a>(
     limits: &Limits,
     depth: usize,
     size: &mut usize,
+    seen: &mut Seen<'a>,
 ) -> Result<(), EventError> {
     let leaf = match value.value_type() {
-        ValueType::Null => return Ok(()),
+        ValueType::Null => {
+            seen.marks.push(name);
+            return Ok(());
+        }
         ValueType::Bool => Leaf::Bool(value.as_bool().unwrap_or_default()),
         ValueType::I64 => Leaf::Int(value.as_i64().unwrap_or_default()),
         ValueType::U64 => {
@@ -135,6 +150,7 @@ fn push_leaf<'a>(
         ValueType::F64 => {
             let f = value.as_f64().unwrap_or(f64::NAN);
             if !f.is_finite() {
+                seen.marks.push(name);
                 return Ok(());
             }
             Leaf::Float(f)
@@ -153,6 +169,7 @@ fn push_leaf<'a>(
                         limits,
                         depth + 1,
                         size,
+                        seen,
                     )?;
                     if out.len() > limits.max_fields_per_event {
                         // The caller reports the exact count.
@@ -160,9 +177,17 @@ fn push_leaf<'a>(
                     }
                 }
             }
+            seen.marks.push(name);
             return Ok(());
         }
-        // Arrays and objects nested deeper than the flatten depth are stored as JSON text.
+        // Arrays and objects nested deeper than the flatten depth are stored as JSON text,
+        // written from the value model where an object in them repeats a key.
+        _ if repeats_a_key(value) => Leaf::Str(Cow::Owned(
+            simd_json::value::lazy::Value::Tape(value)
+                .into_value()
+                .into_static()
+                .encode(),
+        )),
         _ => Leaf::Str(Cow::Owned(value.encode())),
     };
     if let Leaf::Str(s) = &leaf
@@ -180,10 +205,66 @@ fn push_leaf<'a>(
 }
 
 /// Flattens a tape object like [`flatten_object`](crate::flatten_object): returns its
-/// fields sorted by name (last duplicate wins) and its own parsed `timestamp`, if any.
+/// fields sorted by name (unique) and its own parsed `timestamp`, if any.
 pub(crate) fn flatten_tape<'a>(
     data: TapeValue<'_, 'a>,
     limits: &Limits,
+) -> Result<(Fields<'a>, Option<i64>), EventError> {
+    let mut seen = Seen::default();
+    let first = walk_tape(data, limits, &mut seen).map(|(mut fields, own_time)| {
+        let clean =
+            crate::event::sort_dedup_unseen(&mut fields, &mut seen.marks) && seen.timestamps <= 1;
+        (fields, own_time, clean)
+    });
+    match first {
+        Ok((fields, own_time, true)) => Ok((fields, own_time)),
+        // A name came twice, or the event is refused. Where an object repeats a key, the
+        // value model decides (each key once, its last value where it first occurs), as on
+        // every other path; otherwise this walk has.
+        _ if repeats_a_key(data) => {
+            let parsed = simd_json::value::lazy::Value::Tape(data)
+                .into_value()
+                .into_static();
+            let (fields, own_time) = crate::event::flatten_fields(&parsed, limits)?;
+            let fields = fields
+                .into_iter()
+                .map(|(name, v)| (Cow::Owned(name), Leaf::from(v)))
+                .collect();
+            Ok((fields, own_time))
+        }
+        first => first.map(|(fields, own_time, _)| (fields, own_time)),
+    }
+}
+
+/// Whether an object in `v` (at any depth, in arrays too) holds a key twice.
+fn repeats_a_key(v: TapeValue<'_, '_>) -> bool {
+    if let Some(obj) = v.as_object() {
+        let mut keys: Vec<&str> = obj.iter().map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        keys.windows(2).any(|w| w[0] == w[1]) || obj.iter().any(|(_, c)| repeats_a_key(c))
+    } else if let Some(arr) = v.as_array() {
+        arr.iter().any(repeats_a_key)
+    } else {
+        false
+    }
+}
+
+/// What a walk saw besides its fields: every key of the event gives a field or shows here,
+/// so a repeated key always shows as a name seen twice.
+#[derive(Debug, Default)]
+struct Seen<'a> {
+    /// Names that gave no field: nulls, non-finite numbers, flattened objects.
+    marks: Vec<Cow<'a, str>>,
+    /// Top-level `timestamp` keys (counted, not marked: most events have one).
+    timestamps: u32,
+}
+
+/// Flattens a tape object in document order, every occurrence of a repeated key included
+/// (fields unsorted).
+fn walk_tape<'a>(
+    data: TapeValue<'_, 'a>,
+    limits: &Limits,
+    seen: &mut Seen<'a>,
 ) -> Result<(Fields<'a>, Option<i64>), EventError> {
     let Some(obj) = data.as_object() else {
         return Err(EventError::NotAnObject);
@@ -196,6 +277,7 @@ pub(crate) fn flatten_tape<'a>(
             return Err(EventError::EmptyFieldName);
         }
         if key == TIMESTAMP {
+            seen.timestamps += 1;
             own_time = match value.value_type() {
                 ValueType::String => value.as_str().and_then(crate::time::parse_time_str),
                 _ => tape_f64(&value).and_then(crate::time::parse_time_number),
@@ -208,6 +290,7 @@ pub(crate) fn flatten_tape<'a>(
                     limits,
                     1,
                     &mut size,
+                    seen,
                 )?;
             }
             continue;
@@ -215,7 +298,15 @@ pub(crate) fn flatten_tape<'a>(
         if key == SAMPLERATE {
             continue;
         }
-        push_leaf(&mut fields, Cow::Borrowed(key), value, limits, 1, &mut size)?;
+        push_leaf(
+            &mut fields,
+            Cow::Borrowed(key),
+            value,
+            limits,
+            1,
+            &mut size,
+            seen,
+        )?;
         if fields.len() > limits.max_fields_per_event {
             return Err(EventError::TooManyFields {
                 count: count_leaves(&data),
@@ -229,7 +320,6 @@ pub(crate) fn flatten_tape<'a>(
             limit: limits.max_event_bytes,
         });
     }
-    crate::event::sort_dedup(&mut fields);
     Ok((fields, own_time))
 }
 
@@ -444,7 +534,11 @@ mod tests {
         let mut out = Vec::new();
         for d in docs {
             let mut buf = d.as_bytes().to_vec();
-            let v = simd_json::to_borrowed_value(&mut buf).unwrap();
+            // As the server reads it: `into_static` collects objects by `insert`, so a
+            // repeated key keeps its last value where it first occurs.
+            let v = simd_json::to_borrowed_value(&mut buf)
+                .unwrap()
+                .into_static();
             let r = flatten_object(&v, None, 9, 1, limits)
                 .map_err(|e| e.to_string())
                 .and_then(|mut e| {
@@ -488,6 +582,65 @@ mod tests {
             DatasetSchema::new(),
             &limits,
         );
+    }
+
+    /// Repeated keys: the tape holds every occurrence, the value model decides (each key
+    /// once, its last value where it first occurs); both paths give the same batch.
+    #[test]
+    fn repeated_keys_agree_with_the_event_path() {
+        let limits = Limits {
+            max_string_bytes: 8,
+            max_fields_per_event: 3,
+            ..Limits::default()
+        };
+        same(
+            &[
+                r#"{"k":"far too long","k":"ok","n":1}"#,
+                r#"{"k":"ok","k":"far too long"}"#,
+                r#"{"k":"x","k":null,"n":2}"#,
+                r#"{"k":{"a":1,"b":2},"k":{"c":3}}"#,
+                r#"{"o":{"a":1,"a":{"b":2}},"n":3}"#,
+                r#"{"a":{"b":1},"a.b":2,"a":{"b":3}}"#,
+                r#"{"timestamp":"soon","timestamp":"2023-11-14T22:13:20Z","n":4}"#,
+                r#"{"n":1,"n":2,"n":3,"n":4,"m":5}"#,
+                r#"{"n":"text","n":5}"#,
+                r#"{"f":1.5,"f":null}"#,
+                r#"{"arr":[{"x":"long long","x":1}],"n":5}"#,
+                r#"{"arr":[{"x":1,"x":"long long"}],"n":6}"#,
+                r#"{"d":{"e":{"f":{"g":{"h":{"i":1,"i":2}}}}}}"#,
+            ],
+            DatasetSchema::new(),
+            &limits,
+        );
+        // The stored values, spelled out.
+        let limits = Limits {
+            max_string_bytes: 12,
+            ..Limits::default()
+        };
+        let (b, out) = tape_batch(
+            &[
+                r#"{"k":"far too long","k":"ok"}"#,
+                r#"{"k":"x","k":null,"n":2}"#,
+                r#"{"k":{"a":1},"k":"s","a":{"b":1},"a.b":2,"a":{"b":3}}"#,
+                r#"{"k":[{"x":1,"x":2}]}"#,
+            ],
+            DatasetSchema::new(),
+            &limits,
+        );
+        assert_eq!(out, [Ok(()), Ok(()), Ok(()), Ok(())]);
+        let batch = b.finish().unwrap().unwrap();
+        use arrow::array::{Array, Int64Array, StringArray};
+        let k = batch.column_by_name("k").unwrap();
+        let k = k.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(k.value(0), "ok");
+        assert!(k.is_null(1), "a later null removes the field");
+        assert_eq!(k.value(2), "s");
+        assert_eq!(k.value(3), r#"[{"x":2}]"#);
+        assert!(batch.column_by_name("k.a").is_none());
+        // "a" first occurs before "a.b", so the later "a.b" wins over "a"'s last value.
+        let ab = batch.column_by_name("a.b").unwrap();
+        let ab = ab.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(ab.value(2), 2);
     }
 
     /// The type rules, with the stored values spelled out (the event path shares

@@ -74,6 +74,10 @@ pub enum EventError {
 /// is `None` the object's own top-level `timestamp` field is used if it parses, else
 /// `receive_us`. A `timestamp` field that does not parse is kept as `timestamp_raw`; a
 /// `_samplerate` field is dropped (the sample rate comes from the envelope).
+///
+/// Each key of an object is taken as it occurs. The decoders hand over values whose keys are
+/// unique: simd-json's `into_static` and the msgpack decoder collect objects by `insert`, so
+/// a repeated key keeps its last value where it first occurs (as `JSON.parse` reads it).
 pub fn flatten_object(
     data: &BorrowedValue<'_>,
     time_us: Option<i64>,
@@ -81,6 +85,20 @@ pub fn flatten_object(
     samplerate: i64,
     limits: &Limits,
 ) -> Result<Event, EventError> {
+    let (fields, own_time) = flatten_fields(data, limits)?;
+    Ok(Event {
+        timestamp_us: time_us.or(own_time).unwrap_or(receive_us),
+        samplerate,
+        fields,
+    })
+}
+
+/// The fields (sorted by name, unique) and own parsed `timestamp` of the JSON object `data`,
+/// by the rules of [`flatten_object`].
+pub(crate) fn flatten_fields(
+    data: &BorrowedValue<'_>,
+    limits: &Limits,
+) -> Result<(Vec<(String, Value)>, Option<i64>), EventError> {
     let BorrowedValue::Object(obj) = data else {
         return Err(EventError::NotAnObject);
     };
@@ -128,19 +146,15 @@ pub fn flatten_object(
     }
     // Keep the last of duplicate names ({"a.b":1,"a":{"b":2}} both flatten to a.b).
     sort_dedup(&mut fields);
-    Ok(Event {
-        timestamp_us: time_us.or(own_time).unwrap_or(receive_us),
-        samplerate,
-        fields,
-    })
+    Ok((fields, own_time))
 }
 
 impl Event {
     /// Builds an event from fields produced by a decoder other than JSON (OTLP): applies the
     /// same limits and reserved names as [`flatten_object`] (field count, string length, event
-    /// size, empty names; `timestamp` → `timestamp_raw`, `_samplerate` dropped), then sorts by
-    /// name, keeping the last of duplicate names. Strings over the limit refuse the event, as
-    /// in JSON.
+    /// size, empty names; `timestamp` → `timestamp_raw`, `_samplerate` dropped) to the fields
+    /// sorted by name, where a repeated name counts once with its last value. Strings over the
+    /// limit refuse the event, as in JSON.
     pub fn from_fields(
         mut fields: Vec<(String, Value)>,
         timestamp_us: i64,
@@ -155,6 +169,8 @@ impl Event {
                 *name = "timestamp_raw".to_owned();
             }
         }
+        // A repeated name counts once, with its last value: an earlier one is not checked.
+        sort_dedup(&mut fields);
         if fields.len() > limits.max_fields_per_event {
             return Err(EventError::TooManyFields {
                 count: fields.len(),
@@ -183,13 +199,30 @@ impl Event {
                 limit: limits.max_event_bytes,
             });
         }
-        sort_dedup(&mut fields);
         Ok(Event {
             timestamp_us,
             samplerate,
             fields,
         })
     }
+}
+
+/// [`sort_dedup`], and whether every name was seen once: none was dropped, and none of
+/// `marks` (names that gave no field) is a field's name or appears twice.
+pub(crate) fn sort_dedup_unseen<K: Ord, V>(fields: &mut Vec<(K, V)>, marks: &mut [K]) -> bool {
+    let seen = fields.len();
+    sort_dedup(fields);
+    if fields.len() != seen {
+        return false;
+    }
+    if marks.is_empty() {
+        return true;
+    }
+    marks.sort_unstable();
+    !marks.windows(2).any(|w| w[0] == w[1])
+        && !marks
+            .iter()
+            .any(|m| fields.binary_search_by(|(n, _)| n.cmp(m)).is_ok())
 }
 
 /// Sorts fields by name and keeps the last of duplicate names (the event path and the
@@ -354,6 +387,47 @@ mod tests {
             e.fields,
             vec![("timestamp_raw".into(), Value::Str("soon".into()))]
         );
+    }
+
+    /// OTLP attributes: a repeated name counts once, with its last value, and an earlier
+    /// value is not checked against the limits.
+    #[test]
+    fn from_fields_takes_the_last_of_a_repeated_name() {
+        let limits = Limits {
+            max_string_bytes: 4,
+            max_fields_per_event: 2,
+            ..Limits::default()
+        };
+        let field = |n: &str, v: Value| (n.to_owned(), v);
+        let e = Event::from_fields(
+            vec![
+                field("k", Value::Str("too long".into())),
+                field("k", Value::Str("ok".into())),
+                field("n", Value::Int(1)),
+                field("n", Value::Int(2)),
+            ],
+            7,
+            1,
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(
+            e.fields,
+            vec![
+                field("k", Value::Str("ok".into())),
+                field("n", Value::Int(2))
+            ]
+        );
+        let e = Event::from_fields(
+            vec![
+                field("k", Value::Str("ok".into())),
+                field("k", Value::Str("too long".into())),
+            ],
+            7,
+            1,
+            &limits,
+        );
+        assert!(matches!(e, Err(EventError::StringTooLong { .. })), "{e:?}");
     }
 
     #[test]
