@@ -93,12 +93,15 @@ pub fn flatten_object(
     })
 }
 
-/// The fields (sorted by name, unique) and own parsed `timestamp` of the JSON object `data`,
-/// by the rules of [`flatten_object`].
+/// An event's fields (sorted by name, unique) and its own parsed `timestamp`, if any.
+pub(crate) type Flattened = (Vec<(String, Value)>, Option<i64>);
+
+/// The fields and own `timestamp` of the JSON object `data`, by the rules of
+/// [`flatten_object`].
 pub(crate) fn flatten_fields(
     data: &BorrowedValue<'_>,
     limits: &Limits,
-) -> Result<(Vec<(String, Value)>, Option<i64>), EventError> {
+) -> Result<Flattened, EventError> {
     let BorrowedValue::Object(obj) = data else {
         return Err(EventError::NotAnObject);
     };
