@@ -181,6 +181,19 @@ fn glob_match(pattern: &str, s: &str) -> bool {
     true
 }
 
+impl KeyEntry {
+    /// Whether this key may touch `dataset`: always, unless it is limited to a pattern that
+    /// `dataset` does not match.
+    pub fn may_use(&self, dataset: &str) -> Result<(), Denied> {
+        match &self.dataset {
+            Some(pattern) if !glob_match(pattern, dataset) => Err(Denied::Forbidden(format!(
+                "key is limited to datasets matching {pattern:?}, not {dataset:?}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Why a request was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Denied {
@@ -416,12 +429,8 @@ impl Keys {
                     "key is limited to datasets matching {pattern:?} and cannot be used here"
                 )));
             }
-            if let Some(ds) = dataset
-                && !glob_match(pattern, ds)
-            {
-                return Err(Denied::Forbidden(format!(
-                    "key is limited to datasets matching {pattern:?}, not {ds:?}"
-                )));
+            if let Some(ds) = dataset {
+                entry.may_use(ds)?;
             }
         }
         Ok(entry)

@@ -23,6 +23,7 @@
 //! protobuf's own JSON mapping writes) are accepted as a fallback, as are enum names
 //! (`"SPAN_KIND_SERVER"`) where the spec wants numbers.
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -42,6 +43,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 
+use crate::auth::KeyEntry;
 use crate::decode::{Group, Groups, Item};
 use crate::error::ApiError;
 use crate::{IngestState, body};
@@ -575,6 +577,7 @@ enum Signal {
 
 async fn receive(
     s: IngestState,
+    key: Option<KeyEntry>,
     headers: HeaderMap,
     body: Body,
     signal: Signal,
@@ -595,10 +598,18 @@ async fn receive(
         .ingest_groups(move || {
             let body = body::decompress_body(raw, compression, limit)?;
             let ds = dataset_override.as_deref();
-            match signal {
+            let groups = match signal {
                 Signal::Traces => decode_traces(&body, enc, ds, receive_us, &limits),
                 Signal::Logs => decode_logs(&body, enc, ds, receive_us, &limits),
+            }?;
+            // A dataset-limited key: every dataset the request writes to must match, or
+            // none of it is stored.
+            if let Some(key) = &key {
+                for dataset in groups.keys() {
+                    key.may_use(dataset)?;
+                }
             }
+            Ok(groups)
         })
         .await?;
     let rejected = Rejected::from_outcomes(&results);
@@ -666,20 +677,23 @@ fn reply(enc: Encoding, signal: Signal, rejected: Rejected) -> Response {
     resp
 }
 
+/// `key`: the request's key, which the auth guard put in the request's extensions.
 pub(crate) async fn post_traces(
     State(s): State<IngestState>,
+    key: Option<Extension<KeyEntry>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    receive(s, headers, body, Signal::Traces).await
+    receive(s, key.map(|k| k.0), headers, body, Signal::Traces).await
 }
 
 pub(crate) async fn post_logs(
     State(s): State<IngestState>,
+    key: Option<Extension<KeyEntry>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    receive(s, headers, body, Signal::Logs).await
+    receive(s, key.map(|k| k.0), headers, body, Signal::Logs).await
 }
 
 #[cfg(test)]
@@ -925,10 +939,10 @@ mod tests {
         assert!(err.contains("blob"), "{err}");
     }
 
-    /// OTLP names its datasets in the body, so a dataset-limited key cannot be checked
-    /// against the path and is refused; an unlimited ingest key is accepted.
+    /// OTLP names its datasets in the body: a dataset-limited key may send a request whose
+    /// datasets all match its pattern, and is refused (nothing stored) when one does not.
     #[tokio::test]
-    async fn dataset_limited_keys_are_refused_on_otlp() {
+    async fn dataset_limited_keys_write_only_their_datasets_over_otlp() {
         use axum::body::Body;
         use axum::http::Request;
         use tower::ServiceExt as _;
@@ -947,22 +961,36 @@ mod tests {
                 .unwrap();
         let open = crate::auth::create_key(dir.path(), crate::Scope::Ingest, None, None).unwrap();
         let (keys, _) = crate::Keys::load(None, dir.path()).unwrap();
-        let app = crate::router(state, keys);
-        let post = |key: &str| {
+        let app = crate::router(state.clone(), keys);
+        let post = |key: &str, dataset: &str| {
             Request::post("/v1/traces")
                 .header("x-honeycomb-team", key)
+                .header("x-honeycomb-dataset", dataset)
                 .header("content-type", "application/x-protobuf")
                 .body(Body::from(request().encode_to_vec()))
                 .unwrap()
         };
-        let r = app.clone().oneshot(post(&limited)).await.unwrap();
+        let r = app
+            .clone()
+            .oneshot(post(&limited, "checkout"))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 403);
         let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
         assert!(
-            String::from_utf8_lossy(&body).contains("cannot be used here"),
+            String::from_utf8_lossy(&body)
+                .contains(r#"key is limited to datasets matching \"t*\", not \"checkout\""#),
             "{body:?}"
         );
-        let r = app.oneshot(post(&open)).await.unwrap();
+        let columns = state.registry.dataset("checkout").lock().unwrap().len();
+        assert_eq!(columns, 0, "nothing of the refused request was stored");
+        let r = app
+            .clone()
+            .oneshot(post(&limited, "traffic"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = app.oneshot(post(&open, "checkout")).await.unwrap();
         assert_eq!(r.status(), 200);
     }
 

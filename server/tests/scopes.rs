@@ -19,8 +19,8 @@ enum Need {
     Any,
 }
 
-/// One route: method, path (`{ds}` is the dataset), body, the scope it needs, and whether it
-/// spans datasets (dataset-limited keys refused).
+/// One route: method, path (`{ds}` is the dataset, in the path or in the body), body, the
+/// scope it needs, and whether it spans datasets (dataset-limited keys refused).
 struct Route {
     method: Method,
     path: &'static str,
@@ -38,6 +38,8 @@ fn routes() -> Vec<Route> {
         spans,
     };
     let batch = json!([{"data": {"a": 1}}]);
+    let service =
+        json!({"attributes": [{"key": "service.name", "value": {"stringValue": "{ds}"}}]});
     let spec = json!({"calculations": [{"op": "COUNT"}], "time_range": 60});
     let trigger = json!({"name": "t", "query": {"calculations": [{"op": "COUNT"}]},
                          "threshold": {"op": ">", "value": 1}, "frequency": 60});
@@ -60,8 +62,29 @@ fn routes() -> Vec<Route> {
             Ingest,
             false,
         ),
-        r(M::POST, "/v1/traces", Some(json!({})), Ingest, true),
-        r(M::POST, "/v1/logs", Some(json!({})), Ingest, true),
+        // OTLP names its datasets in the body (`service.name`).
+        r(
+            M::POST,
+            "/v1/traces",
+            Some(
+                json!({"resourceSpans": [{"resource": service, "scopeSpans": [{"spans": [{
+                "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+                "name": "GET /", "startTimeUnixNano": "1700000000000000000",
+                "endTimeUnixNano": "1700000000001000000"}]}]}]}),
+            ),
+            Ingest,
+            false,
+        ),
+        r(
+            M::POST,
+            "/v1/logs",
+            Some(
+                json!({"resourceLogs": [{"resource": service, "scopeLogs": [{"logRecords": [
+                {"body": {"stringValue": "hello"}}]}]}]}),
+            ),
+            Ingest,
+            false,
+        ),
         r(
             M::POST,
             "/api/v1/sql",
@@ -196,11 +219,18 @@ async fn every_route_checks_the_scope_and_dataset_of_its_key() {
             (ADMIN_KEY.into(), Need::Admin, false),
         ];
         keys.extend(limited.iter().map(|(n, k)| (k.clone(), *n, true)));
+        let body_names_ds = route
+            .body
+            .as_ref()
+            .is_some_and(|b| b.to_string().contains("{ds}"));
         for ds in ["alpha-1", "beta"] {
-            if !route.path.contains("{ds}") && ds == "beta" {
+            if !route.path.contains("{ds}") && !body_names_ds && ds == "beta" {
                 continue;
             }
             let path = route.path.replace("{ds}", ds);
+            let body = route.body.as_ref().map(|b| {
+                serde_json::from_str::<Json>(&b.to_string().replace("{ds}", ds)).expect("body")
+            });
             for (key, scope, is_limited) in &keys {
                 let scope_ok = match route.need {
                     Need::Any => true,
@@ -209,19 +239,19 @@ async fn every_route_checks_the_scope_and_dataset_of_its_key() {
                 let dataset_ok = !is_limited
                     || route.need == Need::Any
                     || (!route.spans && ds.starts_with("alpha"));
-                let (status, body) = server
-                    .call(route.method.clone(), &path, key, route.body.clone())
+                let (status, answer) = server
+                    .call(route.method.clone(), &path, key, body.clone())
                     .await;
                 checked += 1;
                 let allowed = scope_ok && dataset_ok;
                 let ok = if allowed {
                     status != 401 && status != 403
                 } else {
-                    status == 403 && body["error"].as_str().is_some_and(|e| !e.is_empty())
+                    status == 403 && answer["error"].as_str().is_some_and(|e| !e.is_empty())
                 };
                 if !ok {
                     failures.push(format!(
-                        "{} {path} with a {scope:?} key{}: {status} {body}",
+                        "{} {path} with a {scope:?} key{}: {status} {answer}",
                         route.method,
                         if *is_limited {
                             " limited to alpha*"
@@ -233,13 +263,13 @@ async fn every_route_checks_the_scope_and_dataset_of_its_key() {
             }
             // No key, and an unknown key: 401, with a message.
             for key in ["", "not-a-key"] {
-                let (status, body) = server
-                    .call(route.method.clone(), &path, key, route.body.clone())
+                let (status, answer) = server
+                    .call(route.method.clone(), &path, key, body.clone())
                     .await;
                 checked += 1;
-                if status != 401 || body["error"].as_str().is_none() {
+                if status != 401 || answer["error"].as_str().is_none() {
                     failures.push(format!(
-                        "{} {path} with key {key:?}: {status} {body}",
+                        "{} {path} with key {key:?}: {status} {answer}",
                         route.method
                     ));
                 }
