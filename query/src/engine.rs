@@ -7,6 +7,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -181,6 +182,14 @@ impl QueryEngine {
     /// from the environment as `DATAFUSION_<SECTION>_<NAME>` (for example
     /// `DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=false`); the environment wins.
     pub fn new(store: Store) -> Result<Self> {
+        Self::with_memory_limit(store, None)
+    }
+
+    /// [`QueryEngine::new`] whose queries share a memory pool of `memory_limit` bytes, if
+    /// given: sorts and aggregations reserve from it (sorts spill to disk first), and a query
+    /// that cannot get what it needs fails with [`QueryError::OverMemory`] instead of growing
+    /// the process.
+    pub fn with_memory_limit(store: Store, memory_limit: Option<usize>) -> Result<Self> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(
@@ -202,8 +211,14 @@ impl QueryEngine {
                 config = config.set_str(&entry.key, &v);
             }
         }
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = memory_limit {
+            runtime = runtime.with_memory_limit(bytes, 1.0);
+        }
+        let runtime = runtime.build_arc().map_err(QueryError::from_datafusion)?;
         let mut state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(runtime)
             .with_default_features();
         if interned_grouping_enabled() {
             state = state.with_physical_optimizer_rule(Arc::new(InternedGroupingRule));

@@ -27,6 +27,7 @@ use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, Tr
 use datafusion::common::{Result as DfResult, ScalarValue, internal_datafusion_err};
 use datafusion::config::ConfigOptions;
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -280,6 +281,7 @@ impl ExecutionPlan for InternedAggregateExec {
                 .counter("handed_to_hash_aggregation", partition),
             state_emits: MetricBuilder::new(&self.metrics)
                 .counter("partial_state_emits", partition),
+            partition,
         };
         let schema = self.schema();
         let out = stream::once(run.go()).try_flatten();
@@ -303,6 +305,7 @@ struct Run {
     handed_over: Count,
     /// Partial states emitted at [`MAX_GROUPS`] (memory bound), besides the last.
     state_emits: Count,
+    partition: usize,
 }
 
 type BatchStream = futures::stream::BoxStream<'static, DfResult<RecordBatch>>;
@@ -320,14 +323,21 @@ impl Run {
             metrics,
             handed_over,
             state_emits,
+            partition,
         } = self;
         async move {
-            let mut out = Vec::new();
+            // What this partition holds (its groups, accumulators and the partial states
+            // emitted so far) is reserved from the query memory pool.
+            let reservation = MemoryConsumer::new(format!("InternedAggregateExec[{partition}]"))
+                .register(context.memory_pool());
+            let mut out: Vec<RecordBatch> = Vec::new();
+            let mut emitted = 0usize;
             let mut rows = 0usize;
             while let Some(batch) = input.next().await {
                 let batch = batch?;
                 let timer = metrics.elapsed_compute().timer();
                 state.update(&batch)?;
+                reservation.try_resize(emitted + state.size())?;
                 rows += batch.num_rows();
                 if (PROBE_MIN_ROWS..=PROBE_ROWS).contains(&rows) && state.groups.len() * 2 > rows {
                     // Mostly distinct keys: DataFusion's hash aggregation (which can skip
@@ -346,8 +356,11 @@ impl Run {
                     return Ok(stream::iter(out.into_iter().map(Ok)).chain(tail).boxed());
                 }
                 if state.groups.len() >= MAX_GROUPS {
-                    out.push(state.emit(Some(accumulators(&aggr)?))?);
+                    let piece = state.emit(Some(accumulators(&aggr)?))?;
+                    emitted += piece.get_array_memory_size();
+                    out.push(piece);
                     state_emits.add(1);
+                    reservation.try_resize(emitted + state.size())?;
                 }
                 timer.done();
             }
@@ -373,6 +386,18 @@ struct GroupingState {
 }
 
 impl GroupingState {
+    /// Bytes held: accumulators, the group index and the interned key values (the hash
+    /// maps' entries estimated from their capacity).
+    fn size(&self) -> usize {
+        let accumulators: usize = self.accumulators.iter().map(|a| a.size()).sum();
+        let keys: usize = self.keys.iter().map(KeyColumn::size).sum();
+        let g = &self.groups;
+        accumulators
+            + keys
+            + (g.keys.capacity() + g.by_id.capacity()) * 4
+            + g.by_ids.capacity() * (16 + 4 + 1)
+    }
+
     fn update(&mut self, batch: &RecordBatch) -> DfResult<()> {
         let n = batch.num_rows();
         self.ids.resize_with(self.keys.len(), Vec::new);
@@ -513,6 +538,8 @@ struct KeyColumn {
     bits: foldhash::HashMap<u64, u32>,
     /// String views: the id of each raw view seen in the current batch.
     views: foldhash::HashMap<u128, u32>,
+    /// Heap bytes of `values` and of the keys of `strings`.
+    value_bytes: usize,
 }
 
 impl KeyColumn {
@@ -522,6 +549,7 @@ impl KeyColumn {
             strings: Default::default(),
             bits: Default::default(),
             views: Default::default(),
+            value_bytes: 0,
             data_type,
         };
         key.reset();
@@ -535,10 +563,24 @@ impl KeyColumn {
         self.strings.clear();
         self.bits.clear();
         self.views.clear();
+        self.value_bytes = 0;
+    }
+
+    /// Bytes held (hash map entries estimated from their capacity).
+    fn size(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<ScalarValue>()
+            + self.value_bytes
+            + self.strings.capacity() * (16 + 4 + 1)
+            + self.bits.capacity() * (8 + 4 + 1)
+            + self.views.capacity() * (16 + 4 + 1)
     }
 
     fn next_id(&mut self, array: &dyn Array, row: usize) -> DfResult<u32> {
-        self.values.push(ScalarValue::try_from_array(array, row)?);
+        let value = ScalarValue::try_from_array(array, row)?;
+        self.value_bytes += value
+            .size()
+            .saturating_sub(std::mem::size_of::<ScalarValue>());
+        self.values.push(value);
         Ok((self.values.len() - 1) as u32)
     }
 
@@ -547,6 +589,7 @@ impl KeyColumn {
             return Ok(id);
         }
         let id = self.next_id(array, row)?;
+        self.value_bytes += bytes.len();
         self.strings.insert(bytes.into(), id);
         Ok(id)
     }
@@ -835,6 +878,11 @@ mod tests {
     }
 
     fn context(interned: bool) -> SessionContext {
+        context_with_pool(interned, None)
+    }
+
+    /// [`context`] whose queries share a memory pool of `pool` bytes, if given.
+    fn context_with_pool(interned: bool, pool: Option<usize>) -> SessionContext {
         let schema: SchemaRef = Arc::new(Schema::new(vec![
             Field::new("svc", DataType::Utf8, true),
             Field::new("svc_view", DataType::Utf8View, true),
@@ -858,8 +906,13 @@ mod tests {
             .collect();
         let small = vec![batch(&schema, 400_000, 5000), batch(&schema, 405_000, 3)];
         let table = MemTable::try_new(Arc::clone(&schema), vec![big, small]).unwrap();
+        let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+        if let Some(bytes) = pool {
+            runtime = runtime.with_memory_limit(bytes, 1.0);
+        }
         let mut state = SessionStateBuilder::new()
             .with_config(SessionConfig::new().with_target_partitions(2))
+            .with_runtime_env(runtime.build_arc().unwrap())
             .with_default_features();
         if interned {
             state = state.with_physical_optimizer_rule(Arc::new(InternedGroupingRule));
@@ -905,6 +958,29 @@ mod tests {
             .into_iter()
             .map(metrics_of)
             .fold(out, |a, b| a + &b)
+    }
+
+    /// The interned grouping reserves what it holds from the query memory pool: a small pool
+    /// refuses a grouping of 400k groups (naming the operator), a large one answers it.
+    #[tokio::test]
+    async fn interned_grouping_reserves_from_the_memory_pool() {
+        let sql = "SELECT mid, svc, COUNT(*) AS n FROM t GROUP BY mid, svc";
+        let small = context_with_pool(true, Some(1 << 20));
+        let err = small.sql(sql).await.unwrap().collect().await.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(
+                err.find_root(),
+                datafusion::error::DataFusionError::ResourcesExhausted(_)
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("InternedAggregateExec"), "{msg}");
+        let large = context_with_pool(true, Some(1 << 30));
+        let (answer, plan) = run(&large, sql).await;
+        assert!(plan.contains("InternedAggregateExec"), "{plan}");
+        let (want, _) = run(&context(false), sql).await;
+        assert_eq!(answer.num_rows(), want.num_rows());
     }
 
     #[tokio::test]

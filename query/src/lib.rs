@@ -21,8 +21,11 @@
 //! # Invariants
 //! - Read-only: SQL with DDL, DML or statements is refused.
 //! - A user's mistake (bad SQL, unknown dataset or column, bad spec) is a
-//!   [`QueryError::BadRequest`] whose message names the problem; anything else is
-//!   [`QueryError::Internal`].
+//!   [`QueryError::BadRequest`] whose message names the problem; a query that cannot reserve
+//!   the memory it needs from the session's pool is [`QueryError::OverMemory`]; unreadable
+//!   segment files are [`QueryError::Corrupt`]; anything else is [`QueryError::Internal`].
+//! - Operators that hold state in proportion to their input (sorts, hash aggregations, joins,
+//!   the interned grouping) reserve it from the session's memory pool.
 
 pub mod bubbleup;
 pub mod encode;
@@ -49,6 +52,10 @@ pub enum QueryError {
     /// with this message, which names the files).
     #[error("{0}")]
     Corrupt(String),
+    /// The query needed more memory than the query memory pool had left
+    /// (`--query-memory-mb`); DataFusion's detail, for the log (maps to HTTP 422).
+    #[error("query memory limit reached: {0}")]
+    OverMemory(String),
 }
 
 impl QueryError {
@@ -84,6 +91,7 @@ impl QueryError {
             E::Execution(m) if !m.contains("panicked") => {
                 Self::BadRequest(message.to_lowercase_first())
             }
+            E::ResourcesExhausted(_) => Self::OverMemory(message),
             _ => Self::Internal(message),
         }
     }

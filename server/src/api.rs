@@ -22,6 +22,15 @@ fn query_error(e: QueryError) -> Response {
     match e {
         QueryError::BadRequest(m) => error_response(StatusCode::BAD_REQUEST, &m),
         QueryError::Corrupt(m) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &m),
+        QueryError::OverMemory(detail) => {
+            tracing::warn!(%detail, "query refused: over the query memory limit");
+            error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the query needs more memory than the query memory limit allows \
+                 (--query-memory-mb, shared by the queries running at once); narrow its time \
+                 range or filters, or group by fewer distinct values",
+            )
+        }
         QueryError::Internal(detail) => {
             tracing::error!(error = %detail, "query failed");
             error_response(

@@ -141,6 +141,11 @@ pub struct ServeArgs {
     /// every request waiting longer.
     #[arg(long, env = "EVENTIDE_MAX_QUEUE_MS", default_value_t = 500)]
     pub max_queue_ms: u64,
+    /// Memory the running queries share, in MiB, for their sorts, aggregations and joins
+    /// (sorts spill to disk first); a query that needs more is refused with 422. 0: a quarter
+    /// of `--max-memory-mb` when that is set, else no limit.
+    #[arg(long, env = "EVENTIDE_QUERY_MEMORY_MB", default_value_t = 0)]
+    pub query_memory_mb: u64,
     /// A query request (SQL, spec, BubbleUp, column statistics) running longer than this is
     /// cancelled and answered 504.
     #[arg(long, env = "EVENTIDE_QUERY_TIMEOUT_SECONDS", default_value_t = 120)]
@@ -279,7 +284,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Markers live with the query API (they are drawn on its charts and read in its SQL).
     let engine = match args.role {
         Role::All | Role::Query => {
-            let engine = QueryEngine::new(store.clone()).context("starting the query engine")?;
+            let query_memory_mb = match (args.query_memory_mb, args.max_memory_mb) {
+                (0, 0) => None,
+                (0, bound) => Some(bound / 4),
+                (mb, _) => Some(mb),
+            };
+            let engine = QueryEngine::with_memory_limit(
+                store.clone(),
+                query_memory_mb.map(|mb| mb.saturating_mul(1024 * 1024) as usize),
+            )
+            .context("starting the query engine")?;
             let markers =
                 eventide_alerts::Markers::open(&args.data_dir).context("opening the markers")?;
             engine

@@ -230,6 +230,25 @@ async fn a_query_whose_client_goes_away_is_cancelled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_the_query_memory_limit_gets_422_and_the_next_one_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), &["--query-memory-mb", "4"], &[]).await;
+    // Four million values in one aggregate state (tens of MB): more than the pool holds.
+    let (status, body) = s
+        .try_sql("SELECT array_length(array_agg(value)) FROM generate_series(1, 4000000)")
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let msg = body["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("--query-memory-mb"), "{body}");
+    // What it reserved was given back: a query that fits answers.
+    let rows = s
+        .rows("SELECT array_length(array_agg(value)) FROM generate_series(1, 1000)")
+        .await;
+    assert_eq!(rows[0][0].as_u64(), Some(1000));
+    s.assert_health_and_query_answer("SELECT 1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn above_the_memory_bound_ingest_gets_503_and_queries_still_answer() {
     let dir = tempfile::tempdir().unwrap();
     // A bound every process is above: the guard is closed from its first sample on.
