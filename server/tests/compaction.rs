@@ -517,7 +517,13 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn needle_and_narrow_queries_read_a_small_part_of_the_data() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &COMPACTION).await;
+    // A target size below a day's data (about 1.7 MB here) but above an hour's keeps one file
+    // per hour: a closed day is merged into one file only when it fits the target, and which
+    // days have closed depends on the time of day the test runs at (at 00:xx UTC the 48 hours
+    // are exactly two closed days, so two files).
+    let mut env = COMPACTION.to_vec();
+    env.push(("EVENTIDE_COMPACTION_TARGET_BYTES", "262144"));
+    let server = Server::start(dir.path(), &env).await;
     let n: u64 = 200_000;
     // Aligned to the hour, so that the same events share a window (and a file, and a bloom
     // filter) whatever the time of day the test runs at.
@@ -580,14 +586,13 @@ async fn needle_and_narrow_queries_read_a_small_part_of_the_data() {
         s["bytes_total"].as_u64().unwrap(),
     );
     // Every file but the one holding the needle is skipped by its bloom filter; what is read
-    // is that file's row group plus the filters and footers (at 200,000 events a file is one
-    // row group, and the trace ids are most of its bytes, so the ratio is modest here; the
-    // storage benchmark measures 10M events). The filters are sized for 3 % false positives,
-    // and these files of about 8,000 rows get exactly that (no rounding up to a power of two
-    // helps them): over 23 other files 0.7 pass by chance on average, more than 3 with a
-    // chance of 0.5 %. Which files pass is fixed by the hour-aligned data.
+    // is that file's row group plus the filters and footers (a file of one hour is one row
+    // group of about 4,200 rows, and the trace ids are most of its bytes, so the ratio is
+    // modest here; the storage benchmark measures 10M events). The filters are sized for 3 %
+    // false positives: over 47 other files 1.4 pass by chance on average. Which files pass is
+    // fixed: the files are the 48 hour windows, whose rows do not depend on the time of day.
     let files = s["files_scanned"].as_u64().unwrap();
-    assert!(files >= 3, "{s}");
+    assert_eq!(files, 48, "one file per hour: {s}");
     let pruned = s["row_groups_pruned_bloom_filter"].as_u64().unwrap()
         + s["row_groups_pruned_statistics"].as_u64().unwrap();
     let read_files = files - pruned;
