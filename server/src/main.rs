@@ -9,6 +9,7 @@
 //!   graceful shutdown.
 //! - `api`: the query routes and the JSON error shape for them, `/healthz`, fallbacks.
 //! - `cli`: the `query` and `import` clients.
+//! - `config`: `serve --config FILE` (TOML settings under the command line and environment).
 
 use mimalloc::MiMalloc;
 
@@ -18,6 +19,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 mod alerts;
 mod api;
 mod cli;
+mod config;
 mod markers;
 mod metrics;
 mod serve;
@@ -25,7 +27,7 @@ mod tls;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Eventide: wide events in over HTTP, a durable log, a columnar store, DataFusion queries.
 #[derive(Debug, Parser)]
@@ -82,8 +84,41 @@ fn init_tracing() {
         .init();
 }
 
+/// Parses the command line, with `eventide serve --config FILE` applied ([`config`]).
+fn parse() -> Cli {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = Cli::command().get_matches_from(&argv);
+    if let Some(("serve", serve_matches)) = matches.subcommand() {
+        let command = Cli::command();
+        let serve = command
+            .find_subcommand("serve")
+            .expect("the serve subcommand is defined");
+        let argv = match config::with_config_file(argv.clone(), serve, serve_matches) {
+            Ok(argv) => argv,
+            Err(e) => {
+                // The status clap gives a bad flag.
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            }
+        };
+        return match Cli::try_parse_from(argv) {
+            Ok(cli) => cli,
+            // Only the config file's settings were added: say where the bad one came from.
+            Err(e) if e.use_stderr() => {
+                let path = serve_matches
+                    .get_one::<PathBuf>("config")
+                    .map_or_else(String::new, |p| p.display().to_string());
+                eprintln!("in config file {path}:");
+                e.exit()
+            }
+            Err(e) => e.exit(),
+        };
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse();
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

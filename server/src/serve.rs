@@ -159,6 +159,10 @@ pub struct ServeArgs {
     /// Size of one log segment file in bytes.
     #[arg(long, env = "EVENTIDE_LOG_SEGMENT_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub log_segment_bytes: u64,
+    /// A TOML file of these settings by flag name (`max-memory-mb = 1536`); the command line
+    /// and `EVENTIDE_*` variables override it.
+    #[arg(long, env = "EVENTIDE_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// Samples the process's RSS into `guard` every 50 ms, for as long as anything else holds it.
