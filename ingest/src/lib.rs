@@ -136,6 +136,37 @@ impl IngestState {
         }
     }
 
+    /// Appends events made inside this process (Eventide's own, `--self-dataset`) to
+    /// `dataset`: the type rules and the durable append of an ingest request, without its
+    /// admission (the caller bounds its own queue) or rate limits. Refused while memory is
+    /// over its bound. Returns how many events were stored (the type rules may refuse some).
+    pub async fn append_events(
+        &self,
+        dataset: &str,
+        events: Vec<Event>,
+    ) -> Result<usize, ApiError> {
+        let dataset = dataset_name(dataset)?;
+        if let Some(guard) = self.memory.as_ref().filter(|g| g.is_over()) {
+            return Err(ApiError::Overloaded(
+                format!("memory above its bound ({} MiB)", guard.limit() >> 20),
+                1,
+            ));
+        }
+        let this = self.clone();
+        let ds = dataset.clone();
+        let items: Vec<Item> = events.into_iter().map(Ok).collect();
+        let prepared = tokio::task::spawn_blocking(move || this.prepare(&ds, items))
+            .await
+            .map_err(|e| ApiError::Internal(format!("encoder task failed: {e}")))??;
+        match prepared.payload {
+            Some((payload, stored)) => {
+                self.append(dataset.as_str(), payload).await?;
+                Ok(stored)
+            }
+            None => Ok(0),
+        }
+    }
+
     /// Appends durably, timing it for `/metrics`.
     async fn append(&self, dataset: &str, payload: Bytes) -> Result<(), ApiError> {
         let bytes = payload.len();
@@ -467,9 +498,16 @@ async fn post_batch(
             .await?
     };
     let rejected = outcomes.iter().filter(|o| o.is_some()).count();
-    s.metrics
-        .events(Endpoint::Batch, outcomes.len() - rejected, rejected);
-    Ok(batch_reply(&outcomes))
+    let accepted = outcomes.len() - rejected;
+    s.metrics.events(Endpoint::Batch, accepted, rejected);
+    Ok(with_counts(batch_reply(&outcomes), accepted, rejected))
+}
+
+/// `resp` carrying the request's [`metrics::EventCounts`] in its extensions.
+pub(crate) fn with_counts(mut resp: Response, accepted: usize, rejected: usize) -> Response {
+    resp.extensions_mut()
+        .insert(metrics::EventCounts { accepted, rejected });
+    resp
 }
 
 /// The `/1/batch` reply: `[{"status":202},{"status":400,"error":"…"},…]`, one per item,
@@ -507,10 +545,11 @@ async fn post_event(
     let outcome = outcomes.into_iter().next().flatten();
     let rejected = usize::from(outcome.is_some());
     s.metrics.events(Endpoint::Event, 1 - rejected, rejected);
-    match outcome {
-        None => Ok(Json(json!({})).into_response()),
-        Some(error) => Err(ApiError::BadRequest(error)),
-    }
+    let resp = match outcome {
+        None => Json(json!({})).into_response(),
+        Some(error) => ApiError::BadRequest(error).into_response(),
+    };
+    Ok(with_counts(resp, 1 - rejected, rejected))
 }
 
 /// At most this many line errors are listed in an NDJSON reply.
@@ -543,7 +582,9 @@ async fn post_ndjson(
         }
     }
     s.metrics.events(Endpoint::Ndjson, accepted, rejected);
-    Ok(Json(json!({"accepted": accepted, "rejected": rejected, "errors": errors})).into_response())
+    let resp =
+        Json(json!({"accepted": accepted, "rejected": rejected, "errors": errors})).into_response();
+    Ok(with_counts(resp, accepted, rejected))
 }
 
 /// The ingest routes, each requiring an `ingest` (or `admin`) key, and `GET /1/auth` (any

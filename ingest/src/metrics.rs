@@ -79,6 +79,14 @@ const ENDPOINTS: [(Endpoint, &str); 5] = [
 ];
 
 /// Counters of the HTTP ingest path.
+/// How many events one ingest request stored and refused: put in the response's extensions
+/// by every ingest handler, for middleware that records requests (`--self-dataset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventCounts {
+    pub accepted: usize,
+    pub rejected: usize,
+}
+
 #[derive(Debug)]
 pub struct IngestMetrics {
     accepted: [AtomicU64; 5],

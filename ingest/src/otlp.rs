@@ -629,7 +629,12 @@ async fn receive(
     if rejected.count > 0 || rejected.first_error.is_some() {
         tracing::debug!(count = rejected.count, error = ?rejected.first_error, "OTLP items rejected");
     }
-    Ok(reply(enc, signal, rejected))
+    let accepted = primary.saturating_sub(refused);
+    Ok(crate::with_counts(
+        reply(enc, signal, rejected),
+        accepted,
+        refused,
+    ))
 }
 
 fn reply(enc: Encoding, signal: Signal, rejected: Rejected) -> Response {

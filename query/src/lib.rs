@@ -36,7 +36,7 @@ pub mod provider;
 pub mod spec;
 
 pub use bubbleup::{BubbleUpRequest, BubbleUpResult};
-pub use engine::{QueryEngine, SqlResult};
+pub use engine::{QueryEngine, ScanStats, SqlResult};
 pub use spec::{QuerySpec, SpecResult};
 
 /// Errors of the query layer.

@@ -67,7 +67,7 @@ async fn post_sql(State(engine): State<QueryEngine>, body: axum::body::Body) -> 
         Err(e) => return e.into_response(),
     };
     match engine.sql(&req.sql).await {
-        Ok(result) => Json(result).into_response(),
+        Ok(result) => with_stats(result.stats, Json(result).into_response()),
         Err(e) => query_error(e),
     }
 }
@@ -84,6 +84,7 @@ async fn post_spec(
     };
     match engine.run_spec(&dataset, &spec).await {
         Ok(result) => {
+            let stats = result.stats;
             let mut out = serde_json::to_value(&result).unwrap_or_default();
             if let Ok((start, end)) =
                 eventide_query::spec::window(&spec, eventide_model::time::now_micros())
@@ -96,7 +97,7 @@ async fn post_spec(
                 );
                 out["markers"] = serde_json::to_value(shown).unwrap_or_default();
             }
-            Json(out).into_response()
+            with_stats(stats, Json(out).into_response())
         }
         Err(e) => query_error(e),
     }
@@ -113,9 +114,15 @@ async fn post_bubbleup(
         Err(e) => return e.into_response(),
     };
     match engine.bubbleup(&dataset, &req).await {
-        Ok(result) => Json(result).into_response(),
+        Ok(result) => with_stats(result.stats, Json(result).into_response()),
         Err(e) => query_error(e),
     }
+}
+
+/// `resp` carrying what its query read, for the request events (`--self-dataset`).
+fn with_stats(stats: eventide_query::ScanStats, mut resp: Response) -> Response {
+    resp.extensions_mut().insert(stats);
+    resp
 }
 
 async fn healthz() -> Response {
@@ -149,6 +156,7 @@ pub fn app(
     keys: Keys,
     udp: Option<Arc<UdpStats>>,
     query_timeout: std::time::Duration,
+    self_events: Option<Arc<crate::selfevents::SelfEvents>>,
 ) -> Router {
     let mut router = Router::new();
     let sources = crate::metrics::Sources {
@@ -158,6 +166,7 @@ pub fn app(
         udp,
         engine: engine.as_ref().map(|(e, _)| e.clone()),
         alerts: engine.as_ref().map(|(_, a)| a.clone()),
+        self_events: self_events.clone(),
     };
     let http = sources.http.clone();
     if let Some((engine, alerts)) = engine {
@@ -176,11 +185,18 @@ pub fn app(
     if let Some(ingest) = ingest {
         router = router.merge(eventide_ingest::router(ingest, keys));
     }
-    router
+    let mut router = router
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::render).with_state(sources))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    if let Some(s) = self_events {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            s,
+            crate::selfevents::record,
+        ));
+    }
+    router
         .layer(axum::middleware::from_fn_with_state(
             http,
             crate::metrics::track,

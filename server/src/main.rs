@@ -10,6 +10,7 @@
 //! - `api`: the query routes and the JSON error shape for them, `/healthz`, fallbacks.
 //! - `cli`: the `query` and `import` clients.
 //! - `config`: `serve --config FILE` (TOML settings under the command line and environment).
+//! - `metrics`: `GET /metrics`; `selfevents`: Eventide's own request events (`--self-dataset`).
 
 use mimalloc::MiMalloc;
 
@@ -22,6 +23,7 @@ mod cli;
 mod config;
 mod markers;
 mod metrics;
+mod selfevents;
 mod serve;
 mod tls;
 

@@ -102,6 +102,8 @@ pub struct Sources {
     pub udp: Option<Arc<UdpStats>>,
     pub engine: Option<QueryEngine>,
     pub alerts: Option<Alerts>,
+    /// Eventide's own request events (`--self-dataset`).
+    pub self_events: Option<Arc<crate::selfevents::SelfEvents>>,
 }
 
 fn gauge_header(out: &mut String, name: &str, help: &str) {
@@ -125,6 +127,9 @@ pub async fn render(State(src): State<Sources>) -> Response {
     }
     if let Some(u) = &src.udp {
         u.render_prometheus(&mut out);
+    }
+    if let Some(s) = &src.self_events {
+        s.render_prometheus(&mut out);
     }
     if let Some(engine) = &src.engine {
         engine.store().render_log_metrics(&mut out);

@@ -159,6 +159,11 @@ pub struct ServeArgs {
     /// Size of one log segment file in bytes.
     #[arg(long, env = "EVENTIDE_LOG_SEGMENT_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub log_segment_bytes: u64,
+    /// Record one event per API request (route, status, duration, dataset, events accepted
+    /// and refused, bytes a query read, the error) into this dataset, e.g. `_eventide`
+    /// (roles all and ingest).
+    #[arg(long, env = "EVENTIDE_SELF_DATASET")]
+    pub self_dataset: Option<String>,
     /// A TOML file of these settings by flag name (`max-memory-mb = 1536`); the command line
     /// and `EVENTIDE_*` variables override it.
     #[arg(long, env = "EVENTIDE_CONFIG")]
@@ -343,12 +348,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(_), None) => anyhow::bail!("--udp needs a role that ingests (all or ingest)"),
         (None, _) => None,
     };
+    let self_events = match (&args.self_dataset, &ingest) {
+        (Some(name), Some(state)) => {
+            eventide_model::DatasetName::new(name)
+                .with_context(|| format!("--self-dataset {name:?}"))?;
+            let role = match args.role {
+                Role::All => "all",
+                Role::Ingest => "ingest",
+                Role::Store => "store",
+                Role::Query => "query",
+            };
+            Some(crate::selfevents::SelfEvents::start(
+                name.clone(),
+                role,
+                state.clone(),
+            ))
+        }
+        (Some(_), None) => {
+            anyhow::bail!("--self-dataset needs a role that ingests (all or ingest)")
+        }
+        (None, _) => None,
+    };
     let app = crate::api::app(
         ingest,
         engine,
         keys,
         udp.as_ref().map(|u| u.stats()),
         Duration::from_secs(args.query_timeout_seconds.max(1)),
+        self_events.as_ref().map(|(s, _)| s.clone()),
     );
 
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -379,6 +406,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("http server")?,
+    }
+    if let Some((events, writer)) = self_events {
+        // The requests served until now are written before the store's last flush.
+        events.close();
+        if tokio::time::timeout(Duration::from_secs(5), writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutting down: the last self events were not written within 5 s");
+        }
     }
     if matches!(args.role, Role::All | Role::Store) {
         info!("shutting down: flushing hot data to segments");

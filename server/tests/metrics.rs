@@ -127,3 +127,138 @@ async fn metrics_count_events_requests_appends_and_datasets() {
         );
     }
 }
+
+/// `--self-dataset`: every API request becomes an event of that dataset, queryable like any
+/// other; probes and metrics scrapes do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_events_record_each_api_request_in_their_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--self-dataset", "_eventide"], &[]).await;
+    let r = server
+        .post("/1/batch/shop", INGEST_KEY)
+        .header("user-agent", "libhoney-test/1.0")
+        .json(&json!([{"data": {"n": 1}}, {"data": {"n": 2}}, {"data": {"n": "text"}}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = server
+        .post("/1/batch/shop", INGEST_KEY)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // The body the client gets is untouched by the recording.
+    let error = r.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!error.is_empty());
+    let (st, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/query/shop",
+            QUERY_KEY,
+            Some(json!({"calculations": [{"op": "COUNT"}]})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    for _ in 0..3 {
+        assert_eq!(
+            server
+                .client
+                .get(format!("{}/healthz", server.url))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+
+    // Written within about a second; the polling queries are recorded too.
+    let q = "SELECT \"http.route\", \"http.method\", \"http.status_code\", dataset, \
+             \"events.accepted\", \"events.rejected\", error, \"user_agent.original\", \
+             \"service.name\", duration_ms > 0 \
+             FROM \"_eventide\" WHERE \"http.route\" <> '/api/v1/sql' ORDER BY timestamp";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let rows = loop {
+        let (st, body) = server.try_sql(q).await;
+        if st == 200 && body["rows"].as_array().is_some_and(|r| r.len() >= 3) {
+            break body["rows"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no self events: {st} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        rows,
+        json!([
+            [
+                "/1/batch/{dataset}",
+                "POST",
+                200,
+                "shop",
+                2,
+                1,
+                null,
+                "libhoney-test/1.0",
+                "eventide",
+                true
+            ],
+            [
+                "/1/batch/{dataset}",
+                "POST",
+                400,
+                "shop",
+                null,
+                null,
+                error,
+                null,
+                "eventide",
+                true
+            ],
+            [
+                "/api/v1/query/{dataset}",
+                "POST",
+                200,
+                "shop",
+                null,
+                null,
+                null,
+                null,
+                "eventide",
+                true
+            ],
+        ])
+    );
+    // Queries carry what they read; the probes are not recorded.
+    let r = server
+        .rows(
+            "SELECT count(*) FILTER (WHERE \"http.route\" = '/api/v1/query/{dataset}'), \
+             count(\"query.bytes_total\") FILTER (WHERE \"http.route\" = '/api/v1/query/{dataset}'), \
+             count(*) FILTER (WHERE \"http.route\" IN ('/healthz', '/metrics')) \
+             FROM \"_eventide\"",
+        )
+        .await;
+    assert_eq!(r[0], vec![json!(1), json!(1), json!(0)]);
+    let text = server
+        .client
+        .get(format!("{}/metrics", server.url))
+        .header("X-Honeycomb-Team", QUERY_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let written = sample(&text, "eventide_self_events_total{outcome=\"written\"}").unwrap();
+    assert!(written >= 3.0, "{written}");
+    assert_eq!(
+        sample(&text, "eventide_self_events_total{outcome=\"dropped\"}"),
+        Some(0.0)
+    );
+}

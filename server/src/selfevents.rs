@@ -1,0 +1,276 @@
+//! Eventide's own wide events (`--self-dataset NAME`): one event per API request, written
+//! through the log into a dataset like any other, so Eventide can be asked about itself with
+//! its own queries ("which clients get 400s, and why?", "p99 of /api/v1/sql by dataset").
+//!
+//! The middleware builds the event when the response head is ready; a writer task gathers
+//! them for up to a second and appends them as one log record, through the same type rules
+//! and durable append as an ingest request. The queue is bounded: when it is full, or the
+//! log refuses the append (overload, full disk), events are dropped and counted
+//! (`eventide_self_events_total{outcome="dropped"}`), never waited for: observing the
+//! server must not slow it down.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::HttpBody as _;
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use eventide_ingest::IngestState;
+use eventide_ingest::metrics::EventCounts;
+use eventide_model::Event;
+use eventide_model::event::Value;
+use eventide_query::ScanStats;
+use tokio::sync::mpsc;
+
+/// Events waiting to be written; past this, new ones are dropped.
+const QUEUE: usize = 16_384;
+/// Most events in one log record.
+const MAX_BATCH: usize = 8_192;
+/// How long the writer gathers events before it appends them.
+const GATHER: Duration = Duration::from_secs(1);
+/// Longest error message kept from a response body.
+const MAX_ERROR_BYTES: usize = 1024;
+/// Largest error response body read to find its message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The queue of self events and its counters.
+#[derive(Debug)]
+pub struct SelfEvents {
+    dataset: String,
+    role: &'static str,
+    tx: Mutex<Option<mpsc::Sender<Event>>>,
+    written: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl SelfEvents {
+    /// Starts the writer task appending to `dataset` through `ingest`'s log. The handle
+    /// ends once [`SelfEvents::close`] was called and the queue is written.
+    pub fn start(
+        dataset: String,
+        role: &'static str,
+        ingest: IngestState,
+    ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let this = Arc::new(Self {
+            dataset,
+            role,
+            tx: Mutex::new(Some(tx)),
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(this.clone().write(rx, ingest));
+        (this, task)
+    }
+
+    /// Stops taking events; the writer appends what is queued and ends.
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn push(&self, event: Event) {
+        let sent = self
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(event).is_ok());
+        if !sent {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn write(self: Arc<Self>, mut rx: mpsc::Receiver<Event>, ingest: IngestState) {
+        let mut last_warning: Option<Instant> = None;
+        loop {
+            let mut batch = Vec::new();
+            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return;
+            }
+            // Gather what arrives within a second, so one log record holds many requests.
+            let deadline = tokio::time::Instant::now() + GATHER;
+            while batch.len() < MAX_BATCH {
+                let room = MAX_BATCH - batch.len();
+                match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            let n = batch.len() as u64;
+            match ingest.append_events(&self.dataset, batch).await {
+                Ok(stored) => {
+                    self.written.fetch_add(stored as u64, Ordering::Relaxed);
+                    self.dropped
+                        .fetch_add(n.saturating_sub(stored as u64), Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.dropped.fetch_add(n, Ordering::Relaxed);
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        last_warning = Some(Instant::now());
+                        tracing::warn!(dataset = %self.dataset, events = n, error = %e, "self events dropped (at most one warning a minute)");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `eventide_self_events_total` counter.
+    pub fn render_prometheus(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = "eventide_self_events_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Eventide's own request events (--self-dataset) by outcome\n# TYPE {name} counter"
+        );
+        for (outcome, n) in [("written", &self.written), ("dropped", &self.dropped)] {
+            let _ = writeln!(
+                out,
+                "{name}{{outcome=\"{outcome}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// Whether requests to `route` make self events: the APIs, not probes, metrics scrapes or
+/// the web page's files.
+fn recorded(route: Option<&str>) -> bool {
+    route.is_none_or(|r| ["/1/", "/api/", "/v1/"].iter().any(|p| r.starts_with(p)))
+}
+
+/// Middleware: one event per API request.
+pub async fn record(State(s): State<Arc<SelfEvents>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    if !recorded(route.as_deref()) {
+        return next.run(req).await;
+    }
+    let started_us = eventide_model::time::now_micros();
+    let started = Instant::now();
+    let mut fields: Vec<(String, Value)> = vec![
+        ("service.name".into(), Value::Str("eventide".into())),
+        ("name".into(), Value::Str("http.request".into())),
+        ("eventide.role".into(), Value::Str(s.role.into())),
+        (
+            "eventide.version".into(),
+            Value::Str(env!("CARGO_PKG_VERSION").into()),
+        ),
+        (
+            "http.method".into(),
+            Value::Str(req.method().as_str().into()),
+        ),
+    ];
+    match &route {
+        Some(r) => fields.push(("http.route".into(), Value::Str(r.clone()))),
+        None => {
+            fields.push(("http.route".into(), Value::Str("other".into())));
+            let mut p = req.uri().path().to_owned();
+            p.truncate(p.floor_char_boundary(256));
+            fields.push(("url.path".into(), Value::Str(p)));
+        }
+    }
+    // The `{dataset}` of the route, percent-decoded as the handlers see it.
+    let (mut parts, body) = req.into_parts();
+    if let Ok(params) = RawPathParams::from_request_parts(&mut parts, &()).await
+        && let Some((_, d)) = params.iter().find(|(k, _)| *k == "dataset")
+    {
+        fields.push(("dataset".into(), Value::Str(d.to_owned())));
+    }
+    let req = Request::from_parts(parts, body);
+    {
+        // (A block: a borrow of the request must not live across an await.)
+        let header = |name: header::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if let Some(n) = header(header::CONTENT_LENGTH).and_then(|v| v.parse::<i64>().ok()) {
+            fields.push(("http.request_content_length".into(), Value::Int(n)));
+        }
+        if let Some(mut ua) = header(header::USER_AGENT) {
+            ua.truncate(ua.floor_char_boundary(256));
+            fields.push(("user_agent.original".into(), Value::Str(ua)));
+        }
+        if let Some(enc) = header(header::CONTENT_ENCODING) {
+            fields.push(("http.request_content_encoding".into(), Value::Str(enc)));
+        }
+    }
+
+    let resp = next.run(req).await;
+    let took = started.elapsed();
+    let status = resp.status();
+    fields.push((
+        "http.status_code".into(),
+        Value::Int(i64::from(status.as_u16())),
+    ));
+    fields.push(("duration_ms".into(), Value::Float(took.as_secs_f64() * 1e3)));
+    if let Some(c) = resp.extensions().get::<EventCounts>() {
+        fields.push(("events.accepted".into(), Value::Int(c.accepted as i64)));
+        fields.push(("events.rejected".into(), Value::Int(c.rejected as i64)));
+    }
+    if let Some(q) = resp.extensions().get::<ScanStats>() {
+        for (name, v) in [
+            ("query.files_scanned", q.files_scanned),
+            ("query.files_total", q.files_total),
+            ("query.bytes_scanned", q.bytes_scanned),
+            ("query.bytes_total", q.bytes_total),
+            (
+                "query.row_groups_pruned",
+                q.row_groups_pruned_statistics + q.row_groups_pruned_bloom_filter,
+            ),
+        ] {
+            fields.push((
+                name.into(),
+                Value::Int(i64::try_from(v).unwrap_or(i64::MAX)),
+            ));
+        }
+    }
+    // The message of a JSON error reply (`{"error": "…"}`), read from a body of known, small
+    // size and put back; other bodies pass untouched.
+    let small = resp
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= MAX_ERROR_BODY as u64);
+    let resp = if (status.is_client_error() || status.is_server_error()) && small {
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
+        if let Some(mut e) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+        {
+            e.truncate(e.floor_char_boundary(MAX_ERROR_BYTES));
+            fields.push(("error".into(), Value::Str(e)));
+        }
+        Response::from_parts(parts, axum::body::Body::from(bytes))
+    } else {
+        resp
+    };
+    match Event::from_fields(fields, started_us, 1, &eventide_model::Limits::default()) {
+        Ok(event) => s.push(event),
+        Err(_) => {
+            s.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_requests_are_recorded_probes_and_page_files_are_not() {
+        assert!(recorded(Some("/1/batch/{dataset}")) && recorded(None));
+        assert!(!recorded(Some("/healthz")) && !recorded(Some("/ui/{*path}")));
+        assert!(!recorded(Some("/metrics")) && !recorded(Some("/")));
+    }
+}
