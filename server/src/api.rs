@@ -157,6 +157,7 @@ pub fn app(
     udp: Option<Arc<UdpStats>>,
     query_timeout: std::time::Duration,
     self_events: Option<Arc<crate::selfevents::SelfEvents>>,
+    store: Option<eventide_store::Store>,
 ) -> Router {
     let mut router = Router::new();
     let sources = crate::metrics::Sources {
@@ -164,7 +165,7 @@ pub fn app(
         ingest: ingest.as_ref().map(|i| i.metrics.clone()),
         log: ingest.as_ref().map(|i| i.log.clone()),
         udp,
-        engine: engine.as_ref().map(|(e, _)| e.clone()),
+        store,
         alerts: engine.as_ref().map(|(_, a)| a.clone()),
         self_events: self_events.clone(),
     };

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use eventide_alerts::Alerts;
 use eventide_ingest::metrics::{Histogram, IngestMetrics, LATENCY_BUCKETS};
 use eventide_ingest::udp::UdpStats;
-use eventide_query::QueryEngine;
 
 /// Requests by (route, method, status), and latency by route.
 #[derive(Debug, Default)]
@@ -100,7 +99,9 @@ pub struct Sources {
     /// The log, for its own metrics (fsync groups, consumer lag).
     pub log: Option<Arc<dyn eventide_eventlog::EventLog>>,
     pub udp: Option<Arc<UdpStats>>,
-    pub engine: Option<QueryEngine>,
+    /// The store, for its figures (segments, hot tail, merges, Kafka consumer lag): every
+    /// role but `ingest`, whose store view is not kept up to date.
+    pub store: Option<eventide_store::Store>,
     pub alerts: Option<Alerts>,
     /// Eventide's own request events (`--self-dataset`).
     pub self_events: Option<Arc<crate::selfevents::SelfEvents>>,
@@ -131,20 +132,20 @@ pub async fn render(State(src): State<Sources>) -> Response {
     if let Some(s) = &src.self_events {
         s.render_prometheus(&mut out);
     }
-    if let Some(engine) = &src.engine {
-        engine.store().render_log_metrics(&mut out);
+    if let Some(store) = &src.store {
+        store.render_log_metrics(&mut out);
         let name = "eventide_store_quarantined_files";
         gauge_header(
             &mut out,
             name,
             "segment files holding committed events that no catalog named, moved to DATA/quarantine (see OPERATIONS.md)",
         );
-        let _ = writeln!(out, "{name} {}", engine.store().quarantined_files());
+        let _ = writeln!(out, "{name} {}", store.quarantined_files());
         let name = "eventide_store_merges_deferred_total";
         let _ = writeln!(
             out,
             "# HELP {name} merges not started because --max-memory-mb had no room for them (they run on a later pass)\n# TYPE {name} counter\n{name} {}",
-            engine.store().merges_deferred()
+            store.merges_deferred()
         );
         let name = "eventide_store_hot_bytes";
         gauge_header(
@@ -152,8 +153,8 @@ pub async fn render(State(src): State<Sources>) -> Response {
             name,
             "bytes of events in memory not yet flushed to segments (bounded by --max-hot-mb)",
         );
-        let _ = writeln!(out, "{name} {}", engine.store().hot_bytes());
-        let summaries = engine.store().summaries();
+        let _ = writeln!(out, "{name} {}", store.hot_bytes());
+        let summaries = store.summaries();
         for (name, help, get) in [
             (
                 "eventide_dataset_segments",

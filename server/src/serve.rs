@@ -376,6 +376,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         udp.as_ref().map(|u| u.stats()),
         Duration::from_secs(args.query_timeout_seconds.max(1)),
         self_events.as_ref().map(|(s, _)| s.clone()),
+        // An ingest process's store view is not kept up to date: no store figures there.
+        (args.role != Role::Ingest).then(|| store.clone()),
     );
 
     let tls = match (&args.tls_cert, &args.tls_key) {

@@ -195,7 +195,7 @@ async fn two_store_processes_one_killed_exactly_once() {
     let ingest = Server::start_with(dir.path(), &kafka_args(&topic, &group, "ingest"), &env).await;
     let mut store_a =
         Server::start_with(dir.path(), &kafka_args(&topic, &group, "store"), &env).await;
-    let _store_b = Server::start_with(dir.path(), &kafka_args(&topic, &group, "store"), &env).await;
+    let store_b = Server::start_with(dir.path(), &kafka_args(&topic, &group, "store"), &env).await;
     let query = Server::start_with(dir.path(), &["--role", "query"], &env).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -204,8 +204,7 @@ async fn two_store_processes_one_killed_exactly_once() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     store_a.kill9();
     let mut acked: HashSet<u64> = first.await.unwrap().into_iter().collect();
-    let _store_a2 =
-        Server::start_with(dir.path(), &kafka_args(&topic, &group, "store"), &env).await;
+    let store_a2 = Server::start_with(dir.path(), &kafka_args(&topic, &group, "store"), &env).await;
     acked.extend(send_range(ingest.url.clone(), 100_000, 200_000, 4, stop.clone()).await);
     assert_eq!(acked.len(), 200_000);
     // Ownership moves after the session timeout (10 s); allow for it and the replays.
@@ -218,6 +217,36 @@ async fn two_store_processes_one_killed_exactly_once() {
         "kafka two stores: 200000 events exactly once in {files} segments over {catalogs} partition catalogs"
     );
     assert!(catalogs >= 2, "several partitions were stored ({catalogs})");
+
+    // The store processes report their own figures on /metrics: the consumer lag of the
+    // partitions each owns (all of them between the two, down to 0 once everything is
+    // consumed), their hot tail, and the dataset's segments.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut lags = Vec::new();
+        let mut with_segments = 0;
+        for store in [&store_b, &store_a2] {
+            let text = store.metrics_text().await;
+            assert!(text.contains("\neventide_store_hot_bytes "), "{text}");
+            with_segments +=
+                usize::from(text.contains("\neventide_dataset_segments{dataset=\"kafka\"} "));
+            lags.extend(
+                text.lines()
+                    .filter(|l| {
+                        l.starts_with(&format!("eventide_kafka_consumer_lag{{topic=\"{topic}\""))
+                    })
+                    .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())),
+            );
+        }
+        if lags.len() >= catalogs && lags.iter().all(|&l| l == 0.0) && with_segments > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store processes do not report a lag of 0 for each of {catalogs} partitions: {lags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn walk_count(dir: &Path) -> usize {
