@@ -1,8 +1,10 @@
-//! Eventide's own wide events (`--self-dataset NAME`): one event per API request, written
-//! through the log into a dataset like any other, so Eventide can be asked about itself with
-//! its own queries ("which clients get 400s, and why?", "p99 of /api/v1/sql by dataset").
+//! Eventide's own wide events (`--self-dataset NAME`): one event per API request and one per
+//! flush and merge of the store, written through the log into a dataset like any other, so
+//! Eventide can be asked about itself with its own queries ("which clients get 400s, and
+//! why?", "p99 of /api/v1/sql by dataset", "how long do merges take, and are any deferred?").
 //!
-//! The middleware builds the event when the response head is ready; a writer task gathers
+//! The middleware builds a request's event when the response head is ready, the store
+//! reports its work through [`eventide_store::Store::watch`]; a writer task gathers
 //! them for up to a second and appends them as one log record, through the same type rules
 //! and durable append as an ingest request. The queue is bounded: when it is full, or the
 //! log refuses the append (overload, full disk), events are dropped and counted
@@ -23,6 +25,7 @@ use eventide_ingest::metrics::EventCounts;
 use eventide_model::Event;
 use eventide_model::event::Value;
 use eventide_query::ScanStats;
+use eventide_store::Activity;
 use tokio::sync::mpsc;
 
 /// Events waiting to be written; past this, new ones are dropped.
@@ -69,6 +72,122 @@ impl SelfEvents {
     /// Stops taking events; the writer appends what is queued and ends.
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// The common fields of every self event.
+    fn base(&self, name: &str) -> Vec<(String, Value)> {
+        vec![
+            ("service.name".into(), Value::Str("eventide".into())),
+            ("name".into(), Value::Str(name.into())),
+            ("eventide.role".into(), Value::Str(self.role.into())),
+            (
+                "eventide.version".into(),
+                Value::Str(env!("CARGO_PKG_VERSION").into()),
+            ),
+        ]
+    }
+
+    /// Records what the store did (a flush, a merge, a failure), as one event.
+    pub fn store_activity(&self, activity: Activity) {
+        let int = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+        let ms = |d: Duration| Value::Float(d.as_secs_f64() * 1e3);
+        let (name, dataset, partition, mut more) = match activity {
+            Activity::Flushed {
+                dataset,
+                partition,
+                rows,
+                bytes,
+                took,
+            } => (
+                "store.flush",
+                dataset,
+                partition,
+                vec![
+                    ("rows", int(rows)),
+                    ("bytes.out", int(bytes)),
+                    ("duration_ms", ms(took)),
+                ],
+            ),
+            Activity::FlushFailed {
+                dataset,
+                partition,
+                error,
+            } => (
+                "store.flush_failed",
+                dataset,
+                partition,
+                vec![("error", Value::Str(error))],
+            ),
+            Activity::Merged {
+                dataset,
+                partition,
+                level,
+                inputs,
+                input_bytes,
+                outputs,
+                output_bytes,
+                rows,
+                took,
+            } => (
+                "store.merge",
+                dataset,
+                partition,
+                vec![
+                    ("compaction.level", Value::Int(i64::from(level))),
+                    ("segments.in", int(inputs as u64)),
+                    ("segments.out", int(outputs as u64)),
+                    ("bytes.in", int(input_bytes)),
+                    ("bytes.out", int(output_bytes)),
+                    ("rows", int(rows)),
+                    ("duration_ms", ms(took)),
+                ],
+            ),
+            Activity::MergeFailed {
+                dataset,
+                partition,
+                level,
+                error,
+            } => (
+                "store.merge_failed",
+                dataset,
+                partition,
+                vec![
+                    ("compaction.level", Value::Int(i64::from(level))),
+                    ("error", Value::Str(error)),
+                ],
+            ),
+            Activity::MergeDeferred {
+                dataset,
+                partition,
+                level,
+                need_bytes,
+            } => (
+                "store.merge_deferred",
+                dataset,
+                partition,
+                vec![
+                    ("compaction.level", Value::Int(i64::from(level))),
+                    ("memory.need_bytes", int(need_bytes)),
+                ],
+            ),
+        };
+        let mut fields = self.base(name);
+        fields.push(("dataset".into(), Value::Str(dataset)));
+        fields.push(("log.partition".into(), Value::Int(i64::from(partition))));
+        fields.extend(more.drain(..).map(|(k, v)| (k.to_owned(), v)));
+        self.push_fields(fields, eventide_model::time::now_micros());
+    }
+
+    fn push_fields(&self, mut fields: Vec<(String, Value)>, timestamp_us: i64) {
+        if let Some((_, Value::Str(e))) = fields.iter_mut().find(|(k, _)| k == "error") {
+            e.truncate(e.floor_char_boundary(MAX_ERROR_BYTES));
+        }
+        match Event::from_fields(fields, timestamp_us, 1, &eventide_model::Limits::default()) {
+            Ok(event) => self.push(event),
+            Err(_) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn push(&self, event: Event) {
@@ -152,19 +271,11 @@ pub async fn record(State(s): State<Arc<SelfEvents>>, req: Request, next: Next) 
     }
     let started_us = eventide_model::time::now_micros();
     let started = Instant::now();
-    let mut fields: Vec<(String, Value)> = vec![
-        ("service.name".into(), Value::Str("eventide".into())),
-        ("name".into(), Value::Str("http.request".into())),
-        ("eventide.role".into(), Value::Str(s.role.into())),
-        (
-            "eventide.version".into(),
-            Value::Str(env!("CARGO_PKG_VERSION").into()),
-        ),
-        (
-            "http.method".into(),
-            Value::Str(req.method().as_str().into()),
-        ),
-    ];
+    let mut fields = s.base("http.request");
+    fields.push((
+        "http.method".into(),
+        Value::Str(req.method().as_str().into()),
+    ));
     match &route {
         Some(r) => fields.push(("http.route".into(), Value::Str(r.clone()))),
         None => {
@@ -243,23 +354,17 @@ pub async fn record(State(s): State<Arc<SelfEvents>>, req: Request, next: Next) 
         let bytes = axum::body::to_bytes(body, MAX_ERROR_BODY)
             .await
             .unwrap_or_default();
-        if let Some(mut e) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        if let Some(e) = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
         {
-            e.truncate(e.floor_char_boundary(MAX_ERROR_BYTES));
             fields.push(("error".into(), Value::Str(e)));
         }
         Response::from_parts(parts, axum::body::Body::from(bytes))
     } else {
         resp
     };
-    match Event::from_fields(fields, started_us, 1, &eventide_model::Limits::default()) {
-        Ok(event) => s.push(event),
-        Err(_) => {
-            s.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    s.push_fields(fields, started_us);
     resp
 }
 

@@ -358,11 +358,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 Role::Store => "store",
                 Role::Query => "query",
             };
-            Some(crate::selfevents::SelfEvents::start(
-                name.clone(),
-                role,
-                state.clone(),
-            ))
+            let (events, writer) =
+                crate::selfevents::SelfEvents::start(name.clone(), role, state.clone());
+            let sink = events.clone();
+            store.watch(Arc::new(move |a| sink.store_activity(a)));
+            Some((events, writer))
         }
         (Some(_), None) => {
             anyhow::bail!("--self-dataset needs a role that ingests (all or ingest)")

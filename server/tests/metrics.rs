@@ -33,6 +33,20 @@ async fn metrics_count_events_requests_appends_and_datasets() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // An acknowledged event is queryable once the store has read it from the log, usually
+    // milliseconds later (more on a loaded machine): wait for it on /metrics, whose requests
+    // are not counted below.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = server.metrics_text().await;
+        let rows = sample(&text, "eventide_dataset_hot_rows{dataset=\"shop\"}").unwrap_or(0.0)
+            + sample(&text, "eventide_dataset_segment_rows{dataset=\"shop\"}").unwrap_or(0.0);
+        if rows == 3.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{rows} rows applied");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (st, _) = server
         .call(
             Method::POST,
@@ -155,6 +169,7 @@ async fn self_events_record_each_api_request_in_their_dataset() {
         .unwrap()
         .to_owned();
     assert!(!error.is_empty());
+    assert_eq!(server.wait_count("shop", 2).await, 2);
     let (st, _) = server
         .call(
             Method::POST,
@@ -261,4 +276,65 @@ async fn self_events_record_each_api_request_in_their_dataset() {
         sample(&text, "eventide_self_events_total{outcome=\"dropped\"}"),
         Some(0.0)
     );
+}
+
+/// The store's flushes and merges are self events too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_events_record_the_stores_flushes_and_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &["--self-dataset", "_eventide"],
+        &[
+            ("EVENTIDE_FLUSH_SECONDS", "1"),
+            ("EVENTIDE_COMPACTION_SECONDS", "1"),
+            ("EVENTIDE_COMPACTION_GRACE_SECONDS", "1"),
+        ],
+    )
+    .await;
+    // Polls `sql` (its columns may not exist yet) until its first row is `want`.
+    let wait_for = |sql: &'static str, want: serde_json::Value| {
+        let server = &server;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let (st, body) = server.try_sql(sql).await;
+                if st == 200 && body["rows"][0] == want {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "{sql}: {st} {body}");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    };
+    // Two flushes of `shop` (the second batch after the first flush), then their merge.
+    server
+        .send_batch(
+            "shop",
+            &[json!({"data": {"n": 1}}), json!({"data": {"n": 2}})],
+        )
+        .await;
+    wait_for(
+        "SELECT count(*), sum(rows) FROM _eventide WHERE name = 'store.flush' AND dataset = 'shop'",
+        json!([1, 2]),
+    )
+    .await;
+    server
+        .send_batch("shop", &[json!({"data": {"n": 3}})])
+        .await;
+    wait_for(
+        "SELECT count(*), sum(rows), sum(\"segments.in\"), min(\"segments.out\"), \
+         min(\"compaction.level\"), min(\"bytes.in\") > 0, min(\"bytes.out\") > 0, \
+         min(duration_ms) >= 0, min(\"log.partition\") \
+         FROM _eventide WHERE name = 'store.merge' AND dataset = 'shop'",
+        json!([1, 3, 2, 1, 1, true, true, true, 0]),
+    )
+    .await;
+    let r = server
+        .rows(
+            "SELECT count(*), sum(rows) FROM _eventide \
+             WHERE name = 'store.flush' AND dataset = 'shop'",
+        )
+        .await;
+    assert_eq!(r[0], vec![json!(2), json!(3)]);
 }

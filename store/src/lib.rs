@@ -353,6 +353,55 @@ impl State {
     }
 }
 
+/// Work the store did, for whoever watches it ([`Store::watch`]): Eventide's own events
+/// (`--self-dataset`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Activity {
+    /// A hot tail written to a segment and committed.
+    Flushed {
+        dataset: String,
+        partition: Partition,
+        rows: u64,
+        bytes: u64,
+        took: Duration,
+    },
+    /// A flush that failed; the events stay in the log and the hot tail, and it is retried.
+    FlushFailed {
+        dataset: String,
+        partition: Partition,
+        error: String,
+    },
+    /// Segments merged into fewer, sorted, time-windowed ones.
+    Merged {
+        dataset: String,
+        partition: Partition,
+        level: u8,
+        inputs: usize,
+        input_bytes: u64,
+        outputs: usize,
+        output_bytes: u64,
+        rows: u64,
+        took: Duration,
+    },
+    /// A merge that failed; it is planned again on the next pass.
+    MergeFailed {
+        dataset: String,
+        partition: Partition,
+        level: u8,
+        error: String,
+    },
+    /// A merge not started because the memory bound had no room for its estimated peak.
+    MergeDeferred {
+        dataset: String,
+        partition: Partition,
+        level: u8,
+        need_bytes: u64,
+    },
+}
+
+/// Receives the store's [`Activity`]; called on the store's tasks, so it must not block.
+pub type ActivitySink = Arc<dyn Fn(Activity) + Send + Sync>;
+
 struct Inner {
     config: StoreConfig,
     objects: Arc<dyn ObjectStore>,
@@ -373,6 +422,8 @@ struct Inner {
     flush_lock: tokio::sync::Mutex<()>,
     applied_notify: Notify,
     consumer: OnceLock<Arc<dyn LogConsumer>>,
+    /// Who is told about flushes and merges ([`Store::watch`]).
+    activity: OnceLock<ActivitySink>,
     flush_tx: OnceLock<mpsc::Sender<(String, Partition)>>,
     /// The log catalogs written by this process refer to (`EventLog::identity`).
     log_identity: OnceLock<String>,
@@ -535,6 +586,7 @@ impl Store {
                 flush_lock: tokio::sync::Mutex::new(()),
                 applied_notify: Notify::new(),
                 consumer: OnceLock::new(),
+                activity: OnceLock::new(),
                 flush_tx: OnceLock::new(),
                 log_identity: OnceLock::new(),
                 writer_token: writer_token(),
@@ -750,6 +802,12 @@ impl Store {
         self.inner.expire().await
     }
 
+    /// Tells `sink` about every flush and merge from now on. Only the first sink is kept:
+    /// false when one was set before.
+    pub fn watch(&self, sink: ActivitySink) -> bool {
+        self.inner.activity.set(sink).is_ok()
+    }
+
     /// The log consumer's metrics (Kafka consumer lag), in Prometheus text format.
     pub fn render_log_metrics(&self, out: &mut String) {
         if let Some(c) = self.inner.consumer.get() {
@@ -794,6 +852,13 @@ impl Store {
 }
 
 impl Inner {
+    /// Tells the watcher, if any ([`Store::watch`]).
+    fn report(&self, activity: Activity) {
+        if let Some(sink) = self.activity.get() {
+            sink(activity);
+        }
+    }
+
     async fn run_consumer(self: Arc<Self>) {
         loop {
             if read_lock(&self.state).hot_bytes() > self.config.max_hot_bytes {
@@ -960,6 +1025,11 @@ impl Inner {
         while let Some((name, p)) = rx.recv().await {
             if let Err(e) = self.flush(&name, p).await {
                 error!(dataset = %name, partition = p, error = %e, "segment flush failed; data stays in the log and hot tail, will retry");
+                self.report(Activity::FlushFailed {
+                    dataset: name.clone(),
+                    partition: p,
+                    error: e.to_string(),
+                });
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -1024,6 +1094,7 @@ impl Inner {
         p: Partition,
         job: FlushJob,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
         let FlushJob {
             schema,
             batches,
@@ -1055,6 +1126,7 @@ impl Inner {
         // the new segment, and apply it in memory.
         let this = self.clone();
         let dataset = name.to_owned();
+        let (rows, bytes) = (meta.rows, meta.bytes);
         let committed =
             tokio::task::spawn_blocking(move || this.commit_segment(&dataset, p, meta, count))
                 .await
@@ -1062,6 +1134,13 @@ impl Inner {
         let Some(next) = committed else {
             return Ok(());
         };
+        self.report(Activity::Flushed {
+            dataset: name.to_owned(),
+            partition: p,
+            rows,
+            bytes,
+            took: started.elapsed(),
+        });
         if let Some(consumer) = self.consumer.get()
             && let Err(e) = consumer.commit(p, next).await
         {

@@ -174,6 +174,11 @@ async fn merges_wait_for_room_under_the_memory_bound() {
     config.compaction_interval = Duration::from_secs(3600);
     config.memory = Some(guard.clone());
     let store = Store::open(config, log.clone()).await.unwrap();
+    // What the store reports of its work (Eventide's own events).
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    assert!(store.watch(Arc::new(move |a| sink.lock().unwrap().push(a))));
+    assert!(!store.watch(Arc::new(|_| {})), "one watcher");
     let mut schema = DatasetSchema::new();
     for i in 0..4 {
         let o = append(&log, &mut schema, "ds", vec![ev(i, i, None)]).await;
@@ -181,12 +186,47 @@ async fn merges_wait_for_room_under_the_memory_bound() {
         store.flush_all().await.unwrap();
     }
     assert_eq!(store.snapshot("ds").unwrap().segments.len(), 4);
+    let flushes: Vec<(u64, u64)> = seen
+        .lock()
+        .unwrap()
+        .drain(..)
+        .map(|a| match a {
+            Activity::Flushed {
+                dataset,
+                partition: 0,
+                rows,
+                bytes,
+                ..
+            } if dataset == "ds" => (rows, bytes),
+            other => panic!("not a flush of ds: {other:?}"),
+        })
+        .collect();
+    let bytes: Vec<u64> = store
+        .snapshot("ds")
+        .unwrap()
+        .segments
+        .iter()
+        .map(|s| s.bytes)
+        .collect();
+    assert_eq!(flushes, bytes.iter().map(|b| (1, *b)).collect::<Vec<_>>());
 
     // The process is at its bound: no merge has room, none starts, nothing changes.
     guard.observe(1 << 30);
     assert_eq!(store.compact_now().await.unwrap(), 0);
     assert_eq!(store.snapshot("ds").unwrap().segments.len(), 4);
     assert!(store.merges_deferred() >= 1);
+    let deferred = seen.lock().unwrap().drain(..).collect::<Vec<_>>();
+    assert_eq!(
+        deferred.len() as u64,
+        store.merges_deferred(),
+        "{deferred:?}"
+    );
+    assert!(
+        deferred.iter().all(
+            |a| matches!(a, Activity::MergeDeferred { level: 1, need_bytes, .. } if *need_bytes > 0)
+        ),
+        "{deferred:?}"
+    );
 
     // Room again: the deferred merges run, and every event is there once.
     guard.observe(0);
@@ -194,4 +234,27 @@ async fn merges_wait_for_room_under_the_memory_bound() {
     let snap = store.snapshot("ds").unwrap();
     assert!(snap.segments.len() < 4, "{} segments", snap.segments.len());
     assert_eq!(ids(&snap, dir.path()), vec![0, 1, 2, 3]);
+    let merged = seen.lock().unwrap().drain(..).collect::<Vec<_>>();
+    let (inputs, rows): (usize, u64) = merged
+        .iter()
+        .map(|a| match a {
+            Activity::Merged {
+                inputs,
+                rows,
+                outputs,
+                input_bytes,
+                output_bytes,
+                ..
+            } => {
+                assert!(
+                    *outputs >= 1 && *input_bytes > 0 && *output_bytes > 0,
+                    "{a:?}"
+                );
+                (*inputs, *rows)
+            }
+            other => panic!("not a merge: {other:?}"),
+        })
+        .fold((0, 0), |(i, r), (a, b)| (i + a, r + b));
+    // Every merge is reported: their inputs are the 4 flushes and what earlier merges wrote.
+    assert!(inputs >= 4 && rows >= 4, "{merged:?}");
 }

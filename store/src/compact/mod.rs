@@ -345,22 +345,39 @@ impl Inner {
                     Ok(m) => m,
                     Err(e) => {
                         warn!(dataset = %name, partition = p, level = task.level, error = %e, "merge failed; will retry");
+                        self.report(crate::Activity::MergeFailed {
+                            dataset: name.clone(),
+                            partition: p,
+                            level: task.level,
+                            error: e.to_string(),
+                        });
                         continue;
                     }
                 };
                 match merged {
-                    Some((rows, outputs)) => {
+                    Some(done) => {
                         ran += 1;
                         info!(
                             dataset = %name,
                             partition = p,
                             level = task.level,
                             inputs = task.inputs.len(),
-                            outputs,
-                            rows,
+                            outputs = done.outputs,
+                            rows = done.rows,
                             ms = started.elapsed().as_millis() as u64,
                             "merged segments"
                         );
+                        self.report(crate::Activity::Merged {
+                            dataset: name.clone(),
+                            partition: p,
+                            level: task.level,
+                            inputs: task.inputs.len(),
+                            input_bytes: done.input_bytes,
+                            outputs: done.outputs,
+                            output_bytes: done.output_bytes,
+                            rows: done.rows,
+                            took: started.elapsed(),
+                        });
                     }
                     None => {
                         debug!(dataset = %name, partition = p, "merge skipped: inputs changed or no memory room")
@@ -379,7 +396,7 @@ impl Inner {
         name: &str,
         p: Partition,
         task: &MergeTask,
-    ) -> Result<Option<(u64, usize)>> {
+    ) -> Result<Option<MergeDone>> {
         let (inputs, schema) = {
             let state = read_lock(&self.state);
             let Some(d) = state.datasets.get(name) else {
@@ -414,6 +431,12 @@ impl Inner {
             && !guard.has_room_for(need)
         {
             self.merges_deferred.fetch_add(1, Ordering::Relaxed);
+            self.report(crate::Activity::MergeDeferred {
+                dataset: name.to_owned(),
+                partition: p,
+                level: task.level,
+                need_bytes: need,
+            });
             debug!(
                 dataset = %name,
                 partition = p,
@@ -508,6 +531,7 @@ impl Inner {
             );
         }
         let n_out = outputs.len();
+        let output_bytes = outputs.iter().map(|o| o.bytes).sum();
         let this = self.clone();
         let dataset = name.to_owned();
         let ids = task.inputs.clone();
@@ -524,7 +548,12 @@ impl Inner {
             return Ok(None);
         }
         self.retire(inputs.into_iter().map(|s| s.path));
-        Ok(Some((out_rows, n_out)))
+        Ok(Some(MergeDone {
+            rows: out_rows,
+            outputs: n_out,
+            input_bytes: in_bytes,
+            output_bytes,
+        }))
     }
 
     /// Swaps `inputs` for `outputs` in partition `p`'s catalog, atomically on disk and in
@@ -576,6 +605,14 @@ impl Inner {
         }
         Ok(true)
     }
+}
+
+/// What a committed merge did.
+struct MergeDone {
+    rows: u64,
+    outputs: usize,
+    input_bytes: u64,
+    output_bytes: u64,
 }
 
 /// The id of a segment file name `pNNNNN-IIIIIIIIIIII-token.parquet`.
