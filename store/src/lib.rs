@@ -13,6 +13,8 @@
 //! - `catalog`: one atomically replaced catalog file per log partition.
 //! - `hot`: the hot tail and schema conformance of batches.
 //! - `segment`: Parquet encoding.
+//! - [`Store::watch`] tells one watcher about each flush and merge ([`Activity`]): the server
+//!   turns them into Eventide's own events.
 //!
 //! # Partitions and processes
 //! A log partition is the unit of ownership: only the process that owns a partition (the log
