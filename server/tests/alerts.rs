@@ -117,6 +117,8 @@ async fn trigger_notifies_once_when_it_fires_and_once_when_it_resolves_across_a_
             &[json!({"data": {"service.name": "api", "http.status_code": 200}})],
         )
         .await;
+    // Queryable once the store has read it from the log (milliseconds, more under load).
+    assert_eq!(server.wait_count("shop", 1).await, 1);
     let deploy_time = now_s() as i64 - 1;
     let (s, deploy) = server.call(
         reqwest::Method::POST,

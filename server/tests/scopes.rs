@@ -207,6 +207,7 @@ async fn every_route_checks_the_scope_and_dataset_of_its_key() {
         server
             .send_batch(ds, &[json!({"data": {"service.name": "x"}})])
             .await;
+        assert_eq!(server.wait_count(&format!("\"{ds}\""), 1).await, 1);
     }
 
     let mut checked = 0;
