@@ -4,7 +4,8 @@
 //! - **L0**: a flush of the hot tail, any time range.
 //! - **L1**: L0 segments merged and split at hour boundaries (one rewrite). Fires once a
 //!   partition has `tier` L0 segments, or at least two that have all settled, or a single
-//!   settled one that spans several hours.
+//!   settled one that spans several hours or whose hour has closed (the last flush of a
+//!   dataset that went quiet, which would otherwise stay beside its hour's files for good).
 //! - **L2**: every L1/L2 segment of an hour window that has closed (its end plus `grace` is
 //!   past), merged into as few files as the target size allows (second rewrite).
 //! - **L3**: the L1/L2 segments of a closed day merged into one file when together they are
@@ -31,7 +32,8 @@ pub struct MergeTask {
 /// Plans merges over the committed segments of one (dataset, partition).
 ///
 /// Invariant (checked by proptest in `tests`): every input exists and appears in at most one
-/// task, each task has at least two inputs or splits one L0 segment that straddles hours, and
+/// task, each task has at least two inputs or rewrites one settled L0 segment that straddles
+/// hours or lies in a closed hour, and
 /// executing the tasks loses and duplicates nothing, with every output inside one window.
 pub trait MergePolicy: Send + Sync + std::fmt::Debug {
     fn plan(&self, segments: &[SegmentMeta], now_us: i64) -> Vec<MergeTask>;
@@ -90,9 +92,12 @@ impl MergePolicy for TimeWindowPolicy {
             .iter()
             .all(|s| s.created_us.saturating_add(self.grace_us) <= now_us);
         // A lone settled flush that spans several hours is split too, so retention and time
-        // pruning can work per window.
-        let lone_straddler = l0.len() == 1 && settled && contained(l0[0], HOUR_US).is_none();
-        if lone_straddler {
+        // pruning can work per window; one inside a closed hour becomes L1, so the hour's L2
+        // merge (and the day's L3) takes it in.
+        let lone = l0.len() == 1
+            && settled
+            && contained(l0[0], HOUR_US).is_none_or(|w| w + HOUR_US + self.grace_us <= now_us);
+        if lone {
             tasks.push(MergeTask {
                 inputs: vec![l0[0].id],
                 level: 1,
@@ -304,12 +309,12 @@ mod tests {
                         && metas.iter().any(|m| {
                             m.id == t.inputs[0]
                                 && m.level == 0
-                                && window_of(m.min_time_us, HOUR_US)
-                                    != window_of(m.max_time_us, HOUR_US)
+                                && contained(m, HOUR_US)
+                                    .is_none_or(|w| w + HOUR_US + policy.grace_us <= now)
                         });
                     prop_assert!(
                         t.inputs.len() >= 2 || lone,
-                        "a task merges at least two segments or splits a straddling flush"
+                        "a task merges at least two segments or rewrites a straddling flush or one of a closed hour"
                     );
                     let mut bytes = 0;
                     for id in &t.inputs {
@@ -337,16 +342,16 @@ mod tests {
                 }
             }
             // At the fixed point (all test data is settled) no flush-level segment is left
-            // unless it fits in one hour alone, and every closed hour holds at most one small
-            // file below the L3 level.
+            // unless it fits alone in one hour that has not closed, and every closed hour
+            // holds at most one small file below the L3 level.
             let metas: Vec<SegmentMeta> = segs.iter().map(|s| s.meta.clone()).collect();
             if policy.plan(&metas, now).is_empty() {
                 let l0: Vec<&SegmentMeta> = metas.iter().filter(|m| m.level == 0).collect();
                 prop_assert!(
                     l0.is_empty()
                         || (l0.len() == 1
-                            && window_of(l0[0].min_time_us, HOUR_US)
-                                == window_of(l0[0].max_time_us, HOUR_US)),
+                            && contained(l0[0], HOUR_US)
+                                .is_some_and(|w| w + HOUR_US + policy.grace_us > now)),
                     "flushes left: {:?}", l0
                 );
                 let mut per_hour: BTreeMap<i64, usize> = BTreeMap::new();
@@ -390,6 +395,34 @@ mod tests {
         assert_eq!(segs.len(), 1, "{segs:?}");
         assert_eq!(segs[0].meta.level, 3);
         assert_eq!(segs[0].rows.len(), 96);
+    }
+
+    #[test]
+    fn the_last_flush_of_a_quiet_dataset_joins_its_hour_once_the_hour_closes() {
+        let policy = TimeWindowPolicy::default();
+        let hour = 10 * DAY_US + 3 * HOUR_US;
+        // An hour already merged to one L2 file, and a later lone flush inside the same hour.
+        let l2 = meta(1, 2, &[(hour + 10, 1), (hour + 20, 2)], 0);
+        let l0 = meta(2, 0, &[(hour + 30, 3)], hour + 40 * 60 * 1_000_000);
+        let segs = vec![l2.clone(), l0.clone()];
+        // Settled, but its hour is open: it waits (more flushes may come to merge it with).
+        let open = hour + 50 * 60 * 1_000_000;
+        assert!(policy.plan(&segs, open).is_empty());
+        // The hour closed: the flush becomes L1, then the hour's files merge into one.
+        let closed = hour + HOUR_US + policy.grace_us;
+        let tasks = policy.plan(&segs, closed);
+        assert_eq!(
+            tasks,
+            vec![MergeTask {
+                inputs: vec![2],
+                level: 1,
+                window_us: HOUR_US
+            }]
+        );
+        let l1 = SegmentMeta { level: 1, ..l0 };
+        let tasks = policy.plan(&[l2, l1], closed);
+        assert_eq!(tasks.len(), 1);
+        assert_eq!((tasks[0].level, tasks[0].inputs.len()), (2, 2));
     }
 
     #[test]
