@@ -430,6 +430,12 @@ impl GroupingState {
     /// The partial state of every group so far, as one batch; starts afresh with `fresh`
     /// accumulators when given (more input follows).
     fn emit(&mut self, fresh: Option<Vec<Box<dyn GroupsAccumulator>>>) -> DfResult<RecordBatch> {
+        if self.groups.len() == 0 {
+            // No group: an empty state of the schema's width. Accumulators cannot always
+            // say it (DataFusion's adapter, behind `COUNT(DISTINCT …)`, derives its state
+            // columns from its groups and returns none).
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
+        }
         let mut columns = Vec::with_capacity(self.schema.fields().len());
         for (k, key) in self.keys.iter().enumerate() {
             let values = self
@@ -440,11 +446,7 @@ impl GroupingState {
                 .step_by(self.keys.len().max(1))
                 .map(|&id| key.values[id as usize].clone());
             let want = self.schema.field(k).data_type();
-            let array = if self.groups.len() == 0 {
-                arrow::array::new_empty_array(want)
-            } else {
-                ScalarValue::iter_to_array(values)?
-            };
+            let array = ScalarValue::iter_to_array(values)?;
             columns.push(if array.data_type() == want {
                 array
             } else {
@@ -958,6 +960,65 @@ mod tests {
             .into_iter()
             .map(metrics_of)
             .fold(out, |a, b| a + &b)
+    }
+
+    /// A partition with no rows (one Parquet row group split over two partitions leaves the
+    /// other empty) emits an empty partial state of the right width, whatever the
+    /// accumulators: `COUNT(DISTINCT …)` goes through DataFusion's adapter, which cannot tell
+    /// its state's width without a group.
+    #[tokio::test]
+    async fn an_empty_partition_emits_an_empty_state_of_every_aggregate() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("tier", DataType::Utf8, true),
+            Field::new("latency", DataType::Int64, true),
+            Field::new("buyer", DataType::Utf8, true),
+        ]));
+        let rows = |from: i64, n: i64| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(StringArray::from(
+                        (from..from + n)
+                            .map(|i| ["gold", "silver", "bronze"][(i % 3) as usize])
+                            .collect::<Vec<_>>(),
+                    )),
+                    Arc::new(Int64Array::from((from..from + n).collect::<Vec<_>>())),
+                    Arc::new(StringArray::from(
+                        (from..from + n)
+                            .map(|i| format!("u{}", i % 97))
+                            .collect::<Vec<_>>(),
+                    )),
+                ],
+            )
+            .unwrap()
+        };
+        let sql = "SELECT tier, COUNT(*) AS n, SUM(latency) AS s, COUNT(DISTINCT buyer) AS b \
+                   FROM m GROUP BY tier ORDER BY tier";
+        let mut answers = Vec::new();
+        for interned in [true, false] {
+            let mut state = SessionStateBuilder::new()
+                .with_config(SessionConfig::new().with_target_partitions(2))
+                .with_default_features();
+            if interned {
+                state = state.with_physical_optimizer_rule(Arc::new(InternedGroupingRule));
+            }
+            let ctx = SessionContext::new_with_state(state.build());
+            // Two partitions, the second without rows.
+            let table = MemTable::try_new(
+                Arc::clone(&schema),
+                vec![vec![rows(0, 5000), rows(5000, 5000)], vec![]],
+            )
+            .unwrap();
+            ctx.register_table("m", Arc::new(table)).unwrap();
+            let (got, plan) = run(&ctx, sql).await;
+            assert_eq!(plan.contains("InternedAggregateExec"), interned, "{plan}");
+            answers.push(got);
+        }
+        assert_eq!(answers[0], answers[1]);
+        let n = answers[0]
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(n.iter().flatten().sum::<i64>(), 10_000);
     }
 
     /// The interned grouping reserves what it holds from the query memory pool: a small pool
