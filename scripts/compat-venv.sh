@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Creates (idempotently) the Python virtualenv used by the client-compatibility
 # tests in tests/compat/: real, unmodified PyPI clients (libhoney-py and the
-# OpenTelemetry Python SDK + OTLP/HTTP exporter) that send data to Eventide.
+# OpenTelemetry Python SDK + OTLP/HTTP exporter) that send data to Eventide,
+# and for the differential query checker in tests/differential/ (DuckDB as the
+# reference engine).
 #
 # Location: ${EVENTIDE_COMPAT_VENV:-$HOME/.cache/eventide/compat-venv}
 # Python:   ${EVENTIDE_COMPAT_PYTHON:-python3}
@@ -29,7 +31,8 @@ idna==3.20
 charset-normalizer==3.5.2
 certifi==2026.10.18
 statsd==4.0.1
-typing_extensions==4.16.0'
+typing_extensions==4.16.0
+duckdb==2.0.1'
 
 VENV="${EVENTIDE_COMPAT_VENV:-$HOME/.cache/eventide/compat-venv}"
 PYTHON="${EVENTIDE_COMPAT_PYTHON:-python3}"
@@ -48,7 +51,7 @@ fi
 up_to_date() {
     [ -x "$VPY" ] && [ -f "$STAMP" ] \
         && [ "$(cat "$STAMP")" = "$REQUIREMENTS" ] \
-        && "$VPY" -c 'import libhoney, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http' >/dev/null 2>&1
+        && "$VPY" -c 'import libhoney, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, duckdb' >/dev/null 2>&1
 }
 
 if ! up_to_date; then

@@ -81,6 +81,10 @@ struct Shared {
     /// Next offset to be made durable; everything below is durable and readable.
     durable: watch::Sender<Offset>,
     first: AtomicU64,
+    /// Groups cut back after a failed write or fsync. Their offsets are handed out again, so
+    /// a read cursor opened before a cut may hold refused records in its buffer: it is
+    /// re-positioned (reading the file again) whenever this moved since it was opened.
+    rollbacks: AtomicU64,
     failed: AtomicBool,
     fsyncs: AtomicU64,
     /// Records per fsync (group commit): counts per bucket of [`GROUP_BUCKETS`], then +Inf.
@@ -93,6 +97,8 @@ struct ReadCursor {
     reader: BufReader<File>,
     seg_base: Offset,
     next: Offset,
+    /// [`Shared::rollbacks`] when the cursor was positioned.
+    rollbacks: u64,
 }
 
 /// The embedded, file-backed [`EventLog`].
@@ -352,6 +358,7 @@ impl EmbeddedLog {
             segments: Mutex::new(segments),
             durable,
             first: AtomicU64::new(first),
+            rollbacks: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
             group_records: Default::default(),
@@ -451,8 +458,13 @@ impl Writer {
                     // durable length, so no partial record stays behind and the offsets are
                     // used again. Only when that fails too does the log stop taking writes.
                     let first = group.first().map_or(self.next, |(_, o)| *o);
+                    // A fault test holds the writer here, between the failed write and the cut.
+                    fail::fail_point!("eventlog-before-rollback");
                     let reason = match self.rollback() {
                         Ok(()) => {
+                            // Before any later group is made durable (readers load `durable`
+                            // first, then this).
+                            self.shared.rollbacks.fetch_add(1, Ordering::AcqRel);
                             self.next = first;
                             warn!(error = %e, "log write failed; the group was rolled back and refused");
                             fault(&e)
@@ -592,11 +604,13 @@ impl Shared {
             }
         };
         let Some(seg) = seg else { return Ok(None) };
+        let rollbacks = self.rollbacks.load(Ordering::Acquire);
         let file = File::open(&seg.path)?;
         let mut cursor = ReadCursor {
             reader: BufReader::with_capacity(1 << 20, file),
             seg_base: seg.base,
             next: seg.base,
+            rollbacks,
         };
         // Skip records below `from` by reading headers and seeking over bodies.
         while cursor.next < from {
@@ -622,12 +636,18 @@ impl Shared {
         from: Offset,
         max_bytes: usize,
     ) -> io::Result<Vec<Record>> {
+        // `durable` before `rollbacks`: a group made durable after a cut is only read by a
+        // cursor that has seen the cut.
         let durable = *self.durable.borrow();
         let from = from.max(self.first.load(Ordering::Acquire));
         if from >= durable {
             return Ok(Vec::new());
         }
-        if slot.as_ref().is_none_or(|c| c.next != from) {
+        let rollbacks = self.rollbacks.load(Ordering::Acquire);
+        if slot
+            .as_ref()
+            .is_none_or(|c| c.next != from || c.rollbacks != rollbacks)
+        {
             *slot = self.seek(from)?;
         }
         let Some(cursor) = slot.as_mut() else {
@@ -699,7 +719,12 @@ impl Shared {
             let mut slot = cursor
                 .lock()
                 .map_err(|_| io::Error::other("read cursor poisoned"))?;
-            shared.read_blocking(&mut slot, from, max_bytes)
+            let read = shared.read_blocking(&mut slot, from, max_bytes);
+            if read.is_err() {
+                // Never go on from a position that failed: the next read seeks afresh.
+                *slot = None;
+            }
+            read
         })
         .await
         .map_err(|e| io_err(&dir, io::Error::other(e)))?
