@@ -1,0 +1,223 @@
+//! The writer thread: group commit (one write and one fsync for every append waiting), the
+//! rollback of a refused group, segment rolls, and the writer's metrics.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, warn};
+
+use super::framing::frame;
+use super::{AppendReq, EmbeddedLogConfig, Segment, Shared, segment_path, sync_dir};
+use crate::{LogError, Offset, Result};
+
+/// The error an injected fault raises: `enospc` (disk full) or else EIO.
+// Used only where `fail`'s `failpoints` feature is on (this crate's fault tests).
+#[allow(dead_code)]
+fn injected(arg: Option<String>) -> io::Error {
+    const ENOSPC: i32 = 28;
+    const EIO: i32 = 5;
+    match arg.as_deref() {
+        Some("enospc") => io::Error::from_raw_os_error(ENOSPC),
+        _ => io::Error::from_raw_os_error(EIO),
+    }
+}
+
+/// What the appenders of a refused group are told.
+fn fault(e: &io::Error) -> LogError {
+    if e.kind() == io::ErrorKind::StorageFull {
+        LogError::DiskFull(e.to_string())
+    } else {
+        LogError::Unavailable(format!("log write failed: {e}"))
+    }
+}
+
+pub(super) struct Writer {
+    pub(super) shared: Arc<Shared>,
+    pub(super) rx: mpsc::Receiver<AppendReq>,
+    pub(super) file: File,
+    pub(super) file_len: u64,
+    pub(super) next: Offset,
+    pub(super) config: EmbeddedLogConfig,
+}
+
+impl Writer {
+    pub(super) fn run(mut self) {
+        let mut buf = Vec::with_capacity(8 << 20);
+        let mut group: Vec<(oneshot::Sender<Result<Offset>>, Offset)> = Vec::new();
+        while let Some(first) = self.rx.blocking_recv() {
+            buf.clear();
+            group.clear();
+            let mut req = Some(first);
+            // Take every append already waiting (up to ~8 MB) into one write and one fsync.
+            while let Some(r) = req.take() {
+                if self.shared.failed.load(Ordering::Acquire) {
+                    let _ = r
+                        .reply
+                        .send(Err(LogError::Failed("earlier write failed".into())));
+                } else {
+                    let offset = self.next;
+                    frame(&mut buf, offset, &r.dataset, &r.payload);
+                    self.next += 1;
+                    group.push((r.reply, offset));
+                }
+                if buf.len() < (8 << 20) {
+                    req = self.rx.try_recv().ok();
+                }
+            }
+            if group.is_empty() {
+                continue;
+            }
+            let result = self.write_group(&buf);
+            match result {
+                Ok(()) => {
+                    self.shared.observe_group(group.len(), buf.len());
+                    self.shared.durable.send_replace(self.next);
+                    for (reply, offset) in group.drain(..) {
+                        let _ = reply.send(Ok(offset));
+                    }
+                    if self.file_len >= self.config.segment_bytes
+                        && let Err(e) = self.roll()
+                    {
+                        error!(error = %e, "could not start a new log segment; refusing writes");
+                        self.shared.failed.store(true, Ordering::Release);
+                    }
+                }
+                Err(e) => {
+                    // Nothing of this group was acknowledged: cut the file back to its last
+                    // durable length, so no partial record stays behind and the offsets are
+                    // used again. Only when that fails too does the log stop taking writes.
+                    let first = group.first().map_or(self.next, |(_, o)| *o);
+                    // A fault test holds the writer here, between the failed write and the cut.
+                    fail::fail_point!("eventlog-before-rollback");
+                    let reason = match self.rollback() {
+                        Ok(()) => {
+                            // Before any later group is made durable (readers load `durable`
+                            // first, then this).
+                            self.shared.rollbacks.fetch_add(1, Ordering::AcqRel);
+                            self.next = first;
+                            warn!(error = %e, "log write failed; the group was rolled back and refused");
+                            fault(&e)
+                        }
+                        Err(e2) => {
+                            error!(error = %e, rollback = %e2, "log write failed and could not be rolled back; refusing writes until restart");
+                            self.shared.failed.store(true, Ordering::Release);
+                            LogError::Failed(format!("{e}; rolling back: {e2}"))
+                        }
+                    };
+                    for (reply, _) in group.drain(..) {
+                        let _ = reply.send(Err(reason.duplicate()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_group(&mut self, buf: &[u8]) -> io::Result<()> {
+        // Fault points for the fault tests: a write that stops halfway, a failing fsync.
+        fail::fail_point!("eventlog-write", |arg| {
+            self.file.write_all(&buf[..buf.len() / 2])?;
+            Err(injected(arg))
+        });
+        self.file.write_all(buf)?;
+        if self.config.fsync {
+            fail::fail_point!("eventlog-fsync", |arg| Err(injected(arg)));
+            self.file.sync_data()?;
+        }
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.file_len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Truncates the active segment back to its durable length (after a failed write).
+    fn rollback(&mut self) -> io::Result<()> {
+        fail::fail_point!("eventlog-rollback", |arg| Err(injected(arg)));
+        self.file.set_len(self.file_len)?;
+        self.file.sync_all()
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        let path = segment_path(&self.shared.dir, self.next);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        sync_dir(&self.shared.dir)?;
+        self.file = file;
+        self.file_len = 0;
+        if let Ok(mut segs) = self.shared.segments.lock() {
+            segs.push(Segment {
+                base: self.next,
+                path,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Upper bounds of the records-per-fsync histogram.
+pub(super) const GROUP_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+impl Shared {
+    fn observe_group(&self, records: usize, bytes: usize) {
+        let records = records as u64;
+        let i = GROUP_BUCKETS.partition_point(|&b| b < records);
+        self.group_records[i].fetch_add(1, Ordering::Relaxed);
+        self.group_records_sum.fetch_add(records, Ordering::Relaxed);
+        self.group_bytes_sum
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Prometheus text of the writer: fsyncs, records per fsync, bytes written, segments.
+    pub(super) fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = "eventide_log_fsync_records";
+        let _ = writeln!(
+            out,
+            "# HELP {name} records made durable by one fsync (group commit)\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, le) in GROUP_BUCKETS.iter().enumerate() {
+            cumulative += self.group_records[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.group_records[GROUP_BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}\n{name}_count {cumulative}",
+            self.group_records_sum.load(Ordering::Relaxed)
+        );
+        let segments = self.segments.lock().map(|s| s.len()).unwrap_or(0);
+        for (name, kind, help, v) in [
+            (
+                "eventide_log_fsyncs_total",
+                "counter",
+                "fsyncs of the embedded log",
+                self.fsyncs.load(Ordering::Relaxed),
+            ),
+            (
+                "eventide_log_written_bytes_total",
+                "counter",
+                "bytes written to the embedded log (framing included)",
+                self.group_bytes_sum.load(Ordering::Relaxed),
+            ),
+            (
+                "eventide_log_segments",
+                "gauge",
+                "segment files the embedded log holds",
+                segments as u64,
+            ),
+            (
+                "eventide_log_failed",
+                "gauge",
+                "1 when the log refuses writes until restarted (a failed write could not be undone)",
+                u64::from(self.failed.load(Ordering::Acquire)),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
+}
