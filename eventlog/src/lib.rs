@@ -31,7 +31,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use embedded::{EmbeddedLog, EmbeddedLogConfig, frame_record, scan_records};
+pub use embedded::{
+    DirLock, EmbeddedLog, EmbeddedLogConfig, LogProblem, LogReport, RepairReport, SegmentReport,
+    frame_record, repair_log, scan_records, verify_log,
+};
 pub use kafka::{KafkaConfig, KafkaLog};
 
 /// Position of a record within its partition; offsets are dense per partition.
@@ -84,6 +87,21 @@ pub enum LogError {
     BehindStore(String),
     #[error("dataset name of {0} bytes is too long for a log record")]
     DatasetTooLong(usize),
+    /// Another process holds the log directory (`LOCK`).
+    #[error(
+        "the log directory {dir} is in use by another eventide process{}: only one process may write it; stop that one first, or give this one another --data-dir",
+        holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked { dir: String, holder: Option<u32> },
+    /// The embedded log holds damage a crash cannot explain: it is not opened until
+    /// `eventide log repair` ran (see `embedded::recovery`).
+    #[error("the embedded log is damaged in {segment} at byte {byte} (offset {offset}): {reason}")]
+    Corrupt {
+        segment: String,
+        byte: u64,
+        offset: Offset,
+        reason: String,
+    },
     #[error("kafka: {0}")]
     Kafka(String),
 }
@@ -103,6 +121,21 @@ impl LogError {
             },
             Self::BehindStore(m) => Self::BehindStore(m.clone()),
             Self::DatasetTooLong(n) => Self::DatasetTooLong(*n),
+            Self::Locked { dir, holder } => Self::Locked {
+                dir: dir.clone(),
+                holder: *holder,
+            },
+            Self::Corrupt {
+                segment,
+                byte,
+                offset,
+                reason,
+            } => Self::Corrupt {
+                segment: segment.clone(),
+                byte: *byte,
+                offset: *offset,
+                reason: reason.clone(),
+            },
             Self::Kafka(m) => Self::Kafka(m.clone()),
         }
     }

@@ -8,7 +8,7 @@
 //! - `serve`: configuration, startup order (log → store replay → ingest registry → HTTP),
 //!   graceful shutdown.
 //! - `api`: the query routes and the JSON error shape for them, `/healthz`, fallbacks.
-//! - `cli`: the `query` and `import` clients.
+//! - `cli`: the `query` and `import` clients; `logcmd`: `eventide log verify|repair`.
 //! - `config`: `serve --config FILE` (TOML settings under the command line and environment).
 //! - `metrics`: `GET /metrics`; `selfevents`: Eventide's own request events (`--self-dataset`).
 
@@ -21,6 +21,7 @@ mod alerts;
 mod api;
 mod cli;
 mod config;
+mod logcmd;
 mod markers;
 mod metrics;
 mod selfevents;
@@ -50,6 +51,12 @@ enum Command {
     Query(cli::QueryArgs),
     /// Bulk-load an NDJSON file (optionally .gz or .zst) into a dataset of a running server.
     Import(cli::ImportArgs),
+    /// Check or repair the embedded log of a data directory (the server must be stopped to
+    /// repair).
+    Log {
+        #[command(subcommand)]
+        command: logcmd::LogCommand,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -130,6 +137,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve::run(args).await,
             Command::Query(args) => cli::query(args).await,
             Command::Import(args) => cli::import(args).await,
+            Command::Log { command } => logcmd::run(command),
             Command::Keys {
                 command:
                     KeysCommand::Create {

@@ -29,12 +29,15 @@ use crate::{
 };
 
 mod framing;
+mod lock;
 mod reader;
 mod recovery;
 mod writer;
 
 pub use framing::{frame_record, scan_records};
+pub use lock::DirLock;
 use recovery::recover;
+pub use recovery::{LogProblem, LogReport, RepairReport, SegmentReport, repair_log, verify_log};
 use writer::{GROUP_BUCKETS, Writer};
 
 /// Settings of the embedded log.
@@ -110,7 +113,10 @@ pub(super) struct ReadCursor {
 /// The embedded, file-backed [`EventLog`].
 pub struct EmbeddedLog {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<AppendReq>,
+    /// `None` once closed (in `drop`), which ends the writer thread.
+    tx: Option<mpsc::Sender<AppendReq>>,
+    /// The writer thread: it holds the directory lock, so `drop` waits for it.
+    writer: Option<std::thread::JoinHandle<()>>,
     pending_bytes: Arc<Semaphore>,
     pending_bytes_max: usize,
     cursor: Arc<Mutex<Option<ReadCursor>>>,
@@ -143,7 +149,8 @@ impl EmbeddedLog {
     /// Opens (or creates) the log in `config.dir`, recovering from any torn tail.
     pub fn open(config: EmbeddedLogConfig) -> Result<Self> {
         let dir = config.dir.clone();
-        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        // Before anything is read: a second process on this directory stops here.
+        let lock = DirLock::acquire(&dir)?;
         let (mut segments, mut next, mut active_len) = recover(&dir)?;
         if next < config.min_next_offset {
             let first = segments.first().map(|s| s.base).unwrap_or(next);
@@ -200,17 +207,19 @@ impl EmbeddedLog {
             file_len: active_len,
             next,
             config: config.clone(),
+            _lock: lock,
         };
-        // The writer thread ends by itself once this log (the only sender) is dropped and the
-        // appends already queued are written.
-        std::thread::Builder::new()
+        // The writer thread ends once this log (the only sender) is dropped and the appends
+        // already queued are written.
+        let writer = std::thread::Builder::new()
             .name("eventlog-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| io_err(&config.dir, e))?;
         let permits = (config.max_pending_bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
             shared,
-            tx,
+            tx: Some(tx),
+            writer: Some(writer),
             pending_bytes: Arc::new(Semaphore::new(permits)),
             pending_bytes_max: permits,
             cursor: Arc::new(Mutex::new(None)),
@@ -238,7 +247,11 @@ impl EmbeddedLog {
         max_bytes: usize,
         wait: Duration,
     ) -> Result<Vec<Record>> {
-        self.shared.read(&self.cursor, from, max_bytes, wait).await
+        Ok(self
+            .shared
+            .read(&self.cursor, from, max_bytes, wait)
+            .await?
+            .0)
     }
 
     /// Declares records below `upto` no longer needed; whole segments below it are deleted.
@@ -277,7 +290,8 @@ impl EmbeddedLog {
             payload,
             reply,
         };
-        self.tx.try_send(req).map_err(|e| match e {
+        let tx = self.tx.as_ref().ok_or(LogError::Closed)?;
+        tx.try_send(req).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 LogError::Saturated("too many appends waiting for the disk")
             }
@@ -329,13 +343,11 @@ struct EmbeddedConsumer {
 impl LogConsumer for EmbeddedConsumer {
     async fn poll(&self, max_bytes: usize, wait: Duration) -> Result<Vec<Record>> {
         let from = self.next.load(Ordering::Acquire);
-        let records = self
+        let (records, next) = self
             .shared
             .read(&self.cursor, from, max_bytes, wait)
             .await?;
-        if let Some(last) = records.last() {
-            self.next.store(last.offset + 1, Ordering::Release);
-        }
+        self.next.store(next, Ordering::Release);
         Ok(records)
     }
 
@@ -353,8 +365,15 @@ impl LogConsumer for EmbeddedConsumer {
 }
 
 impl Drop for EmbeddedLog {
+    /// Closes the log: the appends already queued are written, then the writer thread ends
+    /// and releases the directory lock before this returns, so the directory can be opened
+    /// again at once.
     fn drop(&mut self) {
         self.pending_bytes.close();
+        self.tx.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tracing::info;
 
 use super::framing::{HEADER, RawRecord, read_record};
+use super::recovery::TOMBSTONE;
 use super::{ReadCursor, Segment, Shared, io_err};
 use crate::{LogError, Offset, Record, Result};
 
@@ -61,13 +62,13 @@ impl Shared {
         slot: &mut Option<ReadCursor>,
         from: Offset,
         max_bytes: usize,
-    ) -> io::Result<Vec<Record>> {
+    ) -> io::Result<(Vec<Record>, Offset)> {
         // `durable` before `rollbacks`: a group made durable after a cut is only read by a
         // cursor that has seen the cut.
         let durable = *self.durable.borrow();
         let from = from.max(self.first.load(Ordering::Acquire));
         if from >= durable {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), from));
         }
         let rollbacks = self.rollbacks.load(Ordering::Acquire);
         if slot
@@ -77,7 +78,7 @@ impl Shared {
             *slot = self.seek(from)?;
         }
         let Some(cursor) = slot.as_mut() else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), from));
         };
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -95,8 +96,12 @@ impl Shared {
                             format!("log offset {offset} where {} was expected", cursor.next),
                         ));
                     }
-                    bytes += payload.len();
                     cursor.next += 1;
+                    if dataset == TOMBSTONE {
+                        // An offset `eventide log repair` marked lost: nothing to read.
+                        continue;
+                    }
+                    bytes += payload.len();
                     out.push(Record {
                         partition: 0,
                         offset,
@@ -115,7 +120,7 @@ impl Shared {
                 }
             }
         }
-        Ok(out)
+        Ok((out, cursor.next))
     }
 }
 
@@ -126,7 +131,7 @@ impl Shared {
         from: Offset,
         max_bytes: usize,
         wait: Duration,
-    ) -> Result<Vec<Record>> {
+    ) -> Result<(Vec<Record>, Offset)> {
         let mut durable_rx = self.durable.subscribe();
         if *durable_rx.borrow_and_update() <= from {
             let _ = tokio::time::timeout(wait, async {

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 use super::framing::frame;
-use super::{AppendReq, EmbeddedLogConfig, Segment, Shared, segment_path, sync_dir};
+use super::{AppendReq, DirLock, EmbeddedLogConfig, Segment, Shared, segment_path, sync_dir};
 use crate::{LogError, Offset, Result};
 
 /// The error an injected fault raises: `enospc` (disk full) or else EIO.
@@ -41,6 +41,8 @@ pub(super) struct Writer {
     pub(super) file_len: u64,
     pub(super) next: Offset,
     pub(super) config: EmbeddedLogConfig,
+    /// The directory lock, released when the thread ends.
+    pub(super) _lock: DirLock,
 }
 
 impl Writer {

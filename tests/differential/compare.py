@@ -1,0 +1,202 @@
+"""Normalizing both engines' answers and comparing them: multisets of rows, orders, and
+LIMIT windows whose boundary rows tie on the sort keys."""
+
+import datetime as dt
+import decimal
+import math
+
+from events import EPOCH
+
+REL, ABS = 1e-6, 1e-9
+US = dt.timedelta(microseconds=1)
+
+
+def parse_rfc3339(s):
+    return (dt.datetime.fromisoformat(s.replace("Z", "+00:00")) - EPOCH) // US
+
+
+def parse_time(s):
+    h, m, rest = s.split(":")
+    sec, _, frac = rest.partition(".")
+    return ((int(h) * 60 + int(m)) * 60 + int(sec)) * 1_000_000 + int((frac + "000000")[:6])
+
+
+def norm_eventide(v, typ):
+    if v is None:
+        return None
+    if typ == "timestamp":
+        return parse_rfc3339(v)
+    if typ.startswith("time64") or typ.startswith("time32"):
+        return parse_time(v)
+    return v
+
+
+def norm_duck(v):
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=dt.timezone.utc)
+        return (v - EPOCH) // US
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, dt.time):
+        return ((v.hour * 60 + v.minute) * 60 + v.second) * 1_000_000 + v.microsecond
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, dict):
+        return {k: norm_duck(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [norm_duck(x) for x in v]
+    return v
+
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def veq(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _num(a) and _num(b):
+        if isinstance(a, int) and isinstance(b, int):
+            return a == b
+        a, b = float(a), float(b)
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        d = abs(a - b)
+        return d <= ABS or d <= REL * max(abs(a), abs(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(veq(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(veq(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def _canon(v):
+    """A sort key that treats near-equal numbers alike (most of the time)."""
+    if v is None:
+        return (0,)
+    if isinstance(v, bool):
+        return (1, v)
+    if _num(v):
+        return (2, float(f"{float(v):.8g}"))
+    if isinstance(v, str):
+        return (3, v)
+    if isinstance(v, dict):
+        return (4, tuple((k, _canon(x)) for k, x in sorted(v.items())))
+    if isinstance(v, (list, tuple)):
+        return (5, tuple(_canon(x) for x in v))
+    return (6, repr(v))
+
+
+def _exact(v):
+    """The parts of a value that must match exactly (numbers are compared with a tolerance)."""
+    if _num(v):
+        return "#"
+    if isinstance(v, dict):
+        return tuple((k, _exact(x)) for k, x in sorted(v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_exact(x) for x in v)
+    return (type(v).__name__, v)
+
+
+def row_eq(a, b):
+    return len(a) == len(b) and all(veq(x, y) for x, y in zip(a, b))
+
+
+def match(rows_a, rows_b):
+    """Pairs rows of a with equal rows of b: (unmatched of a, unmatched of b)."""
+    sa = sorted(rows_a, key=lambda r: tuple(_canon(v) for v in r))
+    sb = sorted(rows_b, key=lambda r: tuple(_canon(v) for v in r))
+    if len(sa) == len(sb) and all(row_eq(x, y) for x, y in zip(sa, sb)):
+        return [], []
+    buckets = {}
+    for r in rows_b:
+        buckets.setdefault(tuple(_exact(v) for v in r), []).append(r)
+    left = []
+    for r in rows_a:
+        cands = buckets.get(tuple(_exact(v) for v in r), [])
+        for i, c in enumerate(cands):
+            if row_eq(r, c):
+                cands.pop(i)
+                break
+        else:
+            left.append(r)
+    return left, [r for rs in buckets.values() for r in rs]
+
+
+def multiset_diff(got, want):
+    """None when equal as multisets, else a description."""
+    if len(got) != len(want) and (len(got) > 20000 or len(want) > 20000):
+        return f"{len(got)} rows, expected {len(want)}"
+    extra, missing = match(got, want)
+    if not extra and not missing:
+        return None
+    return (f"{len(got)} rows, expected {len(want)}; unexpected {len(extra)}: {_short(extra)};"
+            f" missing {len(missing)}: {_short(missing)}")
+
+
+def _short(rows, n=5):
+    out = [list(r) for r in rows[:n]]
+    return repr(out)[:1500] + (" …" if len(rows) > n else "")
+
+
+def cmp_vals(a, b, nulls_first):
+    if a is None and b is None:
+        return 0
+    if a is None:
+        return -1 if nulls_first else 1
+    if b is None:
+        return 1 if nulls_first else -1
+    if _num(a) and _num(b) and veq(a, b):
+        return 0
+    return (a > b) - (a < b)
+
+
+def row_cmp(a, b, keys):
+    for i, desc, nulls_first in keys:
+        x, y = a[i], b[i]
+        c = cmp_vals(x, y, nulls_first)
+        if c and desc and x is not None and y is not None:
+            c = -c
+        if c:
+            return c
+    return 0
+
+
+def order_diff(rows, keys):
+    for i in range(1, len(rows)):
+        if row_cmp(rows[i - 1], rows[i], keys) > 0:
+            return f"rows {i - 1} and {i} are out of order: {_short([rows[i - 1], rows[i]])}"
+    return None
+
+
+def window_diff(got, full, keys, offset, limit):
+    """got must be rows [offset, offset+limit) of the sorted `full`, where rows whose sort keys
+    tie (within the float tolerance) may come in any order and either side of the window's
+    ends."""
+    offset = offset or 0
+    n = max(0, min(limit, len(full) - offset))
+    if len(got) != n:
+        return f"{len(got)} rows, expected {n} (of {len(full)} before LIMIT/OFFSET)"
+    d = order_diff(got, keys)
+    if d:
+        return d
+    if n == 0:
+        return None
+    run, ids = 0, []
+    for i in range(len(full)):
+        if i and row_cmp(full[i - 1], full[i], keys) != 0:
+            run += 1
+        ids.append(run)
+    first, last = ids[offset], ids[offset + n - 1]
+    cands = [r for r, k in zip(full, ids) if first <= k <= last]
+    required = [r for r, k in zip(full, ids) if first < k < last]
+    extra, _ = match(got, cands)
+    if extra:
+        return f"unexpected rows {_short(extra)} (expected rows {offset}..{offset + n} of the order)"
+    missing, _ = match(required, got)
+    if missing:
+        return f"missing rows {_short(missing)}"
+    return None
