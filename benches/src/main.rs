@@ -634,7 +634,11 @@ fn encodings(events: u64) -> anyhow::Result<()> {
         schema.admit(&mut e, limits.max_columns_per_dataset)?;
         evs.push(e);
     }
-    let batch = eventide_model::events_to_batch(&schema, &evs)?;
+    let batches = eventide_model::events_to_batches(&schema, &evs)?;
+    let batch = eventide_model::chunks::concat_by_name(
+        &schema.arrow_schema(),
+        &batches.iter().collect::<Vec<_>>(),
+    )?;
     drop(evs);
     let idx = lexsort_to_indices(
         &[SortColumn {

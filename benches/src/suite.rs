@@ -98,7 +98,7 @@ struct DecodeReport {
 /// One core: `/1/batch` bodies → Arrow batch → log payload, with the server's decoder.
 fn decode_ceiling(events: u64) -> anyhow::Result<DecodeReport> {
     use eventide_ingest::decode::{Defaults, json_batch_into};
-    use eventide_model::{ColumnarBatch, DatasetSchema, Limits, encode_batch};
+    use eventide_model::{ColumnarBatch, DatasetSchema, Limits, encode_records};
     let (bodies, bytes) = crate::batch_bodies(
         7,
         generator::DEFAULT_START_US,
@@ -131,8 +131,8 @@ fn decode_ceiling(events: u64) -> anyhow::Result<DecodeReport> {
             for (name, t) in batch.new_columns() {
                 schema.merge_column(name, *t);
             }
-            if let Some(b) = batch.finish()? {
-                payload_bytes += std::hint::black_box(encode_batch(&b)?).len();
+            for (b, _) in encode_records(&batch.finish()?, limits.max_record_bytes)? {
+                payload_bytes += std::hint::black_box(b).len();
             }
         }
         best = best.min(t.elapsed().as_secs_f64());

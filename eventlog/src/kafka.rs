@@ -27,7 +27,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset as KOffset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -55,6 +55,14 @@ pub struct KafkaConfig {
     pub max_message_bytes: usize,
     /// How fast a dead store process's partitions move to the others.
     pub session_timeout: Duration,
+    /// `transactional.id` of the producer that appends requests of several records in one
+    /// transaction: stable per process of a data directory, so a restarted process fences
+    /// the transaction its predecessor left open at once. `None`: one per process run.
+    pub transactional_id: Option<String>,
+    /// `group.instance.id` of the store consumer (static membership): stable per process of
+    /// a data directory, so a restarted store gets its partitions back at once, without a
+    /// rebalance. `None`: dynamic membership.
+    pub group_instance_id: Option<String>,
 }
 
 impl KafkaConfig {
@@ -68,6 +76,8 @@ impl KafkaConfig {
             delivery_timeout: Duration::from_secs(15),
             max_message_bytes: 16 * 1024 * 1024,
             session_timeout: Duration::from_secs(10),
+            transactional_id: None,
+            group_instance_id: None,
         }
     }
 }
@@ -138,6 +148,9 @@ fn kerr(e: KafkaError) -> LogError {
 pub struct KafkaLog {
     config: KafkaConfig,
     producer: FutureProducer<QuietContext>,
+    /// The transactional producer for requests of several records, made on first use; one
+    /// transaction at a time.
+    transactional: tokio::sync::Mutex<Option<Arc<FutureProducer<QuietContext>>>>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -192,35 +205,185 @@ impl KafkaLog {
             )
             .create_with_context(QuietContext::default())
             .map_err(kerr)?;
-        Ok(Self { config, producer })
+        Ok(Self {
+            config,
+            producer,
+            transactional: tokio::sync::Mutex::new(None),
+        })
     }
-}
 
-#[async_trait]
-impl EventLog for KafkaLog {
-    async fn append(&self, dataset: &str, payload: Bytes) -> Result<Position> {
+    /// The record of `payload` for `dataset`.
+    fn record<'a>(&'a self, dataset: &'a str, payload: &'a [u8]) -> FutureRecord<'a, (), [u8]> {
         // No key: records spread over all partitions (and so over all store processes); the
         // dataset travels in a header.
         let headers = OwnedHeaders::new().insert(Header {
             key: DATASET_HEADER,
             value: Some(dataset.as_bytes()),
         });
-        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&self.config.topic)
-            .payload(&payload[..])
-            .headers(headers);
+        FutureRecord::to(&self.config.topic)
+            .payload(payload)
+            .headers(headers)
+    }
+
+    /// Appends one record through the idempotent producer.
+    async fn append_one(&self, dataset: &str, payload: &[u8]) -> Result<Position> {
         // Waiting for room in the local queue is bounded too; the delivery itself is bounded by
         // message.timeout.ms, after which the record is reported failed (never silently lost).
-        match self.producer.send(record, Duration::from_secs(1)).await {
+        match self
+            .producer
+            .send(self.record(dataset, payload), Duration::from_secs(1))
+            .await
+        {
             Ok(d) => Ok(Position {
                 partition: d.partition as Partition,
                 offset: d.offset as Offset,
             }),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                Err(LogError::Saturated("the kafka producer queue is full"))
+            Err((e, _)) => Err(delivery_error(e)),
+        }
+    }
+
+    /// The transactional producer, made and initialised on first use (a blocking call).
+    async fn transactional(
+        &self,
+        slot: &mut Option<Arc<FutureProducer<QuietContext>>>,
+    ) -> Result<Arc<FutureProducer<QuietContext>>> {
+        if let Some(p) = slot {
+            return Ok(p.clone());
+        }
+        let id = self
+            .config
+            .transactional_id
+            .clone()
+            .unwrap_or_else(|| format!("eventide-tx-{:016x}", rand_u64()));
+        let max = self.config.max_message_bytes.to_string();
+        let producer: FutureProducer<QuietContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("transactional.id", &id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "2")
+            .set("message.max.bytes", &max)
+            .set(
+                "message.timeout.ms",
+                self.config.delivery_timeout.as_millis().to_string(),
+            )
+            // A transaction a dead process left open blocks read-committed consumers of its
+            // partitions until this passes (or its successor, same id, fences it).
+            .set(
+                "transaction.timeout.ms",
+                (self.config.delivery_timeout + Duration::from_secs(5))
+                    .as_millis()
+                    .to_string(),
+            )
+            .create_with_context(QuietContext::default())
+            .map_err(kerr)?;
+        let producer = Arc::new(producer);
+        let p = producer.clone();
+        let timeout = self.config.delivery_timeout;
+        tokio::task::spawn_blocking(move || p.init_transactions(timeout))
+            .await
+            .map_err(|e| LogError::Kafka(e.to_string()))?
+            .map_err(|e| LogError::Unavailable(format!("kafka transactions: {e}")))?;
+        info!(transactional_id = %id, "kafka transactional producer ready");
+        *slot = Some(producer.clone());
+        Ok(producer)
+    }
+
+    /// Appends several records in one transaction: consumers (read-committed) see all of them
+    /// or none.
+    async fn append_transaction(&self, dataset: &str, payloads: &[Bytes]) -> Result<Vec<Position>> {
+        let mut slot = self.transactional.lock().await;
+        let producer = self.transactional(&mut slot).await?;
+        let timeout = self.config.delivery_timeout;
+        let blocking =
+            |f: fn(&FutureProducer<QuietContext>, Duration) -> rdkafka::error::KafkaResult<()>| {
+                let p = producer.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || f(&p, timeout))
+                        .await
+                        .map_err(|e| LogError::Kafka(e.to_string()))
+                }
+            };
+        blocking(|p, _| p.begin_transaction())
+            .await?
+            .map_err(|e| LogError::Unavailable(format!("kafka transactions: {e}")))?;
+        let sends = payloads
+            .iter()
+            .map(|payload| producer.send(self.record(dataset, payload), Duration::from_secs(1)));
+        let delivered = futures::future::join_all(sends).await;
+        let mut positions = Vec::with_capacity(payloads.len());
+        let mut failed = None;
+        for d in delivered {
+            match d {
+                Ok(d) => positions.push(Position {
+                    partition: d.partition as Partition,
+                    offset: d.offset as Offset,
+                }),
+                Err((e, _)) => failed = Some(delivery_error(e)),
             }
-            Err((e, _)) => Err(LogError::Unavailable(format!(
-                "kafka did not acknowledge the batch: {e}"
-            ))),
+        }
+        let committed = match failed {
+            None => blocking(|p, t| p.commit_transaction(t)).await?,
+            Some(e) => {
+                self.abort(&producer, &mut slot, timeout).await;
+                return Err(e);
+            }
+        };
+        match committed {
+            Ok(()) => Ok(positions),
+            Err(e) => {
+                self.abort(&producer, &mut slot, timeout).await;
+                Err(LogError::Unavailable(format!(
+                    "kafka did not commit the request's records: {e}"
+                )))
+            }
+        }
+    }
+
+    /// Aborts the open transaction; a producer that cannot abort is dropped (the next
+    /// request makes a new one, whose initialisation fences this one).
+    async fn abort(
+        &self,
+        producer: &Arc<FutureProducer<QuietContext>>,
+        slot: &mut Option<Arc<FutureProducer<QuietContext>>>,
+        timeout: Duration,
+    ) {
+        let p = producer.clone();
+        let aborted = tokio::task::spawn_blocking(move || p.abort_transaction(timeout)).await;
+        if !matches!(aborted, Ok(Ok(()))) {
+            warn!("kafka transaction could not be aborted; the transactional producer is replaced");
+            *slot = None;
+        }
+    }
+}
+
+/// What a failed delivery means to the appender.
+fn delivery_error(e: KafkaError) -> LogError {
+    match e {
+        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+            LogError::Saturated("the kafka producer queue is full")
+        }
+        e => LogError::Unavailable(format!("kafka did not acknowledge the batch: {e}")),
+    }
+}
+
+/// A random number from the clock and the process id (no cryptographic use).
+fn rand_u64() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    (nanos as u64) ^ (u64::from(std::process::id()) << 40) ^ ((nanos >> 64) as u64)
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    async fn append_all(&self, dataset: &str, payloads: Vec<Bytes>) -> Result<Vec<Position>> {
+        match payloads.as_slice() {
+            [] => Ok(Vec::new()),
+            [one] => Ok(vec![self.append_one(dataset, one).await?]),
+            many => self.append_transaction(dataset, many).await,
         }
     }
 
@@ -335,6 +498,9 @@ impl KafkaConsumer {
                 (config.max_message_bytes * 4).to_string(),
             )
             .set("fetch.wait.max.ms", "50")
+            // Records of a request appended in a transaction are seen once it commits, and
+            // never when it aborts.
+            .set("isolation.level", "read_committed")
             .create_with_context(ctx)
             .map_err(kerr)?;
         consumer.subscribe(&[&config.topic]).map_err(kerr)?;

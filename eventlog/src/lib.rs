@@ -87,6 +87,9 @@ pub enum LogError {
     BehindStore(String),
     #[error("dataset name of {0} bytes is too long for a log record")]
     DatasetTooLong(usize),
+    /// A record larger than the log takes (ingest bounds its records well below this).
+    #[error("a log record of {bytes} bytes is larger than the log takes ({limit} bytes)")]
+    RecordTooLarge { bytes: usize, limit: usize },
     /// Another process holds the log directory (`LOCK`).
     #[error(
         "the log directory {dir} is in use by another eventide process{}: only one process may write it; stop that one first, or give this one another --data-dir",
@@ -121,6 +124,10 @@ impl LogError {
             },
             Self::BehindStore(m) => Self::BehindStore(m.clone()),
             Self::DatasetTooLong(n) => Self::DatasetTooLong(*n),
+            Self::RecordTooLarge { bytes, limit } => Self::RecordTooLarge {
+                bytes: *bytes,
+                limit: *limit,
+            },
             Self::Locked { dir, holder } => Self::Locked {
                 dir: dir.clone(),
                 holder: *holder,
@@ -158,8 +165,18 @@ pub trait PartitionOwner: Send + Sync + 'static {
 /// A durable, ordered, partitioned log of dataset batches.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
+    /// Appends the records of one request atomically and returns where they landed once
+    /// they are durable: all of them, or none (an error). Embedded: one group commit. Kafka:
+    /// one record through the idempotent producer, several in one transaction.
+    async fn append_all(&self, dataset: &str, payloads: Vec<Bytes>) -> Result<Vec<Position>>;
+
     /// Appends one record and returns where it landed once it is durable.
-    async fn append(&self, dataset: &str, payload: Bytes) -> Result<Position>;
+    async fn append(&self, dataset: &str, payload: Bytes) -> Result<Position> {
+        self.append_all(dataset, vec![payload])
+            .await?
+            .pop()
+            .ok_or(LogError::Closed)
+    }
 
     /// Starts consuming on behalf of `owner` (one consumer per process).
     fn consume(&self, owner: Arc<dyn PartitionOwner>) -> Result<Arc<dyn LogConsumer>>;

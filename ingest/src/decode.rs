@@ -518,14 +518,14 @@ mod tests {
         let body = format!("[{{\"data\":{doc}}}]");
         let out = json_batch_into(body.as_bytes(), &d(), &limits, &mut b).unwrap();
         assert_eq!(out, vec![None]);
-        let batch = b.finish().unwrap().unwrap();
+        let batch = b.finish().unwrap().remove(0);
         assert_eq!(strings(&batch, "k"), ["ok"]);
         assert!(batch.column_by_name("n.a").is_none());
 
         let mut b = new_batch();
         let out = ndjson_into(doc.as_bytes(), &d(), &limits, &mut b);
         assert_eq!(out, vec![(1, None)]);
-        assert_eq!(strings(&b.finish().unwrap().unwrap(), "k"), ["ok"]);
+        assert_eq!(strings(&b.finish().unwrap().remove(0), "k"), ["ok"]);
 
         let e = json_event(doc.as_bytes(), &d(), &limits).unwrap();
         assert_eq!(e.fields, want);
@@ -564,7 +564,7 @@ mod tests {
             out[5].as_deref(),
             Some("samplerate must be a positive integer, got [1]")
         );
-        let batch = b.finish().unwrap().unwrap();
+        let batch = b.finish().unwrap().remove(0);
         assert_eq!(batch.num_rows(), 2);
         let ts = column::<TimestampMicrosecondArray>(&batch, "timestamp");
         assert_eq!((ts.value(0), ts.value(1)), (1_700_000_000_000_000, 5));
@@ -586,7 +586,7 @@ mod tests {
         let mut b = new_batch();
         let out = json_batch_into(body, &d(), &Limits::default(), &mut b).unwrap();
         assert_eq!(out, vec![None]);
-        let batch = b.finish().unwrap().unwrap();
+        let batch = b.finish().unwrap().remove(0);
         let names: Vec<String> = batch
             .schema()
             .fields()
@@ -663,7 +663,7 @@ mod tests {
             items[4].1.as_deref(),
             Some("field \"a\" is string but the column is int64")
         );
-        assert_eq!(b.finish().unwrap().unwrap().num_rows(), 2);
+        assert_eq!(b.finish().unwrap().remove(0).num_rows(), 2);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod udp;
 
 use std::sync::Arc;
 
+use arrow::record_batch::RecordBatch;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
@@ -42,7 +43,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
 use eventide_eventlog::EventLog;
-use eventide_model::{ColumnarBatch, DatasetName, Event, Limits, encode_batch, events_to_batch};
+use eventide_model::{
+    ColumnarBatch, DatasetName, Event, Limits, encode_records, events_to_batches,
+};
 use metrics::Endpoint;
 use serde_json::json;
 
@@ -158,22 +161,29 @@ impl IngestState {
         let prepared = tokio::task::spawn_blocking(move || this.prepare(&ds, items))
             .await
             .map_err(|e| ApiError::Internal(format!("encoder task failed: {e}")))??;
-        match prepared.payload {
-            Some((payload, stored)) => {
-                self.append(dataset.as_str(), payload).await?;
-                Ok(stored)
-            }
-            None => Ok(0),
-        }
+        self.append(dataset.as_str(), prepared.records).await?;
+        Ok(prepared.events)
     }
 
-    /// Appends durably, timing it for `/metrics`.
-    async fn append(&self, dataset: &str, payload: Bytes) -> Result<(), ApiError> {
-        let bytes = payload.len();
+    /// Appends the records of one request durably and atomically (all or none), timing it for
+    /// `/metrics`.
+    async fn append(&self, dataset: &str, records: Vec<Bytes>) -> Result<(), ApiError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let bytes = records.iter().map(Bytes::len).sum();
         let started = std::time::Instant::now();
-        let r = self.log.append(dataset, payload).await;
+        let r = self.log.append_all(dataset, records).await;
         self.metrics.append(started.elapsed(), bytes, r.is_ok());
         r.map(|_| ()).map_err(Into::into)
+    }
+
+    /// The log records of `batches`, each within the record bound; and how many events.
+    fn encode(&self, batches: &[RecordBatch]) -> Result<(Vec<Bytes>, usize), ApiError> {
+        let records = encode_records(batches, self.limits.max_record_bytes)
+            .map_err(|e| ApiError::Internal(format!("encoding batch: {e}")))?;
+        let events = records.iter().map(|(_, n)| n).sum();
+        Ok((records.into_iter().map(|(b, _)| b).collect(), events))
     }
 
     fn admit_request(
@@ -220,11 +230,13 @@ impl std::fmt::Debug for IngestState {
 }
 
 /// Items after admission: per item `None` (accepted) or the reason it was refused, and the
-/// encoded batch of accepted events.
+/// log records of the accepted events.
 struct Prepared {
     outcomes: Vec<Option<String>>,
-    /// The log payload and how many events it holds.
-    payload: Option<(Bytes, usize)>,
+    /// The log records (appended together, all or none); empty when nothing was accepted.
+    records: Vec<Bytes>,
+    /// Events the records hold.
+    events: usize,
 }
 
 impl IngestState {
@@ -247,20 +259,14 @@ impl IngestState {
                     Err(err) => outcomes.push(Some(err)),
                 }
             }
-            if accepted.is_empty() {
-                return Ok(Prepared {
-                    outcomes,
-                    payload: None,
-                });
-            }
-            events_to_batch(&schema, &accepted)
+            events_to_batches(&schema, &accepted)
                 .map_err(|e| ApiError::Internal(format!("building arrow batch: {e}")))?
         };
-        let payload =
-            encode_batch(&batch).map_err(|e| ApiError::Internal(format!("encoding batch: {e}")))?;
+        let (records, events) = self.encode(&batch)?;
         Ok(Prepared {
             outcomes,
-            payload: Some((payload, batch.num_rows())),
+            records,
+            events,
         })
     }
 
@@ -277,10 +283,10 @@ impl IngestState {
             .await
             .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
         drop(slot);
-        if let Some((payload, events)) = prepared.payload {
-            auth::charge_events(events)?;
-            self.append(dataset.as_str(), payload).await?;
+        if prepared.events > 0 {
+            auth::charge_events(prepared.events)?;
         }
+        self.append(dataset.as_str(), prepared.records).await?;
         Ok(prepared.outcomes)
     }
 }
@@ -295,7 +301,7 @@ impl IngestState {
         &self,
         dataset: &DatasetName,
         mut fill: impl FnMut(&mut ColumnarBatch) -> Result<T, ApiError>,
-    ) -> Result<(T, Option<(Bytes, usize)>), ApiError> {
+    ) -> Result<(T, Vec<Bytes>, usize), ApiError> {
         let shared = self.registry.dataset(dataset.as_str());
         let lock = || shared.lock().unwrap_or_else(|p| p.into_inner());
         let max = self.limits.max_columns_per_dataset;
@@ -314,17 +320,11 @@ impl IngestState {
                 schema.merge_column(name, *t);
             }
         }
-        let payload = match batch
+        let batches = batch
             .finish()
-            .map_err(|e| ApiError::Internal(format!("building arrow batch: {e}")))?
-        {
-            Some(b) => Some((
-                encode_batch(&b).map_err(|e| ApiError::Internal(format!("encoding batch: {e}")))?,
-                b.num_rows(),
-            )),
-            None => None,
-        };
-        Ok((outcomes, payload))
+            .map_err(|e| ApiError::Internal(format!("building arrow batch: {e}")))?;
+        let (records, events) = self.encode(&batches)?;
+        Ok((outcomes, records, events))
     }
 
     /// Like [`IngestState::ingest_request`] for the columnar decoders: reads the body, then
@@ -347,7 +347,7 @@ impl IngestState {
         let this = self.clone();
         let ds = dataset.clone();
         let slot = self.decode_slot().await?;
-        let (out, payload) = tokio::task::spawn_blocking(move || {
+        let (out, records, events) = tokio::task::spawn_blocking(move || {
             let body = body::decode_body(raw, enc, limit)?;
             let limits = this.limits.clone();
             this.prepare_columnar(&ds, |batch| fill(&body, &d, &limits, batch))
@@ -355,10 +355,10 @@ impl IngestState {
         .await
         .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
         drop(slot);
-        if let Some((payload, events)) = payload {
+        if events > 0 {
             auth::charge_events(events)?;
-            self.append(dataset.as_str(), payload).await?;
         }
+        self.append(dataset.as_str(), records).await?;
         Ok(out)
     }
 }
@@ -389,17 +389,10 @@ impl IngestState {
         .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))??;
         drop(slot);
         // One charge for the whole request: it is appended whole or refused whole.
-        auth::charge_events(
-            prepared
-                .iter()
-                .filter_map(|(_, _, p)| p.payload.as_ref().map(|(_, n)| *n))
-                .sum(),
-        )?;
-        let appends = prepared.iter().filter_map(|(dataset, _, p)| {
-            p.payload
-                .clone()
-                .map(|(payload, _)| self.append(dataset.as_str(), payload))
-        });
+        auth::charge_events(prepared.iter().map(|(_, _, p)| p.events).sum())?;
+        let appends = prepared
+            .iter()
+            .map(|(dataset, _, p)| self.append(dataset.as_str(), p.records.clone()));
         futures::future::try_join_all(appends).await?;
         Ok(prepared
             .into_iter()

@@ -375,7 +375,7 @@ async fn append_chunk(state: &IngestState, bytes: Bytes, stats: &UdpStats) {
                 Ok(p) => {
                     let accepted = p.outcomes.iter().filter(|o| o.is_none()).count() as u64;
                     errors.extend(p.outcomes.into_iter().flatten());
-                    out.push((dataset, accepted, p.payload));
+                    out.push((dataset, accepted, p.records));
                 }
                 Err(e) => errors.extend(std::iter::repeat_n(e.to_string(), lines)),
             }
@@ -399,11 +399,11 @@ async fn append_chunk(state: &IngestState, bytes: Bytes, stats: &UdpStats) {
             );
         });
     }
-    for (dataset, accepted, payload) in groups {
-        let Some((payload, _)) = payload else {
+    for (dataset, accepted, records) in groups {
+        if records.is_empty() {
             continue;
-        };
-        match append_retrying(state, dataset.as_str(), payload).await {
+        }
+        match append_retrying(state, dataset.as_str(), records).await {
             Ok(()) => {
                 stats.accepted.fetch_add(accepted, Ordering::Relaxed);
             }
@@ -424,11 +424,11 @@ async fn append_chunk(state: &IngestState, bytes: Bytes, stats: &UdpStats) {
 async fn append_retrying(
     state: &IngestState,
     dataset: &str,
-    payload: Bytes,
+    records: Vec<Bytes>,
 ) -> Result<(), LogError> {
     let deadline = Instant::now() + SATURATED_RETRY_FOR;
     loop {
-        match state.log.append(dataset, payload.clone()).await {
+        match state.log.append_all(dataset, records.clone()).await {
             Ok(_) => return Ok(()),
             Err(LogError::Saturated(_) | LogError::Unavailable(_)) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -5,7 +5,7 @@
 //! request body) and appends its leaves straight into Arrow builders. It applies exactly the
 //! rules of [`flatten_object`](crate::flatten_object) (limits, dotted names, `timestamp`,
 //! `_samplerate`, JSON text for arrays and deep objects, repeated keys and names) followed by
-//! [`DatasetSchema::admit`] and [`events_to_batch`](crate::events_to_batch): an event that
+//! [`DatasetSchema::admit`] and [`events_to_batches`](crate::events_to_batches): an event that
 //! breaks a rule is refused whole with the same message and leaves the batch unchanged.
 //!
 //! It works on a private copy of the dataset's schema, so decoding needs no lock; the columns
@@ -23,6 +23,7 @@ use simd_json::prelude::{TypedValue, ValueAsScalar, ValueIntoString, Writable};
 use simd_json::tape::Value as TapeValue;
 
 use crate::batch::ColumnBuilder;
+use crate::chunks::SparseColumn;
 use crate::event::EventError;
 use crate::limits::Limits;
 use crate::schema::{ColumnType, DatasetSchema, SchemaError};
@@ -323,18 +324,18 @@ fn walk_tape<'a>(
     Ok((fields, own_time))
 }
 
-/// Builds one record batch of a dataset's events straight from JSON.
+/// Builds the record batches of a dataset's events straight from JSON.
 ///
 /// Columns are `timestamp`, `_samplerate`, then the schema columns the batch uses, in schema
-/// order: the same batch [`events_to_batch`](crate::events_to_batch) builds.
+/// order: the same batches [`events_to_batches`](crate::events_to_batches) builds.
 #[derive(Debug)]
 pub struct ColumnarBatch {
     schema: DatasetSchema,
     base_len: usize,
     max_columns: usize,
-    /// `slot[col]`: position in `builders` of schema column `col`, or `u32::MAX`.
+    /// `slot[col]`: position in `columns` of schema column `col`, or `u32::MAX`.
     slot: Vec<u32>,
-    builders: Vec<(usize, ColumnBuilder)>,
+    columns: Vec<SparseColumn>,
     ts: Vec<i64>,
     rates: Vec<i64>,
     /// Column of the field at each sorted position in the previous event: consecutive
@@ -356,7 +357,7 @@ impl ColumnarBatch {
             schema,
             base_len,
             max_columns,
-            builders: Vec::new(),
+            columns: Vec::new(),
             ts: Vec::with_capacity(capacity),
             rates: Vec::with_capacity(capacity),
             recent: Vec::new(),
@@ -462,16 +463,16 @@ impl ColumnarBatch {
             let s = match self.slot[*col] {
                 u32::MAX => {
                     let t = self.schema.columns()[*col].1;
-                    self.slot[*col] = self.builders.len() as u32;
-                    self.builders
-                        .push((*col, ColumnBuilder::new(t, self.capacity.max(row + 1))));
-                    self.builders.len() - 1
+                    self.slot[*col] = self.columns.len() as u32;
+                    self.columns
+                        .push(SparseColumn::new(*col, t, self.capacity.max(row + 1)));
+                    self.columns.len() - 1
                 }
                 s => s as usize,
             };
-            let b = &mut self.builders[s].1;
-            b.pad_to(row);
-            append_leaf(b, leaf, &mut self.text);
+            let c = &mut self.columns[s];
+            c.rows.push(row as u32);
+            append_leaf(&mut c.values, leaf, &mut self.text);
         }
         self.cols = cols;
         self.ts.push(time_us.or(own_time).unwrap_or(receive_us));
@@ -479,12 +480,10 @@ impl ColumnarBatch {
         Ok(())
     }
 
-    /// The record batch of every event added, or `None` when there is none.
-    pub fn finish(self) -> Result<Option<RecordBatch>, ArrowError> {
-        if self.ts.is_empty() {
-            return Ok(None);
-        }
-        crate::batch::assemble(self.schema.columns(), self.ts, self.rates, self.builders).map(Some)
+    /// The record batches of every event added (none when there is none): one, unless the
+    /// events are too sparse for it (see [`crate::chunks`]).
+    pub fn finish(self) -> Result<Vec<RecordBatch>, ArrowError> {
+        crate::chunks::assemble(self.schema.columns(), self.ts, self.rates, self.columns)
     }
 }
 
@@ -508,7 +507,7 @@ pub fn tape_scalar<'a>(v: TapeValue<'_, 'a>) -> Result<simd_json::BorrowedValue<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{events_to_batch, flatten_object};
+    use crate::{events_to_batches, flatten_object};
 
     fn tape_batch(
         docs: &[&str],
@@ -529,7 +528,7 @@ mod tests {
         docs: &[&str],
         mut schema: DatasetSchema,
         limits: &Limits,
-    ) -> (Option<RecordBatch>, Vec<Result<(), String>>, DatasetSchema) {
+    ) -> (Vec<RecordBatch>, Vec<Result<(), String>>, DatasetSchema) {
         let mut events = Vec::new();
         let mut out = Vec::new();
         for d in docs {
@@ -550,7 +549,7 @@ mod tests {
                 });
             out.push(r);
         }
-        let batch = (!events.is_empty()).then(|| events_to_batch(&schema, &events).unwrap());
+        let batch = events_to_batches(&schema, &events).unwrap();
         (batch, out, schema)
     }
 
@@ -628,7 +627,7 @@ mod tests {
             &limits,
         );
         assert_eq!(out, [Ok(()), Ok(()), Ok(()), Ok(())]);
-        let batch = b.finish().unwrap().unwrap();
+        let batch = b.finish().unwrap().remove(0);
         use arrow::array::{Array, Int64Array, StringArray};
         let k = batch.column_by_name("k").unwrap();
         let k = k.as_any().downcast_ref::<StringArray>().unwrap();
@@ -665,7 +664,7 @@ mod tests {
             out[4],
             Err("field \"f\" is string but the column is float64".to_string())
         );
-        let batch = b.finish().unwrap().unwrap();
+        let batch = b.finish().unwrap().remove(0);
         let f = batch
             .column_by_name("f")
             .unwrap()

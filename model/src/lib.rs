@@ -8,11 +8,13 @@
 //! - [`Limits`]: the size limits applied to requests, events and datasets;
 //! - [`schema`]: column types and the type rules for mixed values (first value wins, ints widen
 //!   into float columns, anything becomes text in a string column);
-//! - [`batch`]: events → Arrow [`arrow::record_batch::RecordBatch`] and the batch encoding
-//!   written to the log (Arrow IPC stream, LZ4 compressed);
+//! - [`batch`]: events → Arrow [`arrow::record_batch::RecordBatch`]es and the record payload
+//!   written to the log (Arrow IPC streams, bounded in size);
+//! - [`chunks`]: rows → batches never padded to the width of sparse data, and combining
+//!   batches of different columns by name;
 //! - [`columnar`]: JSON → Arrow in one pass ([`ColumnarBatch`]), the ingest fast path: the
 //!   same flattening, limits and type rules as [`flatten_object`] + [`DatasetSchema::admit`] +
-//!   [`events_to_batch`], without building an [`Event`] per object.
+//!   [`events_to_batches`], without building an [`Event`] per object.
 //!
 //! # Invariants
 //! - Nothing here reads files, sockets or clocks other than `Utc::now()` for receive time,
@@ -20,6 +22,7 @@
 //! - Every stored event has a `timestamp` (UTC, microseconds) and `_samplerate` (≥ 1).
 
 pub mod batch;
+pub mod chunks;
 pub mod columnar;
 pub mod dataset;
 pub mod event;
@@ -28,7 +31,9 @@ pub mod memory;
 pub mod schema;
 pub mod time;
 
-pub use batch::{BatchCodecError, decode_batch, encode_batch, events_to_batch};
+pub use batch::{
+    BatchCodecError, decode_batch, decode_payload, encode_batch, encode_records, events_to_batches,
+};
 pub use columnar::ColumnarBatch;
 pub use dataset::{DatasetName, InvalidDatasetName};
 pub use event::{Event, EventError, Value, flatten_object};

@@ -20,6 +20,9 @@ pub struct Limits {
     pub max_json_depth: usize,
     /// Object nesting flattened into dotted names; deeper objects are stored as JSON text.
     pub flatten_depth: usize,
+    /// Largest log record: a request whose events encode to more becomes several records,
+    /// appended together (all or none). Below Kafka's message limit (`max.message.bytes`).
+    pub max_record_bytes: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +35,7 @@ impl Default for Limits {
             max_columns_per_dataset: 10_000,
             max_json_depth: 64,
             flatten_depth: 5,
+            max_record_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -284,7 +284,7 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::batch::{decode_batch, encode_batch, events_to_batch};
+    use crate::batch::{decode_batch, encode_batch, events_to_batches};
     use crate::event::{Event, Value};
     use arrow::array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
     use proptest::prelude::*;
@@ -349,7 +349,11 @@ mod properties {
                 }
             }
             prop_assume!(!admitted.is_empty());
-            let batch = events_to_batch(&schema, &admitted).unwrap();
+            let batch = crate::chunks::concat_by_name(
+                &schema.arrow_schema(),
+                &events_to_batches(&schema, &admitted).unwrap().iter().collect::<Vec<_>>(),
+            )
+            .unwrap();
             let back = decode_batch(&encode_batch(&batch).unwrap()).unwrap();
             prop_assert_eq!(&back, &batch);
             for (row, e) in admitted.iter().enumerate() {

@@ -101,32 +101,32 @@ fn view_schema(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
-/// `batch` projected, with its `Utf8` columns as views (the bytes are shared, not copied).
+/// `batch` with the (projected) columns of the table `schema`, matched by name: a hot batch
+/// has only the columns its rows use, the others are nulls of this batch's length. `Utf8`
+/// columns become views (the bytes are shared, not copied).
 fn as_view_batch(
     batch: &RecordBatch,
     schema: &SchemaRef,
     projection: Option<&Vec<usize>>,
 ) -> DfResult<RecordBatch> {
-    let (batch, schema) = match projection {
-        Some(p) => (batch.project(p)?, Arc::new(schema.project(p)?)),
-        None => (batch.clone(), Arc::clone(schema)),
+    let schema = match projection {
+        Some(p) => Arc::new(schema.project(p)?),
+        None => Arc::clone(schema),
     };
-    let columns = batch
-        .columns()
+    let n = batch.num_rows();
+    let columns = schema
+        .fields()
         .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(Arc::clone(c))
-            } else {
-                arrow::compute::cast(c, f.data_type())
-            }
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(Arc::clone(c)),
+            Some(c) => arrow::compute::cast(c, f.data_type()),
+            None => Ok(arrow::array::new_null_array(f.data_type(), n)),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new_with_options(
         schema,
         columns,
-        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        &RecordBatchOptions::new().with_row_count(Some(n)),
     )?)
 }
 
@@ -369,6 +369,7 @@ mod tests {
             max_time_us: hi,
             rows: 1,
             bytes: 1,
+            arrow_bytes: 0,
             first_offset: 0,
             last_offset: 0,
             level: 0,

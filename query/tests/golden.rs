@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use eventide_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, Position};
-use eventide_model::{DatasetSchema, Event, Value, encode_batch, events_to_batch};
+use eventide_model::{DatasetSchema, Event, Value, encode_records, events_to_batches};
 use eventide_query::{QueryEngine, QuerySpec};
 use eventide_store::compact::TimeWindowPolicy;
 use eventide_store::{Store, StoreConfig};
@@ -161,8 +161,10 @@ async fn append(
     for e in &mut events {
         schema.admit(e, 10_000).unwrap();
     }
-    let batch = events_to_batch(schema, &events).unwrap();
-    log.append(ds, encode_batch(&batch).unwrap()).await.unwrap()
+    let batches = events_to_batches(schema, &events).unwrap();
+    let records = encode_records(&batches, 8 << 20).unwrap();
+    let payloads = records.into_iter().map(|(b, _)| b).collect();
+    log.append_all(ds, payloads).await.unwrap().pop().unwrap()
 }
 
 /// The golden data. `compacted`: every append flushed to its own segment, then the store

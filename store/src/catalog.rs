@@ -27,6 +27,10 @@ pub struct SegmentMeta {
     pub max_time_us: i64,
     pub rows: u64,
     pub bytes: u64,
+    /// What its rows take decoded into Arrow (0 in catalogs from before it was recorded:
+    /// estimated from `bytes`). Bounds the memory of a merge that reads it.
+    #[serde(default)]
+    pub arrow_bytes: u64,
     /// The log offsets of the first and last log records this segment holds (for a merged
     /// segment: the smallest and largest of its inputs).
     pub first_offset: u64,
@@ -188,6 +192,7 @@ mod tests {
                     max_time_us: 2,
                     rows: 3,
                     bytes: 4,
+                    arrow_bytes: 40,
                     first_offset: 0,
                     last_offset: 9,
                     level: 0,
@@ -229,6 +234,7 @@ mod properties {
                     max_time_us: a.max(b),
                     rows,
                     bytes,
+                    arrow_bytes: bytes.saturating_mul(7),
                     first_offset: first,
                     last_offset: last,
                     level,

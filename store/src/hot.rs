@@ -1,18 +1,22 @@
 //! The hot tail: record batches consumed from the log and not yet in a committed segment.
 //! Queryable the moment they are added.
+//!
+//! A hot batch has the dataset columns its rows use (in dataset order, with the dataset's
+//! types), not all of them: sparse data stays as compact as it was sent. Every reader
+//! matches its columns by name.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, new_null_array};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
+use eventide_model::chunks::{concat_by_name, conform_by_name, fits, present, used_fields};
 
 /// Small consecutive batches are merged until they reach this many rows, so a query does not
 /// walk thousands of one-request batches.
 const COALESCE_ROWS: usize = 16 * 1024;
 
-/// A hot batch, conformed to a prefix of the dataset schema, with the last log offset it holds.
+/// A hot batch, with the last log offset it holds.
 #[derive(Debug, Clone)]
 pub struct HotBatch {
     pub batch: RecordBatch,
@@ -22,22 +26,11 @@ pub struct HotBatch {
     pub last_offset: u64,
 }
 
-/// Rearranges `batch` to the columns of `schema` (a superset of its columns), filling absent
-/// columns with nulls.
+/// `batch` with the columns of `schema` it has, by name, in `schema`'s order and with its
+/// types (a value that does not convert to the dataset's type becomes null); absent columns
+/// stay absent.
 pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
-    let n = batch.num_rows();
-    let batch_schema = batch.schema();
-    let columns: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(|f| match batch_schema.index_of(f.name()) {
-            Ok(i) if batch.column(i).data_type() == f.data_type() => batch.column(i).clone(),
-            Ok(i) => arrow::compute::cast(batch.column(i), f.data_type())
-                .unwrap_or_else(|_| new_null_array(f.data_type(), n)),
-            Err(_) => new_null_array(f.data_type(), n),
-        })
-        .collect();
-    RecordBatch::try_new(schema.clone(), columns)
+    conform_by_name(batch, &used_fields(schema, &[batch]))
 }
 
 /// Memory a batch holds, counting each array's own slice of its buffers. Arrays decoded from
@@ -55,20 +48,6 @@ pub fn batch_bytes(batch: &RecordBatch) -> usize {
         .sum()
 }
 
-/// Extends a batch whose columns are a prefix of `schema` with null columns for the rest.
-pub fn extend_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
-    let have = batch.num_columns();
-    if have == schema.fields().len() {
-        return Ok(batch.clone());
-    }
-    let n = batch.num_rows();
-    let mut columns = batch.columns().to_vec();
-    for f in schema.fields().iter().skip(have) {
-        columns.push(new_null_array(f.data_type(), n));
-    }
-    RecordBatch::try_new(schema.clone(), columns)
-}
-
 /// The hot batches of one dataset, oldest first.
 #[derive(Debug, Default)]
 pub struct HotTail {
@@ -76,12 +55,19 @@ pub struct HotTail {
     pub rows: usize,
     pub bytes: usize,
     pub since: Option<std::time::Instant>,
+    /// The small batches at the end not merged yet start here…
+    open: usize,
+    /// …and hold this many rows.
+    open_rows: usize,
 }
 
 impl HotTail {
-    /// Adds a batch (already conformed to the current schema). Once the small batches at the
-    /// end (none of them in a flush: `frozen` batches are) add up to [`COALESCE_ROWS`], they
-    /// are merged into one, so every row is copied once, not again at each arrival.
+    /// Adds a batch (already [`conform`]ed). Once the small batches at the end (none of them
+    /// in a flush: `frozen` batches are) add up to [`COALESCE_ROWS`], they are merged, so a
+    /// query does not walk thousands of one-request batches and every row is copied once,
+    /// not at each arrival. Consecutive batches are merged only as far as the padding bound
+    /// allows ([`fits`]): batches of different columns are not padded to each other's width
+    /// beyond it, so sparse data may stay in several merged batches.
     pub fn push(
         &mut self,
         batch: RecordBatch,
@@ -89,7 +75,8 @@ impl HotTail {
         schema: &SchemaRef,
         frozen: usize,
     ) -> Result<(), ArrowError> {
-        self.rows += batch.num_rows();
+        let rows = batch.num_rows();
+        self.rows += rows;
         if self.since.is_none() {
             self.since = Some(std::time::Instant::now());
         }
@@ -101,29 +88,75 @@ impl HotTail {
             first_offset: offset,
             last_offset: offset,
         }));
-        let mut start = self.batches.len();
-        let mut small_rows = 0usize;
-        while start > frozen && self.batches[start - 1].batch.num_rows() < COALESCE_ROWS {
-            start -= 1;
-            small_rows += self.batches[start].batch.num_rows();
+        if rows >= COALESCE_ROWS {
+            self.open = self.batches.len();
+            self.open_rows = 0;
+            return Ok(());
         }
-        if small_rows >= COALESCE_ROWS && self.batches.len() - start > 1 {
-            let run: Vec<RecordBatch> = self.batches[start..]
+        if self.open < frozen {
+            // The run began inside what a flush is writing: it starts after that now.
+            self.open = frozen;
+            self.open_rows = self.batches[frozen..]
                 .iter()
-                .map(|b| extend_to(&b.batch, schema))
-                .collect::<Result<_, _>>()?;
-            let merged = arrow::compute::concat_batches(schema, &run)?;
-            let bytes = batch_bytes(&merged);
-            let first_offset = self.batches[start].first_offset;
-            let old: usize = self.batches.drain(start..).map(|b| b.bytes).sum();
-            self.bytes = self.bytes.saturating_sub(old) + bytes;
-            self.batches.push(Arc::new(HotBatch {
-                batch: merged,
-                bytes,
-                first_offset,
-                last_offset: offset,
-            }));
+                .map(|b| b.batch.num_rows())
+                .sum();
+        } else {
+            self.open_rows += rows;
         }
+        if self.open_rows >= COALESCE_ROWS && self.batches.len() - self.open > 1 {
+            self.merge_open(schema)?;
+        }
+        Ok(())
+    }
+
+    /// Merges the open run into as few batches as the padding bound allows.
+    fn merge_open(&mut self, schema: &SchemaRef) -> Result<(), ArrowError> {
+        let run: Vec<Arc<HotBatch>> = self.batches.drain(self.open..).collect();
+        let mut start = 0;
+        while start < run.len() {
+            let mut names: std::collections::HashSet<&str> = std::collections::HashSet::new();
+            let (mut rows, mut values) = (0usize, 0usize);
+            let mut end = start;
+            while end < run.len() {
+                let b = &run[end].batch;
+                let fields = b.schema_ref().fields();
+                let added = fields
+                    .iter()
+                    .filter(|f| !names.contains(f.name().as_str()))
+                    .count();
+                if end > start
+                    && !fits(
+                        names.len() + added,
+                        rows + b.num_rows(),
+                        values + present(b),
+                    )
+                {
+                    break;
+                }
+                names.extend(fields.iter().map(|f| f.name().as_str()));
+                rows += b.num_rows();
+                values += present(b);
+                end += 1;
+            }
+            if end - start == 1 {
+                self.batches.push(run[start].clone());
+            } else {
+                let group: Vec<&RecordBatch> = run[start..end].iter().map(|b| &b.batch).collect();
+                let merged = concat_by_name(&used_fields(schema, &group), &group)?;
+                let bytes = batch_bytes(&merged);
+                let old: usize = run[start..end].iter().map(|b| b.bytes).sum();
+                self.bytes = self.bytes.saturating_sub(old) + bytes;
+                self.batches.push(Arc::new(HotBatch {
+                    batch: merged,
+                    bytes,
+                    first_offset: run[start].first_offset,
+                    last_offset: run[end - 1].last_offset,
+                }));
+            }
+            start = end;
+        }
+        self.open = self.batches.len();
+        self.open_rows = 0;
         Ok(())
     }
 
@@ -132,6 +165,12 @@ impl HotTail {
         for b in self.batches.drain(..n) {
             self.rows -= b.batch.num_rows();
             self.bytes = self.bytes.saturating_sub(b.bytes);
+        }
+        if self.open >= n {
+            self.open -= n;
+        } else {
+            self.open = 0;
+            self.open_rows = self.batches.iter().map(|b| b.batch.num_rows()).sum();
         }
         self.since = if self.batches.is_empty() {
             None

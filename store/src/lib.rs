@@ -62,7 +62,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{debug, error, info, warn};
 
 pub use catalog::{Catalog, CatalogFile, DatasetEntry, SegmentMeta};
-use hot::{HotTail, conform, extend_to};
+use hot::{HotTail, conform};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -178,8 +178,9 @@ pub struct DatasetSnapshot {
     pub schema: SchemaRef,
     /// Committed Parquet segments (all partitions).
     pub segments: Vec<SegmentMeta>,
-    /// Hot batches of the partitions this process owns, conformed to `schema` (rows before
-    /// `visible_from_us` already removed).
+    /// Hot batches of the partitions this process owns (rows before `visible_from_us`
+    /// already removed). Each has the columns of `schema` its rows use, in `schema`'s order
+    /// and with its types; a reader fills the others with nulls, by name.
     pub hot: Vec<RecordBatch>,
     /// Rows with an earlier `timestamp` are expired or deleted and must not be returned;
     /// `segments` may still hold some (those that straddle the cut).
@@ -679,8 +680,7 @@ impl Store {
                     .cloned(),
             );
             for b in &part.hot.batches {
-                let b = extend_to(&b.batch, &d.arrow_schema)
-                    .and_then(|b| hot::rows_from(&b, visible_from_us));
+                let b = hot::rows_from(&b.batch, visible_from_us);
                 match b {
                     Ok(b) => hot.push(b),
                     Err(e) => {
@@ -885,13 +885,13 @@ impl Inner {
         if n == 0 {
             return Ok(0);
         }
-        // Decoding LZ4 Arrow IPC is CPU work: keep it off the async threads.
+        // Decoding Arrow IPC is CPU work: keep it off the async threads.
         let decoded = tokio::task::spawn_blocking(move || {
             records
                 .into_iter()
                 .map(|r| {
-                    let batch = eventide_model::decode_batch(&r.payload);
-                    (r.partition, r.offset, r.dataset, batch)
+                    let batches = eventide_model::decode_payload(&r.payload);
+                    (r.partition, r.offset, r.dataset, batches)
                 })
                 .collect::<Vec<_>>()
         })
@@ -901,12 +901,12 @@ impl Inner {
         {
             let mut guard = write_lock(&self.state);
             let state = &mut *guard;
-            for (p, offset, dataset, batch) in decoded {
+            for (p, offset, dataset, batches) in decoded {
                 if !state.owned.contains(&p) {
                     continue; // fetched before a revocation
                 }
                 state.applied.insert(p, offset + 1);
-                let batch = match batch {
+                let batches = match batches {
                     Ok(b) => b,
                     Err(e) => {
                         error!(partition = p, offset, dataset, error = %e, "undecodable log record skipped: its events are lost");
@@ -918,29 +918,34 @@ impl Inner {
                 if part.committed_offset.is_some_and(|c| offset <= c) {
                     continue; // already in a committed segment
                 }
-                let columns: Vec<(String, ColumnType)> = batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .skip(2)
-                    .filter_map(|f| {
-                        ColumnType::from_arrow(f.data_type()).map(|t| (f.name().clone(), t))
-                    })
-                    .collect();
-                d.merge_columns(columns, &dataset);
-                let schema = d.arrow_schema.clone();
+                for batch in batches {
+                    let columns: Vec<(String, ColumnType)> = batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .skip(2)
+                        .filter_map(|f| {
+                            ColumnType::from_arrow(f.data_type()).map(|t| (f.name().clone(), t))
+                        })
+                        .collect();
+                    d.merge_columns(columns, &dataset);
+                    let schema = d.arrow_schema.clone();
+                    let Some(part) = d.parts.get_mut(&p) else {
+                        continue;
+                    };
+                    // Errors here are bugs (ingest built the batch); skipping the record keeps
+                    // the consumer going instead of re-applying the chunk forever.
+                    let frozen = part.flushing;
+                    let pushed = conform(&batch, &schema)
+                        .and_then(|b| part.hot.push(b, offset, &schema, frozen));
+                    if let Err(e) = pushed {
+                        error!(partition = p, offset, dataset, error = %e, "log record does not fit the hot tail; its events are lost");
+                        continue;
+                    }
+                }
                 let Some(part) = d.parts.get_mut(&p) else {
                     continue;
                 };
-                // Errors here are bugs (ingest built the batch); skipping the record keeps the
-                // consumer going instead of re-applying the chunk forever.
-                let frozen = part.flushing;
-                let pushed = conform(&batch, &schema)
-                    .and_then(|b| part.hot.push(b, offset, &schema, frozen));
-                if let Err(e) = pushed {
-                    error!(partition = p, offset, dataset, error = %e, "log record does not fit the hot tail; its events are lost");
-                    continue;
-                }
                 if part.flushing == 0
                     && (part.hot.rows >= self.config.flush_rows
                         || part.hot.bytes >= self.config.flush_bytes)
@@ -1058,13 +1063,12 @@ impl Inner {
                 return Ok(());
             }
             let count = part.hot.batches.len();
+            let batches: Vec<RecordBatch> =
+                part.hot.batches.iter().map(|b| b.batch.clone()).collect();
+            // The file has the columns these rows use, not every column of the dataset.
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            let schema = eventide_model::chunks::used_fields(&schema, &refs);
             part.flushing = count;
-            let batches: Vec<RecordBatch> = part
-                .hot
-                .batches
-                .iter()
-                .map(|b| extend_to(&b.batch, &schema))
-                .collect::<Result<_, _>>()?;
             let job = FlushJob {
                 schema,
                 batches,
@@ -1275,6 +1279,7 @@ impl Inner {
             max_time_us: encoded.max_time_us,
             rows: encoded.rows,
             bytes,
+            arrow_bytes: encoded.arrow_bytes,
             first_offset,
             last_offset,
             level,

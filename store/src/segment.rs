@@ -1,10 +1,10 @@
 //! Writing one Parquet segment: sorted rows → one ZSTD-compressed Parquet file with page
-//! statistics and bloom filters on the configured id columns.
+//! statistics and bloom filters on the configured id columns. A segment has the dataset
+//! columns its rows use, not necessarily all of them; readers match columns by name.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, TimestampMicrosecondArray};
-use arrow::compute::interleave_record_batch;
+use arrow::array::{Array, ArrayRef, AsArray, TimestampMicrosecondArray};
 use arrow::datatypes::{
     DataType, Float64Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
@@ -34,6 +34,8 @@ pub struct EncodedSegment {
     pub rows: u64,
     pub min_time_us: i64,
     pub max_time_us: i64,
+    /// Arrow bytes of the rows written (what reading the file back decodes to).
+    pub arrow_bytes: u64,
 }
 
 /// How a segment is written.
@@ -65,79 +67,158 @@ pub fn verify_file(path: &std::path::Path) -> std::result::Result<u64, String> {
     Ok(rows)
 }
 
-/// Writes `batches` (all with `schema`) as one Parquet segment, sorted by `timestamp` unless
-/// presorted. Rows already in time order (the usual case: the hot tail is in log order) are
-/// written as they are, without a copy; otherwise a stable sort of (time, batch, row) decides
-/// the order and the rows are copied out in chunks of [`SORT_CHUNK_ROWS`], so memory never
-/// holds a second copy of the whole input. CPU-heavy: call it from a blocking thread.
+/// Bytes of Arrow data handed to the Parquet writer at a time: bounds the copy a sort or a
+/// padding to the file's columns makes, and keeps every string column of a written batch far
+/// below Arrow's 2 GiB offset limit.
+pub const WRITE_CHUNK_BYTES: usize = 32 * 1024 * 1024;
+
+/// Rows per written batch for rows of about `row_bytes` each (with `width` columns, each of
+/// which a batch without it still fills with a null per row).
+pub fn rows_per_write(row_bytes: usize, width: usize) -> usize {
+    (WRITE_CHUNK_BYTES / (row_bytes + 9 * width).max(1)).clamp(1, SORT_CHUNK_ROWS)
+}
+
+/// A Parquet segment being written, batch by batch: its memory is the encoded pages, never a
+/// second copy of the rows.
+pub struct SegmentWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    schema: SchemaRef,
+    rows: u64,
+    min_time_us: i64,
+    max_time_us: i64,
+    arrow_bytes: u64,
+}
+
+impl SegmentWriter {
+    /// A writer of files with `schema`. `sample` (batches with some of `schema`'s columns,
+    /// matched by name) decides the encoding of near-unique columns; `rows` is about how many
+    /// rows will be written (it sizes the bloom filters).
+    pub fn new(
+        schema: &SchemaRef,
+        sample: &[&RecordBatch],
+        opts: &SegmentOptions,
+        rows: u64,
+    ) -> Result<Self> {
+        // Chosen by measurement (`eventide-bench encodings`, 1M generated events): ZSTD 1 is
+        // both smaller and faster than 3, 6 or 9 on these pages; dictionaries save 11 %; delta
+        // encoding of the sorted timestamps saves another 2.5 %.
+        let ts = ColumnPath::new(vec![eventide_model::TIMESTAMP.to_owned()]);
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
+            .set_column_dictionary_enabled(ts.clone(), false)
+            .set_column_encoding(ts, parquet::basic::Encoding::DELTA_BINARY_PACKED)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_statistics_enabled(EnabledStatistics::Page);
+        if !opts.presorted {
+            props = props.set_sorting_columns(Some(vec![SortingColumn {
+                column_idx: 0,
+                descending: false,
+                nulls_first: false,
+            }]));
+        }
+        for field in schema.fields().iter().skip(1) {
+            let arrays: Vec<ArrayRef> = sample
+                .iter()
+                .filter_map(|b| eventide_model::chunks::column_as(b, field).ok().flatten())
+                .collect();
+            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+            if let Some(encoding) = high_cardinality_encoding(field.data_type(), &refs) {
+                let path = ColumnPath::new(vec![field.name().clone()]);
+                props = props
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, encoding);
+            }
+        }
+        for name in &opts.bloom_columns {
+            if schema.column_with_name(name).is_some() {
+                // A single-part path: dotted names are one top-level column, not a nested one.
+                let path = ColumnPath::new(vec![name.clone()]);
+                props = props
+                    .set_column_bloom_filter_enabled(path.clone(), true)
+                    .set_column_bloom_filter_fpp(path.clone(), BLOOM_FPP)
+                    .set_column_bloom_filter_max_ndv(path, rows.clamp(1, ROW_GROUP_ROWS as u64));
+            }
+        }
+        let writer = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(props.build()))?;
+        Ok(Self {
+            writer,
+            schema: Arc::clone(schema),
+            rows: 0,
+            min_time_us: i64::MAX,
+            max_time_us: i64::MIN,
+            arrow_bytes: 0,
+        })
+    }
+
+    /// Writes `batch`, whose columns are matched to the file's by name (absent ones null).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = if batch.schema().fields() == self.schema.fields() {
+            batch.clone()
+        } else {
+            eventide_model::chunks::conform_by_name(batch, &self.schema)?
+        };
+        let t = time_column(&batch)?;
+        if let (Some(lo), Some(hi)) = (arrow::compute::min(t), arrow::compute::max(t)) {
+            self.min_time_us = self.min_time_us.min(lo);
+            self.max_time_us = self.max_time_us.max(hi);
+        }
+        self.rows += batch.num_rows() as u64;
+        self.arrow_bytes += crate::hot::batch_bytes(&batch) as u64;
+        self.writer.write(&batch)?;
+        Ok(())
+    }
+
+    /// The finished file.
+    pub fn finish(self) -> Result<EncodedSegment> {
+        let bytes = self.writer.into_inner()?;
+        let empty = self.rows == 0;
+        Ok(EncodedSegment {
+            bytes,
+            rows: self.rows,
+            min_time_us: if empty { 0 } else { self.min_time_us },
+            max_time_us: if empty { 0 } else { self.max_time_us },
+            arrow_bytes: self.arrow_bytes,
+        })
+    }
+}
+
+fn time_column(b: &RecordBatch) -> Result<&TimestampMicrosecondArray> {
+    b.column(0)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| StoreError::Internal("timestamp column has the wrong type".into()))
+}
+
+/// Writes `batches` as one Parquet segment with the columns of `schema` (matched by name: a
+/// batch without a column gives nulls there), sorted by `timestamp` unless presorted. Rows
+/// already in time order (the usual case: the hot tail is in log order) are written as they
+/// are; otherwise a stable sort of (time, batch, row) decides the order. Either way the rows
+/// go to the writer in pieces of about [`WRITE_CHUNK_BYTES`], so memory never holds a second
+/// copy of the whole input. CPU-heavy: call it from a blocking thread.
 pub fn encode_segment(
     schema: &SchemaRef,
     batches: &[RecordBatch],
     opts: &SegmentOptions,
 ) -> Result<EncodedSegment> {
-    let times: Vec<&TimestampMicrosecondArray> = batches
-        .iter()
-        .map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .ok_or_else(|| StoreError::Internal("timestamp column has the wrong type".into()))
-        })
-        .collect::<Result<_>>()?;
+    let times: Vec<&TimestampMicrosecondArray> =
+        batches.iter().map(time_column).collect::<Result<_>>()?;
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let min_time_us = times
-        .iter()
-        .filter_map(|t| arrow::compute::min(*t))
-        .min()
-        .unwrap_or(0);
-    let max_time_us = times
-        .iter()
-        .filter_map(|t| arrow::compute::max(*t))
-        .max()
-        .unwrap_or(0);
     let in_order = opts.presorted || times.iter().flat_map(|t| t.values().iter()).is_sorted();
-    // Chosen by measurement (`eventide-bench encodings`, 1M generated events): ZSTD 1 is
-    // both smaller and faster than 3, 6 or 9 on these pages; dictionaries save 11 %; delta
-    // encoding of the sorted timestamps saves another 2.5 %.
-    let ts = ColumnPath::new(vec![eventide_model::TIMESTAMP.to_owned()]);
-    let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
-        .set_column_dictionary_enabled(ts.clone(), false)
-        .set_column_encoding(ts, parquet::basic::Encoding::DELTA_BINARY_PACKED)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_statistics_enabled(EnabledStatistics::Page);
-    if !opts.presorted {
-        props = props.set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: 0,
-            descending: false,
-            nulls_first: false,
-        }]));
-    }
-    for (i, field) in schema.fields().iter().enumerate().skip(1) {
-        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
-        if let Some(encoding) = high_cardinality_encoding(field.data_type(), &arrays) {
-            let path = ColumnPath::new(vec![field.name().clone()]);
-            props = props
-                .set_column_dictionary_enabled(path.clone(), false)
-                .set_column_encoding(path, encoding);
-        }
-    }
-    for name in &opts.bloom_columns {
-        if schema.column_with_name(name).is_some() {
-            // A single-part path: dotted names are one top-level column, not a nested one.
-            let path = ColumnPath::new(vec![name.clone()]);
-            props = props
-                .set_column_bloom_filter_enabled(path.clone(), true)
-                .set_column_bloom_filter_fpp(path.clone(), BLOOM_FPP)
-                .set_column_bloom_filter_max_ndv(path, rows.clamp(1, ROW_GROUP_ROWS as u64));
-        }
-    }
-    let input_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-    let mut bytes = Vec::with_capacity(input_bytes / 8 + 4096);
-    let mut writer = ArrowWriter::try_new(&mut bytes, Arc::clone(schema), Some(props.build()))?;
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let mut writer = SegmentWriter::new(schema, &refs, opts, rows)?;
+    let bytes: usize = batches.iter().map(crate::hot::batch_bytes).sum();
+    let step = rows_per_write(bytes / (rows as usize).max(1), schema.fields().len());
     if in_order {
         for b in batches {
-            writer.write(b)?;
+            let mut at = 0;
+            while at < b.num_rows() {
+                let n = step.min(b.num_rows() - at);
+                writer.write(&b.slice(at, n))?;
+                at += n;
+            }
         }
     } else {
         let mut order: Vec<(i64, u32, u32)> = Vec::with_capacity(rows as usize);
@@ -152,21 +233,16 @@ pub fn encode_segment(
         // Stable and run-adaptive: nearly sorted input (concurrent requests interleaved in
         // the log) sorts in about linear time; equal times keep their log order.
         order.sort_by_key(|&(t, _, _)| t);
-        let refs: Vec<&RecordBatch> = batches.iter().collect();
-        let mut idx = Vec::with_capacity(SORT_CHUNK_ROWS);
-        for chunk in order.chunks(SORT_CHUNK_ROWS) {
+        let mut idx = Vec::with_capacity(step);
+        for chunk in order.chunks(step) {
             idx.clear();
             idx.extend(chunk.iter().map(|&(_, b, r)| (b as usize, r as usize)));
-            writer.write(&interleave_record_batch(&refs, &idx)?)?;
+            writer.write(&eventide_model::chunks::interleave_by_name(
+                schema, &refs, &idx,
+            )?)?;
         }
     }
-    writer.close()?;
-    Ok(EncodedSegment {
-        bytes,
-        rows,
-        min_time_us,
-        max_time_us,
-    })
+    writer.finish()
 }
 
 /// Rows sampled per column to estimate its cardinality.

@@ -4,6 +4,7 @@ LIMIT windows whose boundary rows tie on the sort keys."""
 import datetime as dt
 import decimal
 import math
+from collections import Counter
 
 from events import EPOCH
 
@@ -105,8 +106,26 @@ def row_eq(a, b):
     return len(a) == len(b) and all(veq(x, y) for x, y in zip(a, b))
 
 
+def _hashable(v):
+    if isinstance(v, bool):
+        return ("bool", v)  # True == 1 in Python: keep booleans apart from numbers
+    if isinstance(v, (dict, list)):
+        return repr(v)
+    return v
+
+
 def match(rows_a, rows_b):
     """Pairs rows of a with equal rows of b: (unmatched of a, unmatched of b)."""
+    # Fast path: rows equal exactly (ints and floats of equal value compare equal).
+    ka = Counter(tuple(_hashable(v) for v in r) for r in rows_a)
+    kb = Counter(tuple(_hashable(v) for v in r) for r in rows_b)
+    if ka == kb:
+        return [], []
+    common = ka & kb
+    if common:
+        left_a, left_b = ka - common, kb - common
+        keep = lambda rows, left: [r for r in rows if _take(left, tuple(_hashable(v) for v in r))]
+        rows_a, rows_b = keep(rows_a, left_a), keep(rows_b, left_b)
     sa = sorted(rows_a, key=lambda r: tuple(_canon(v) for v in r))
     sb = sorted(rows_b, key=lambda r: tuple(_canon(v) for v in r))
     if len(sa) == len(sb) and all(row_eq(x, y) for x, y in zip(sa, sb)):
@@ -126,6 +145,13 @@ def match(rows_a, rows_b):
     return left, [r for rs in buckets.values() for r in rs]
 
 
+def _take(counter, key):
+    if counter.get(key, 0) > 0:
+        counter[key] -= 1
+        return True
+    return False
+
+
 def multiset_diff(got, want):
     """None when equal as multisets, else a description."""
     if len(got) != len(want) and (len(got) > 20000 or len(want) > 20000):
@@ -143,14 +169,16 @@ def _short(rows, n=5):
 
 
 def cmp_vals(a, b, nulls_first):
+    """-1, 0 or 1; None for numbers that are equal only within the tolerance (their order is
+    the engines' rounding, so nothing after them can be judged either)."""
     if a is None and b is None:
         return 0
     if a is None:
         return -1 if nulls_first else 1
     if b is None:
         return 1 if nulls_first else -1
-    if _num(a) and _num(b) and veq(a, b):
-        return 0
+    if _num(a) and _num(b) and a != b and veq(a, b):
+        return None
     return (a > b) - (a < b)
 
 
@@ -158,6 +186,8 @@ def row_cmp(a, b, keys):
     for i, desc, nulls_first in keys:
         x, y = a[i], b[i]
         c = cmp_vals(x, y, nulls_first)
+        if c is None:
+            return None
         if c and desc and x is not None and y is not None:
             c = -c
         if c:
@@ -167,7 +197,8 @@ def row_cmp(a, b, keys):
 
 def order_diff(rows, keys):
     for i in range(1, len(rows)):
-        if row_cmp(rows[i - 1], rows[i], keys) > 0:
+        c = row_cmp(rows[i - 1], rows[i], keys)
+        if c is not None and c > 0:
             return f"rows {i - 1} and {i} are out of order: {_short([rows[i - 1], rows[i]])}"
     return None
 
@@ -187,7 +218,7 @@ def window_diff(got, full, keys, offset, limit):
         return None
     run, ids = 0, []
     for i in range(len(full)):
-        if i and row_cmp(full[i - 1], full[i], keys) != 0:
+        if i and row_cmp(full[i - 1], full[i], keys) not in (0, None):
             run += 1
         ids.append(run)
     first, last = ids[offset], ids[offset + n - 1]

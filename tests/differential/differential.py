@@ -25,11 +25,11 @@ import duckdb
 
 from compare import (multiset_diff, norm_duck, norm_eventide, order_diff, parse_rfc3339,
                      window_diff)
-from events import HOUR_US, Dataset
+from events import HOUR_US, Column, Dataset, duck_ts, fmt_ts
 import regressions
 from server import HarnessError, stop_all
 from specgen import Reference, SpecGen, calc_key, wire_spec
-from sqlast import DF, DUCK, Ctx, qident
+from sqlast import DF, DUCK, PCT_MACRO, Ctx, qident
 from sqlgen import SqlGen
 from states import LiveIngest, States, wait_started
 
@@ -55,17 +55,37 @@ class Run:
         os.makedirs(self.workdir, exist_ok=True)
         now = int(time.time())
         self.base_time = args.base_time or now - now % 3600
-        self.main, self.one = "diff-events", "diff-one"
+        self.main, self.one, self.fixed = "diff-events", "diff-one", "diff-fixed"
         self.ds = Dataset(self.seed, args.events, self.base_time * 1_000_000)
         self.failures, self.errors, self.differences = [], 0, 0
         self.per_state, self.shapes = {}, {}
+        self.t_eventide = self.t_duck = 0.0
+        self.current_state = None
         self.duck = duckdb.connect()
+        self.duck.execute(PCT_MACRO)
         self.ds.load_duckdb(self.duck, self.workdir, self.main)
+        self.load_fixed()
         self.states = States(self)
         self.one_items = min(800, int(self.states.flush_rows) - 1, len(self.ds.items))
         self.duck.execute(f'CREATE TABLE "{self.one}" AS SELECT * FROM "{self.main}" '
                           f"WHERE seq < {self.one_items}")
         self.ref = Reference(self.duck, self.ds, self.main)
+
+    def load_fixed(self):
+        """The hand-made events of regressions.FIXED, as items and as a DuckDB table."""
+        t0 = self.ds.static_start_us
+        self.fixed_items = [{"data": d, "time": fmt_ts(t0 + off * 1_000_000), "samplerate": sr}
+                            for d, off, sr in regressions.FIXED]
+        cols = ", ".join(f'"{k}" {t}' for k, t in regressions.FIXED_TYPES.items())
+        self.duck.execute(f'CREATE TABLE "{self.fixed}" ("timestamp" TIMESTAMP, "_samplerate" BIGINT, {cols})')
+        for d, off, sr in regressions.FIXED:
+            vals = [duck_ts(t0 + off * 1_000_000), sr] + [d.get(k) for k in regressions.FIXED_TYPES]
+            self.duck.execute(f'INSERT INTO "{self.fixed}" VALUES ({", ".join("?" * len(vals))})', vals)
+        kinds = {"VARCHAR": "str", "DOUBLE": "float", "BIGINT": "int", "BOOLEAN": "bool"}
+
+        class Fixed:
+            columns = {k: Column(k, kinds[t], 1.0, None) for k, t in regressions.FIXED_TYPES.items()}
+        self.fixed_ds = Fixed()
 
     # -- recording -------------------------------------------------------------------------
     def fail(self, state, kind, query, eventide, duckdb_answer, detail, index):
@@ -90,7 +110,7 @@ class Run:
         tables = tables or (self.main, self.main)
         if isinstance(q, tuple):  # a regression case: (name, df template, duck template)
             name, tdf, tduck = q
-            fill = {"t": qident(self.main), "one": qident(self.one),
+            fill = {"t": qident(self.main), "one": qident(self.one), "fixed": qident(self.fixed),
                     "static": "\"phase\" = 'static'" if static_only else "TRUE"}
             df_sql, duck_sql, order, limit, offset, full_sql = (tdf.format(**fill), tduck.format(**fill),
                                                                [], None, None, None)
@@ -101,9 +121,13 @@ class Run:
             order, limit, offset = q.order_keys(), q.limit, q.offset
             full_sql = q.render(Ctx(DUCK, tables[1], static_only), with_limit=False)
         query = {"shape": shape, "sql": df_sql, "duckdb_sql": duck_sql}
+        t0 = time.monotonic()
         status, resp, raw = srv.sql(df_sql)
+        t1 = time.monotonic()
+        self.t_eventide += t1 - t0
         try:
             want = [[norm_duck(v) for v in row] for row in self.duck.execute(duck_sql).fetchall()]
+            self.t_duck += time.monotonic() - t1
         except duckdb.Error as e:
             self.fail(state, "error", query, raw[:2000], f"duckdb error: {e}",
                       "DuckDB could not run the reference query (a harness defect)", index)
@@ -128,14 +152,18 @@ class Run:
             self.fail(state, "difference", query, got[:30], want[:30], diff, index)
 
     # -- one spec --------------------------------------------------------------------------
-    def check_spec(self, srv, state, index, spec, dataset, table):
+    def check_spec(self, srv, state, index, spec, dataset, table, ds=None, options=None):
         wire = wire_spec(spec)
         query = {"shape": "spec", "dataset": dataset, "spec": wire}
         now_us = int(time.time() * 1_000_000)
+        t0 = time.monotonic()
         status, resp, raw = srv.spec(dataset, wire)
-        ref = Reference(self.duck, self.ds, table)
+        t1 = time.monotonic()
+        self.t_eventide += t1 - t0
+        ref = Reference(self.duck, ds or self.ds, table, **(options or {}))
         try:
             want, want_series, okeys, sql = ref.answer(spec, now_us)
+            self.t_duck += time.monotonic() - t1
         except duckdb.Error as e:
             self.fail(state, "error", query, raw[:2000], f"duckdb error: {e}",
                       "DuckDB could not run the reference query (a harness defect)", index)
@@ -167,7 +195,10 @@ class Run:
                           f"result keys {sorted(d)}, expected {names}", index)
                 return
         pos = {k: i for i, k in enumerate(names)}
-        as_rows = lambda ds_: [[d[k] for k in names] for d in ds_]
+
+        def as_rows(dicts):
+            return [[d[k] for k in names] for d in dicts]
+
         keys = [(pos[k], desc, False) for k, desc in okeys if k in pos]
         g_rows, w_rows = as_rows(got), as_rows(want)
         limit = spec.get("limit", 1000)
@@ -189,9 +220,7 @@ class Run:
                     srows = [[d[k] for k in snames] for d in gs]
                     skeys = [(sp[k], False, False) for k in ["time"] + spec.get("breakdowns", []) if k in sp]
                     diff = multiset_diff(srows, [[d[k] for k in snames] for d in ws])
-                    diff = diff and "series: " + diff or order_diff(srows, skeys)
-                    if diff is None:
-                        pass
+                    diff = "series: " + diff if diff else order_diff(srows, skeys)
                 got = {"results": got, "series": gs}
                 want = {"results": want, "series": ws}
         if diff:
@@ -200,6 +229,7 @@ class Run:
     # -- one state -------------------------------------------------------------------------
     def run_state(self, state, count, only=None):
         log(f"== state {state}: preparing")
+        self.current_state = state
         t0 = time.monotonic()
         static_only = state == "ingesting"
         srv = getattr(self.states, state)()
@@ -212,19 +242,25 @@ class Run:
             t1 = time.monotonic()
             log(f"   ready in {t1 - t0:.1f} s; running {count} queries")
             done = 0
-            if only is None:
+            wanted = None if only is None or not isinstance(only, str) else only.split(":", 1)[1]
+            if only is None or wanted is not None:
                 for case in regressions.SQL:
+                    if wanted not in (None, case[0]):
+                        continue
                     self.check_sql(srv, state, f"regression:{case[0]}", case, case[0], static_only)
                     done += 1
-                for name, which, spec in regressions.SPECS:
+                for name, which, spec, options in regressions.SPECS:
+                    if wanted not in (None, name):
+                        continue
                     spec = dict(spec)
                     if "start_time" not in spec and "time_range" not in spec:
                         spec["start_time"] = self.ds.static_start_us // 1_000_000
                         spec["end_time"] = self.ds.static_end_us // 1_000_000
-                    dataset, table = (self.one, self.one) if which == "one" else (self.main, self.main)
-                    self.check_spec(srv, state, f"regression:{name}", spec, dataset, table)
+                    dataset = {"one": self.one, "fixed": self.fixed}.get(which, self.main)
+                    self.check_spec(srv, state, f"regression:{name}", spec, dataset, dataset,
+                                    self.fixed_ds if which == "fixed" else self.ds, options)
                     done += 1
-            indices = range(count) if only is None else [only]
+            indices = range(count) if only is None else ([] if wanted is not None else [only])
             for i in indices:
                 self.one_query(srv, state, i, static_only)
                 done += 1
@@ -234,7 +270,8 @@ class Run:
                     log(f"   {state}: {done} queries, {self.errors} errors, {self.differences} differences"
                         f" ({time.monotonic() - t1:.0f} s)")
             self.per_state[state] = self.per_state.get(state, 0) + done
-            log(f"   {state}: {done} queries in {time.monotonic() - t1:.1f} s")
+            log(f"   {state}: {done} queries in {time.monotonic() - t1:.1f} s (so far: eventide"
+                f" {self.t_eventide:.1f} s, duckdb {self.t_duck:.1f} s)")
             if live is not None:
                 live.halt()
                 if live.error:
@@ -270,7 +307,8 @@ def main(argv=None):
                                      "removed at the end when everything passed)")
     p.add_argument("--base-time", type=int, help="the hour the data is placed before (Unix seconds, "
                                                  "default: the start of the current hour)")
-    p.add_argument("--only", help="STATE:INDEX: run just this random query (after preparing STATE)")
+    p.add_argument("--only", help="STATE:INDEX or STATE:regression:NAME: run just this query "
+                                  "(after preparing STATE)")
     args = p.parse_args(argv)
     states = [s for s in args.states.split(",") if s]
     for s in states:
@@ -279,7 +317,7 @@ def main(argv=None):
     only = None
     if args.only:
         st, _, idx = args.only.partition(":")
-        states, only = [st], int(idx)
+        states, only = [st], (idx if idx.startswith("regression:") else int(idx))
     log(f"differential: seed {args.seed}, {args.events} events, {args.queries} queries over {states}")
     started = time.monotonic()
     run = None

@@ -213,6 +213,8 @@ class Dataset:
         data, row = {}, {}
         late = seq >= int(self.n * 0.6) if phase == "static" else True
         for col in self.columns.values():
+            if col.make is None and "deep" not in col.tags:
+                continue  # timestamp, _samplerate
             if "late" in col.tags and not late:
                 continue
             if seq > 0 and r.random() >= col.presence:

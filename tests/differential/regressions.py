@@ -3,8 +3,9 @@
 SQL cases are (name, DataFusion SQL, DuckDB SQL) templates over:
   {t}      the main dataset (quoted table name)
   {one}    a small dataset whose events were flushed as one segment file (hot in the hot state)
+  {fixed}  FIXED below: five hand-made events
   {static} a condition that excludes the live events of the ingesting state ("TRUE" elsewhere)
-Spec cases are (name, dataset key "t" or "one", spec); a spec's time window is filled in from
+Spec cases are (name, dataset key "t", "one" or "fixed", spec, reference options); a spec's time window is filled in from
 the data ("start_time"/"end_time" covering every static event) unless it has one.
 See FINDINGS.md for the bugs behind the cases marked there.
 """
@@ -41,6 +42,28 @@ SQL = [
     ("high-cardinality-key",
      'SELECT "user_id", count(*), sum("_samplerate") FROM {t} WHERE {static} GROUP BY 1',
      'SELECT "user_id", count(*), sum("_samplerate") FROM {t} WHERE {static} GROUP BY 1'),
+    # A column projected twice under two names, ordered by the second, with a LIMIT, beside a
+    # CASE over two columns: once segments and a hot tail are unioned (mixed, ingesting),
+    # DataFusion 55's plan sanity check refuses the plan it built itself.
+    ("duplicate-column-order-limit-union",
+     'SELECT CASE WHEN "status" < "temp" THEN "endpoint" END AS a, "seq" AS b, "seq" AS c FROM {t} '
+     'WHERE {static} ORDER BY c LIMIT 10',
+     'SELECT CASE WHEN "status" < "temp" THEN "endpoint" END AS a, "seq" AS b, "seq" AS c FROM {t} '
+     'WHERE {static} ORDER BY c LIMIT 10'),
+    # Integer SUM must not wrap around: 2^62 + 2^62 is 2^63, past int64.
+    ("sum-int64-overflow",
+     'SELECT sum("huge") FROM {fixed} WHERE {static}',
+     'SELECT sum("huge") FROM {fixed} WHERE {static}'),
+    # Two HAVING conditions that cannot both hold leave no group, also without GROUP BY
+    # (DataFusion 55 answers one row of count 0).
+    ("having-contradiction-global",
+     'SELECT count(*) FROM {fixed} WHERE {static} HAVING count(*) = 2 AND count(*) = 3',
+     'SELECT count(*) FROM {fixed} WHERE {static} HAVING count(*) = 2 AND count(*) = 3'),
+    # `a IS DISTINCT FROM b AND c` is `(a IS DISTINCT FROM b) AND c` in SQL (DuckDB, PostgreSQL);
+    # DataFusion 55's parser reads `a IS DISTINCT FROM (b AND c)`: the root of the spec `!=` bug.
+    ("is-distinct-from-precedence",
+     'SELECT count(*) FROM {fixed} WHERE "flag" IS DISTINCT FROM TRUE AND "n" > 1 AND {static}',
+     'SELECT count(*) FROM {fixed} WHERE "flag" IS DISTINCT FROM TRUE AND "n" > 1 AND {static}'),
     ("bloom-needle",
      'SELECT count(*) FROM {t} WHERE {static} AND "user_id" = (SELECT min("user_id") FROM {t} WHERE {static})',
      'SELECT count(*) FROM {t} WHERE {static} AND "user_id" = (SELECT min("user_id") FROM {t} WHERE {static})'),
@@ -49,14 +72,58 @@ SQL = [
 SPECS = [
     ("spec-count-distinct-one-file", "one",
      {"calculations": [{"op": "COUNT"}, {"op": "SUM", "column": "bytes"},
-                       {"op": "COUNT_DISTINCT", "column": "buyer"}], "breakdowns": ["tier"]}),
+                       {"op": "COUNT_DISTINCT", "column": "buyer"}], "breakdowns": ["tier"]}, {}),
     ("spec-weighted", "t",
      {"calculations": [{"op": "COUNT"}, {"op": "AVG", "column": "duration_ms"},
                        {"op": "P99", "column": "duration_ms"}, {"op": "SUM", "column": "bytes"}],
-      "breakdowns": ["service.name"], "granularity": 3600}),
+      "breakdowns": ["service.name"], "granularity": 3600}, {}),
     ("spec-negative-ops", "t",
      {"calculations": [{"op": "COUNT"}],
       "filters": [{"column": "region", "op": "!=", "value": "us-east-1"},
                   {"column": "error", "op": "does-not-contain", "value": "o"},
-                  {"column": "tier", "op": "not-in", "value": ["gold"]}]}),
+                  {"column": "tier", "op": "not-in", "value": ["gold"]}]}, {}),
+]
+
+# The fixed dataset "diff-fixed": (data, seconds after the static window's start, samplerate).
+FIXED = [
+    ({"k": "a", "v": -900000.0, "n": 1, "flag": True, "phase": "static"}, 0, 1),
+    ({"k": "a", "v": -900000.0, "n": 2, "flag": False, "phase": "static"}, 1, 1),
+    ({"k": "a", "v": 100000.0, "n": 3, "flag": True, "phase": "static"}, 2, 1),
+    ({"k": "b", "v": 9.540999999999999, "n": 4, "flag": False, "phase": "static"}, 3, 9),
+    ({"k": "b", "v": 1.5, "n": 5, "phase": "static", "huge": 2**62}, 4, 1),
+    ({"k": "b", "n": 6, "phase": "static", "huge": 2**62}, 5, 2),
+]
+FIXED_TYPES = {"k": "VARCHAR", "v": "DOUBLE", "n": "BIGINT", "flag": "BOOLEAN", "phase": "VARCHAR",
+               "huge": "BIGINT"}
+
+# Spec cases on the fixed dataset: (name, "fixed", spec, reference options).
+SPECS += [
+    # API.md: percentiles are "exact percentile_cont with linear interpolation". Over
+    # v = [-900000, -900000, 100000], P95 sits at index 1.9: -900000 + 1000000 * 0.9 = 0.
+    # DataFusion truncates the weight 0.8999999999999999 to 0.899999 and answers -1.
+    ("spec-p95-exact", "fixed",
+     {"calculations": [{"op": "P95", "column": "v"}], "filters": [{"column": "k", "op": "=", "value": "a"}]},
+     {"exact_percentiles": True}),
+    # A float filter value must match the stored float: 9.540999999999999 is in the data.
+    ("spec-float-value-roundtrip", "fixed",
+     {"calculations": [{"op": "COUNT"}], "filters": [{"column": "v", "op": "=", "value": 9.540999999999999}]}, {}),
+    # `!=` is IS DISTINCT FROM; with a second filter the translation must keep it apart.
+    ("spec-not-equal-bool-and", "fixed",
+     {"calculations": [{"op": "COUNT"}], "filters": [{"column": "flag", "op": "!=", "value": True},
+                                                     {"column": "n", "op": ">", "value": 1}]}, {}),
+    # All havings must hold: COUNT = 2 and COUNT = 3 leave no result row.
+    ("spec-having-contradiction", "fixed",
+     {"calculations": [{"op": "COUNT"}], "havings": [{"calculate_op": "COUNT", "op": "=", "value": 2},
+                                                     {"calculate_op": "COUNT", "op": "=", "value": 3}]}, {}),
+    # An AVG = v having beside a having on a calculation that is not listed: DataFusion 55's
+    # plan sanity check refuses the sort (found as seed 11 hot #1883, any state).
+    ("spec-having-avg-equal-and-unlisted", "fixed",
+     {"calculations": [{"op": "AVG", "column": "n"}], "breakdowns": ["k"],
+      "havings": [{"calculate_op": "AVG", "column": "n", "op": "=", "value": 2},
+                  {"calculate_op": "COUNT", "op": ">=", "value": 1}]}, {}),
+    # SUM is Σ value × samplerate: 2^62 × 1 + 2^62 × 2 = 3 × 2^62, past int64.
+    ("spec-sum-int64-overflow", "fixed", {"calculations": [{"op": "SUM", "column": "huge"}]}, {}),
+    ("spec-not-equal-string-and", "fixed",
+     {"calculations": [{"op": "COUNT"}], "filters": [{"column": "k", "op": "!=", "value": "a"},
+                                                     {"column": "n", "op": ">", "value": 1}]}, {}),
 ]

@@ -5,7 +5,7 @@ import math
 
 from compare import parse_rfc3339
 from events import HOUR_US, fmt_ts
-from sqlast import qident
+from sqlast import pct_sql, qident
 
 PCTS = {"P001": 0.001, "P01": 0.01, "P05": 0.05, "P10": 0.1, "P25": 0.25, "P50": 0.5, "P75": 0.75,
         "P90": 0.9, "P95": 0.95, "P99": 0.99, "P999": 0.999}
@@ -13,22 +13,6 @@ FILTER_OPS = ["=", "!=", ">", ">=", "<", "<=", "starts-with", "does-not-start-wi
               "does-not-contain", "exists", "does-not-exist", "in", "not-in"]
 HAVING_OPS = ["=", "!=", ">", ">=", "<", "<="]
 NEVER_SEEN = "never_seen_column"
-
-
-# DataFusion's percentile_cont (datafusion-functions-aggregate 55, calculate_percentile): the
-# interpolation weight is truncated to 1e-6 (INTERPOLATION_PRECISION), q = 0 and 1 are min and
-# max. DuckDB's quantile_cont is exact, so the reference spells DataFusion's arithmetic out.
-# API.md promises an exact percentile; FINDINGS.md has the difference and regressions.py a case.
-PCT_MACRO = """CREATE OR REPLACE MACRO df_pct(l, q) AS CASE
-  WHEN len(l) = 0 THEN NULL WHEN len(l) = 1 OR q = 0 THEN l[1] WHEN q = 1 THEN l[len(l)]
-  ELSE l[CAST(floor(q * (len(l) - 1)) AS BIGINT) + 1]
-     + (l[CAST(ceil(q * (len(l) - 1)) AS BIGINT) + 1] - l[CAST(floor(q * (len(l) - 1)) AS BIGINT) + 1])
-     * (floor((q * (len(l) - 1) - floor(q * (len(l) - 1))) * 1000000) / 1000000) END"""
-
-
-def pct_sql(x, q, flt=None):
-    cond = f"({x}) IS NOT NULL" + (f" AND ({flt})" if flt else "")
-    return f"df_pct(list_sort(list({x}) FILTER (WHERE {cond})), {q!r})"
 
 
 def calc_key(c):
@@ -328,6 +312,8 @@ class Reference:
         if op == "COUNT":
             return 'COALESCE(SUM("_samplerate"), 0)'
         q = qident(c["column"])
+        if op in ("SUM", "AVG") and self.ds.columns[c["column"]].kind == "int":
+            q = f"CAST({q} AS HUGEINT)"  # the exact sum: no int64 overflow in the reference
         if op == "SUM":
             return f'SUM({q} * "_samplerate")'
         if op == "AVG":

@@ -4,15 +4,31 @@ A node is a type plus one template per dialect. Dialect differences live here an
 integer division (`/` vs `//`), float literals (DuckDB reads `1.5` as DECIMAL, so it gets an
 explicit DOUBLE), timestamp literals, percentiles (`percentile_cont(q) WITHIN GROUP (ORDER BY x)`
 vs `quantile_cont(x, q)`), time buckets (`date_bin` vs `time_bucket` with the epoch as origin),
-string length, epoch micros and the default null order of `DESC` (DataFusion: nulls first,
-DuckDB: nulls last; DuckDB always gets it spelled out).
+string length, epoch micros, the default null order of `DESC` (DataFusion: nulls first,
+DuckDB: nulls last; DuckDB always gets it spelled out), and DataFusion's percentile_cont
+arithmetic (below).
 """
 
-from events import EPOCH, I64_MIN
-from specgen import pct_sql
 import datetime as dt
 
+from events import EPOCH, I64_MIN
+
 DF, DUCK = "df", "duck"
+
+# DataFusion's percentile_cont (datafusion-functions-aggregate 55, calculate_percentile): the
+# interpolation weight is truncated to 1e-6 (INTERPOLATION_PRECISION), q = 0 and 1 are min and
+# max. DuckDB's quantile_cont is exact, so the reference spells DataFusion's arithmetic out.
+# API.md promises an exact percentile; FINDINGS.md has the difference and regressions.py a case.
+PCT_MACRO = """CREATE OR REPLACE MACRO df_pct(l, q) AS CASE
+  WHEN len(l) = 0 THEN NULL WHEN len(l) = 1 OR q = 0 THEN l[1] WHEN q = 1 THEN l[len(l)]
+  ELSE l[CAST(floor(q * (len(l) - 1)) AS BIGINT) + 1]
+     + (l[CAST(ceil(q * (len(l) - 1)) AS BIGINT) + 1] - l[CAST(floor(q * (len(l) - 1)) AS BIGINT) + 1])
+     * (floor((q * (len(l) - 1) - floor(q * (len(l) - 1))) * 1000000) / 1000000) END"""
+
+
+def pct_sql(x, q, flt=None):
+    cond = f"({x}) IS NOT NULL" + (f" AND ({flt})" if flt else "")
+    return f"df_pct(list_sort(list({x}) FILTER (WHERE {cond})), CAST('{float(q)!r}' AS DOUBLE))"
 
 
 class Ctx:
@@ -33,6 +49,8 @@ class X:
         tmpl = self.df if ctx.dialect == DF or self.duck is None else self.duck
         if callable(tmpl):
             return tmpl(ctx, *self.args)
+        if not self.args:
+            return tmpl  # a constant (literals may hold braces)
         return tmpl.format(*[a.r(ctx) for a in self.args])
 
 
@@ -198,6 +216,7 @@ def agg(typ, name, arg=None, distinct=False, flt=None):
 
 def percentile(arg, q, form=0, desc=False, flt=None):
     """Exact percentile_cont. form 0: WITHIN GROUP, 1: function-call form, 2: median."""
+    desc = desc and form == 0
 
     def df(ctx):
         x = arg.r(ctx)
@@ -267,7 +286,10 @@ class Select:
                 keys = [f"c{self.items.index(g)}" for g in self.group]
             else:
                 keys = [g.r(ctx) for g in self.group]
-            out.append("GROUP BY " + ", ".join(keys))
+            if self.group_style in ("ROLLUP", "CUBE"):
+                out.append(f"GROUP BY {self.group_style} (" + ", ".join(keys) + ")")
+            else:
+                out.append("GROUP BY " + ", ".join(keys))
         if self.having is not None:
             out.append("HAVING " + self.having.r(ctx))
         if self.order:
@@ -290,6 +312,26 @@ class Select:
     def order_keys(self):
         """[(column index, desc, nulls_first)] with the default null order made explicit."""
         return [(p - 1, d, d if n is None else n) for p, d, n in self.order]
+
+
+class Join:
+    """SELECT … FROM (left) AS a JOIN (right) AS b ON a.c0 = b.c0 GROUP BY …: both sides are
+    Selects whose first item is the join key; items are (text, typ) over a.cN / b.cN."""
+
+    def __init__(self, left, right, items, group, kind="JOIN"):
+        self.left, self.right, self.items, self.group, self.kind = left, right, items, group, kind
+        self.order, self.limit, self.offset = [], None, None
+
+    def render(self, ctx, with_limit=True):
+        sel = ", ".join(f"{e.r(ctx)} AS c{i}" for i, e in enumerate(self.items))
+        out = (f"SELECT {sel} FROM ({self.left.render(ctx)}) AS a {self.kind} ({self.right.render(ctx)}) AS b"
+               f" ON a.c0 = b.c0")
+        if self.group:
+            out += " GROUP BY " + ", ".join(g.r(ctx) for g in self.group)
+        return out
+
+    def order_keys(self):
+        return []
 
 
 class Union:

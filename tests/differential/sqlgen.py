@@ -3,7 +3,7 @@
 import string
 
 from events import HOUR_US
-from sqlast import (Select, Union, X, agg, and_, between, binop, case, cast, char_length, cmp, col,
+from sqlast import (DF, Ctx, Join, Select, Union, X, agg, and_, between, binop, case, cast, char_length, cmp, col,
                     date_bin, date_trunc, distinct_from, epoch_us, func, in_list, in_subquery,
                     int_div, is_bool, is_null, like, lit, not_, or_, percentile, raw, window)
 
@@ -204,6 +204,8 @@ class SqlGen:
                              lambda: case(self.atom(), e, lit("other", "str"))])()
         if c.kind == "ts":
             return self.time_key()
+        if c.kind != "bool":
+            return e
         return r.choice([lambda: not_(e), lambda: self.atom()])()
 
     def time_key(self):
@@ -289,7 +291,7 @@ class SqlGen:
     def query(self):
         r = self.r
         shape = r.choices(["raw", "agg", "distinct", "plain", "nested", "in_sub", "window", "union",
-                           "bucket"], [18, 48, 5, 3, 6, 4, 7, 4, 5])[0]
+                           "bucket", "join"], [18, 46, 5, 3, 6, 4, 6, 4, 5, 3])[0]
         return shape, getattr(self, "q_" + shape)()
 
     def q_raw(self):
@@ -324,8 +326,14 @@ class SqlGen:
         items = keys + aggs
         if keys and r.random() < 0.2:
             r.shuffle(items)
-        styles = ["pos", "alias", "expr"]
-        q = Select(items, where=self.where(), group=keys or None, group_style=r.choice(styles))
+        styles = ["pos", "alias", "expr"] * 3 + ["ROLLUP", "CUBE"]
+        style = r.choice(styles)
+        if style in ("ROLLUP", "CUBE"):
+            # DataFusion refuses a grouping set that names one expression twice ("duplicate
+            # unqualified field name"): a dialect limit, so these keys are distinct.
+            if not 1 <= len(keys) <= 3 or len({k.r(Ctx(DF, "t")) for k in keys}) < len(keys):
+                style = "expr"
+        q = Select(items, where=self.where(), group=keys or None, group_style=style)
         if r.random() < 0.3 and (keys or r.random() < 0.2):
             hs = [self.having_for(r.choice(aggs + [self.aggregate()])) for _ in range(r.randint(1, 2))]
             q.having = hs[0] if len(hs) == 1 else (and_(*hs) if r.random() < 0.6 else or_(*hs))
@@ -401,6 +409,22 @@ class SqlGen:
         for i in range(r.randint(2, 3)):
             parts.append(Select([lit(string.ascii_lowercase[i], "str")] + aggs, where=self.pred()))
         return Union(parts)
+
+    def q_join(self):
+        """A self-join on a shared id (a trace, a user or a buyer), each side filtered apart."""
+        r = self.r
+        key = self.ds.columns[r.choice(["trace.trace_id", "user_id", "buyer"])]
+        lk = self.group_key()
+        num = self.num_arg()
+        other = self.column(["str", "int"], exclude=["big"])
+        left = Select([col(key), lk, col(self.ds.columns["seq"])], where=self.pred())
+        right = Select([col(key), col(other), num, col(self.ds.columns["seq"])], where=self.where())
+        a1, b1, b2, a2, b3 = (raw(lk.typ, "a.c1"), raw(other.kind, "b.c1"), raw(num.typ, "b.c2"),
+                              raw("int", "a.c2"), raw("int", "b.c3"))
+        items = [a1, agg("int", "count", None), agg("int", "count", b1, distinct=True),
+                 agg(num.typ, r.choice(["sum", "max"]), b2),
+                 agg("int", "count", None, flt=cmp(a2, "<", b3))]
+        return Join(left, right, items, [a1], r.choice(["JOIN", "JOIN", "LEFT JOIN"]))
 
     def q_bucket(self):
         r = self.r

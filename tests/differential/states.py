@@ -51,12 +51,12 @@ class States:
         return Server(self.run.binary, data_dir, flags, os.path.join(self.run.workdir, f"{name}.stderr"),
                       self.run.log).start()
 
-    def load(self, srv, dataset, lo, hi):
+    def load(self, srv, dataset, lo, hi, batch=None):
         """Sends static items [lo, hi) and checks each item's status against the model."""
         ds = self.ds
         i = lo
         while i < hi:
-            j = min(hi, i + self.batch)
+            j = min(hi, i + (batch or self.batch))
             statuses = srv.ingest(dataset, ds.items[i:j])
             for k, st in enumerate(statuses):
                 want = 202 if ds.expect_ok[i + k] else 400
@@ -70,7 +70,19 @@ class States:
         return sum(1 for ok in self.ds.expect_ok[lo:hi] if ok)
 
     def load_one(self, srv):
+        """The small datasets of the regression cases: diff-one and diff-fixed."""
         self.load(srv, self.run.one, 0, self.run.one_items)
+        statuses = srv.ingest(self.run.fixed, self.run.fixed_items)
+        if any(s.get("status") != 202 for s in statuses):
+            raise HarnessError(f"ingest of the fixed events answered {statuses}")
+        self.wait_rows(srv, self.run.one, self.accepted(0, self.run.one_items))
+        self.wait_rows(srv, self.run.fixed, len(self.run.fixed_items))
+
+    @staticmethod
+    def wait_rows(srv, dataset, want):
+        """An acknowledged batch is applied to the hot tail a little later (OPERATIONS.md
+        "Freshness"; FINDINGS.md 8): wait until the listing counts it."""
+        srv.wait_for(dataset, f"{want} events in {dataset}", lambda d: d["rows"] == want)
 
     def cut(self, frac):
         return int(len(self.ds.items) * frac)
@@ -89,13 +101,16 @@ class States:
     def build_flushed(self, name):
         n = len(self.ds.items)
         flags = ["--flush-seconds", "3600", "--flush-rows", self.flush_rows] + NO_MERGE
-        srv = self.server(name, flags)
-        self.load(srv, self.run.main, 0, self.cut(0.6))
-        srv.stop()
-        srv = self.server(name, flags)
-        self.load(srv, self.run.main, self.cut(0.6), n)
-        self.load_one(srv)  # fewer than --flush-rows: one file at SIGTERM
-        srv.stop()
+        small = max(50, int(self.flush_rows) // 2)
+        # Four rounds, each ended by SIGTERM (which flushes): at least four files, and the
+        # columns that only later events have are missing from the first files.
+        cuts = [0, self.cut(0.3), self.cut(0.55), self.cut(0.8), n]
+        for k in range(4):
+            srv = self.server(name, flags)
+            self.load(srv, self.run.main, cuts[k], cuts[k + 1], small)
+            if k == 3:
+                self.load_one(srv)  # fewer than --flush-rows: one file at SIGTERM
+            srv.stop()
         srv = self.server(name, flags)
         want = self.accepted(0, n)
         srv.wait_for(self.run.main, f"all {want} events in 2+ segments, none hot",
@@ -144,11 +159,12 @@ class States:
         n = len(self.ds.items)
         a1, a2, b1, b2 = self.cut(0.2), self.cut(0.4), self.cut(0.55), self.cut(0.75)
         few = ["--flush-seconds", "3600", "--flush-rows", str(max(100, a2 // 4))]
+        small = max(50, a2 // 8)
         srv = self.server("mixed", few + NO_MERGE)
-        self.load(srv, self.run.main, 0, a1)
+        self.load(srv, self.run.main, 0, a1, small)
         srv.stop()
         srv = self.server("mixed", few + NO_MERGE)
-        self.load(srv, self.run.main, a1, a2)
+        self.load(srv, self.run.main, a1, a2, small)
         srv.stop()
         srv = self.server("mixed", few + self.merge_flags())
         levels = self.wait_merged(srv, self.run.main, self.accepted(0, a2), "the first 40 % to be merged")
@@ -201,7 +217,9 @@ class LiveIngest(threading.Thread):
         last_levels = None
         try:
             while not self.stop_flag.is_set():
-                batch = [next(gen) for _ in range(r.randint(20, 300))]
+                # A steady trickle (about 200 events/s): with --flush-rows n/20 a flush every
+                # second or so and merges all along, yet the dataset does not outgrow the queries.
+                batch = [next(gen) for _ in range(r.randint(20, 100))]
                 statuses = self.srv.ingest(self.dataset, batch, client)
                 bad = [s for s in statuses if s.get("status") != 202]
                 if bad:
@@ -218,7 +236,7 @@ class LiveIngest(threading.Thread):
                                 levels.count(0) < last_levels.count(0):
                             self.merges += 1
                     last_levels = levels
-                self.stop_flag.wait(0.01)
+                self.stop_flag.wait(0.05 + len(batch) / 250)
         except Exception as e:  # reported by the caller
             self.error = e
             self.started_one.set()

@@ -74,7 +74,8 @@ impl EmbeddedLogConfig {
 
 pub(super) struct AppendReq {
     pub(super) dataset: String,
-    pub(super) payload: Bytes,
+    /// The records of one request: all are written in one group, so all or none are.
+    pub(super) payloads: Vec<Bytes>,
     pub(super) reply: oneshot::Sender<Result<Offset>>,
 }
 
@@ -269,14 +270,31 @@ impl EmbeddedLog {
         *self.shared.durable.borrow()
     }
 
+    #[cfg(test)]
     async fn append_record(&self, dataset: &str, payload: Bytes) -> Result<Offset> {
+        self.append_records(dataset, vec![payload]).await
+    }
+
+    /// Appends `payloads` in one group (one write, one fsync): all are durable, at
+    /// consecutive offsets from the one returned, or none is.
+    async fn append_records(&self, dataset: &str, payloads: Vec<Bytes>) -> Result<Offset> {
         if dataset.len() > u16::MAX as usize {
             return Err(LogError::DatasetTooLong(dataset.len()));
         }
+        if let Some(p) = payloads
+            .iter()
+            .find(|p| p.len() + dataset.len() + 10 > framing::MAX_RECORD)
+        {
+            return Err(LogError::RecordTooLarge {
+                bytes: p.len(),
+                limit: framing::MAX_RECORD - dataset.len() - 10,
+            });
+        }
+        let total: usize = payloads.iter().map(Bytes::len).sum();
         if self.shared.failed.load(Ordering::Acquire) {
             return Err(LogError::Failed("an earlier write failed".into()));
         }
-        let kb = (payload.len() / 1024 + 1).min(self.pending_bytes_max) as u32;
+        let kb = (total / 1024 + 1).min(self.pending_bytes_max) as u32;
         let permit = match self.pending_bytes.clone().try_acquire_many_owned(kb) {
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::NoPermits) => {
@@ -287,7 +305,7 @@ impl EmbeddedLog {
         let (reply, rx) = oneshot::channel();
         let req = AppendReq {
             dataset: dataset.to_owned(),
-            payload,
+            payloads,
             reply,
         };
         let tx = self.tx.as_ref().ok_or(LogError::Closed)?;
@@ -305,12 +323,18 @@ impl EmbeddedLog {
 
 #[async_trait]
 impl EventLog for EmbeddedLog {
-    async fn append(&self, dataset: &str, payload: Bytes) -> Result<Position> {
-        let offset = self.append_record(dataset, payload).await?;
-        Ok(Position {
-            partition: 0,
-            offset,
-        })
+    async fn append_all(&self, dataset: &str, payloads: Vec<Bytes>) -> Result<Vec<Position>> {
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = payloads.len() as u64;
+        let first = self.append_records(dataset, payloads).await?;
+        Ok((first..first + n)
+            .map(|offset| Position {
+                partition: 0,
+                offset,
+            })
+            .collect())
     }
 
     fn identity(&self) -> String {

@@ -52,6 +52,7 @@ impl Writer {
         while let Some(first) = self.rx.blocking_recv() {
             buf.clear();
             group.clear();
+            let mut records = 0usize;
             let mut req = Some(first);
             // Take every append already waiting (up to ~8 MB) into one write and one fsync.
             while let Some(r) = req.take() {
@@ -61,8 +62,11 @@ impl Writer {
                         .send(Err(LogError::Failed("earlier write failed".into())));
                 } else {
                     let offset = self.next;
-                    frame(&mut buf, offset, &r.dataset, &r.payload);
-                    self.next += 1;
+                    for payload in &r.payloads {
+                        frame(&mut buf, self.next, &r.dataset, payload);
+                        self.next += 1;
+                    }
+                    records += r.payloads.len();
                     group.push((r.reply, offset));
                 }
                 if buf.len() < (8 << 20) {
@@ -75,7 +79,7 @@ impl Writer {
             let result = self.write_group(&buf);
             match result {
                 Ok(()) => {
-                    self.shared.observe_group(group.len(), buf.len());
+                    self.shared.observe_group(records, buf.len());
                     self.shared.durable.send_replace(self.next);
                     for (reply, offset) in group.drain(..) {
                         let _ = reply.send(Ok(offset));

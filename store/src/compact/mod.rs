@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use arrow::array::{Array, ArrayRef, Int64Array, TimestampMicrosecondArray};
-use arrow::compute::{SortColumn, SortOptions, interleave_record_batch, lexsort_to_indices};
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -38,7 +38,7 @@ use tracing::{debug, error, info, warn};
 
 pub use policy::{DAY_US, HOUR_US, MergePolicy, MergeTask, TimeWindowPolicy, window_of};
 
-use crate::hot::{batch_bytes, extend_to};
+use crate::hot::{batch_bytes, conform};
 use crate::segment::{self, SegmentOptions};
 use crate::{Inner, Result, SegmentMeta, StoreError, read_lock, write_lock};
 
@@ -423,10 +423,13 @@ impl Inner {
             .merge_policy
             .as_ref()
             .map_or(32 * 1024 * 1024, |p| p.target_bytes());
-        // What the merge will hold at its peak: its inputs decoded, one output file's rows
-        // copied out of them, and the encoded outputs.
+        // What the merge will hold at its peak: its inputs decoded (as their catalog entries
+        // say, or estimated from their size), the sort keys, the piece being written and the
+        // encoded outputs.
         let expansion = self.merge_expansion.load(Ordering::Relaxed);
-        let need = (in_bytes + target).saturating_mul(expansion) / 100 + in_bytes;
+        let in_decoded = policy::decoded_bytes(&inputs, expansion);
+        let need =
+            in_decoded + (segment::WRITE_CHUNK_BYTES as u64) + in_bytes.saturating_add(target);
         if let Some(guard) = &self.config.memory
             && !guard.has_room_for(need)
         {
@@ -462,8 +465,10 @@ impl Inner {
                     .with_batch_size(64 * 1024)
                     .build()?;
                 let mut out = Vec::new();
+                // By name, with the dataset's types: files written by processes that saw the
+                // columns in another order, or with another type, line up.
                 for b in reader {
-                    out.push(extend_to(&b?, &schema)?);
+                    out.push(conform(&b?, &schema)?);
                 }
                 Ok(out)
             })
@@ -476,9 +481,13 @@ impl Inner {
             (decoded.saturating_mul(100) / in_bytes.max(1)).max(100),
             Ordering::Relaxed,
         );
-        // Rows per output file from the inputs' bytes per row.
-        let rows_per_file = ((target as f64) / (in_bytes.max(1) as f64 / in_rows.max(1) as f64))
-            .clamp(1.0, u64::MAX as f64) as usize;
+        // Rows per output file from the inputs' bytes per row: the Parquet target, and no
+        // more decoded bytes than the inputs' (a piece of very compressible strings stays far
+        // from Arrow's 2 GiB offset limit).
+        let by_file = (target as f64) / (in_bytes.max(1) as f64 / in_rows.max(1) as f64);
+        let by_decoded = (policy::MAX_PIECE_DECODED_BYTES as f64)
+            / (decoded.max(1) as f64 / in_rows.max(1) as f64);
+        let rows_per_file = by_file.min(by_decoded).clamp(1.0, u64::MAX as f64) as usize;
         let sort_key = read_lock(&self.settings)
             .1
             .get(name)
@@ -488,18 +497,31 @@ impl Inner {
         let schema_ = schema.clone();
         let bloom = self.config.bloom_columns.clone();
         let chunks = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            // The outputs have the columns the inputs' rows use.
+            let schema_ = eventide_model::chunks::used_fields(&schema_, &refs);
             let pieces = sorted_pieces(&schema_, &batches, &sort_key, window_us, rows_per_file)?;
             let opts = SegmentOptions {
                 bloom_columns: bloom,
                 presorted: true,
             };
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            // One output file's rows at a time: copied, encoded, dropped.
+            let step = segment::rows_per_write(
+                (decoded as usize) / (in_rows as usize).max(1),
+                schema_.fields().len(),
+            );
+            // One output file at a time, its rows copied out in bounded batches straight into
+            // the writer.
             pieces
                 .iter()
                 .map(|idx| {
-                    let piece = interleave_record_batch(&refs, idx)?;
-                    segment::encode_segment(&schema_, &[piece], &opts)
+                    let mut w =
+                        segment::SegmentWriter::new(&schema_, &refs, &opts, idx.len() as u64)?;
+                    for part in idx.chunks(step) {
+                        w.write(&eventide_model::chunks::interleave_by_name(
+                            &schema_, &refs, part,
+                        )?)?;
+                    }
+                    w.finish()
                 })
                 .collect::<Result<Vec<_>>>()
         })
@@ -636,7 +658,7 @@ fn segment_partition(file: &str) -> Option<Partition> {
 /// crosses a window or holds more than `rows_per_file` rows. Only the sort keys are
 /// concatenated; the rows themselves are copied later, one output file at a time, so a merge
 /// holds its decoded inputs once rather than three times (inputs, concatenation, sorted copy).
-/// Every batch has `schema`.
+/// Columns are matched by name: a batch without one of `schema`'s columns counts as null there.
 pub fn sorted_pieces(
     schema: &SchemaRef,
     batches: &[RecordBatch],
@@ -653,9 +675,21 @@ pub fn sorted_pieces(
         .enumerate()
         .flat_map(|(bi, b)| (0..b.num_rows() as u32).map(move |r| (bi as u32, r)))
         .collect();
+    // One column of every batch, by name (nulls where a batch lacks it).
     let column = |i: usize| -> Result<ArrayRef> {
-        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
-        Ok(arrow::compute::concat(&parts)?)
+        let field = schema.field(i);
+        let parts = batches
+            .iter()
+            .map(|b| {
+                Ok(
+                    eventide_model::chunks::column_as(b, field)?.unwrap_or_else(|| {
+                        arrow::array::new_null_array(field.data_type(), b.num_rows())
+                    }),
+                )
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        Ok(arrow::compute::concat(&refs)?)
     };
     let ts_col = column(0)?;
     let ts = ts_col
@@ -723,7 +757,11 @@ pub fn sort_and_cut(
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     sorted_pieces(schema, batches, sort_key, window_us, rows_per_file)?
         .iter()
-        .map(|idx| Ok(interleave_record_batch(&refs, idx)?))
+        .map(|idx| {
+            Ok(eventide_model::chunks::interleave_by_name(
+                schema, &refs, idx,
+            )?)
+        })
         .collect()
 }
 

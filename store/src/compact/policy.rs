@@ -67,6 +67,30 @@ impl Default for TimeWindowPolicy {
     }
 }
 
+/// Most decoded (Arrow) bytes one merge reads, whatever its inputs' file sizes: very
+/// compressible strings decode to a hundred times their Parquet size.
+pub const MAX_INPUT_DECODED_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Most decoded bytes of one output file of a merge.
+pub const MAX_PIECE_DECODED_BYTES: u64 = 256 * 1024 * 1024;
+
+/// What `segments` take decoded: as their catalog entries say, or their size times
+/// `expansion_x100` / 100 for entries from before it was recorded.
+pub fn decoded_bytes(segments: &[SegmentMeta], expansion_x100: u64) -> u64 {
+    segments.iter().map(|s| decoded_of(s, expansion_x100)).sum()
+}
+
+fn decoded_of(s: &SegmentMeta, expansion_x100: u64) -> u64 {
+    if s.arrow_bytes > 0 {
+        s.arrow_bytes
+    } else {
+        s.bytes.saturating_mul(expansion_x100.max(100)) / 100
+    }
+}
+
+/// The expansion assumed for segments whose decoded size is unknown (×100).
+const UNKNOWN_EXPANSION_X100: u64 = 1000;
+
 /// The `width`-aligned window holding `t`.
 pub fn window_of(t: i64, width: i64) -> i64 {
     t.div_euclid(width) * width
@@ -105,13 +129,19 @@ impl MergePolicy for TimeWindowPolicy {
             });
         } else if l0.len() >= self.tier || (l0.len() >= 2 && settled) {
             let mut inputs = Vec::new();
-            let mut bytes = 0u64;
+            let (mut bytes, mut decoded) = (0u64, 0u64);
             for s in l0 {
-                // At least two, so a merge always makes progress; past that, the budget.
-                if inputs.len() >= 2 && bytes + s.bytes > self.max_input_bytes {
+                // At least two, so a merge always makes progress (two flushes are bounded by
+                // the hot tail's flush size); past that, the budgets.
+                let d = decoded_of(s, UNKNOWN_EXPANSION_X100);
+                if inputs.len() >= 2
+                    && (bytes + s.bytes > self.max_input_bytes
+                        || decoded + d > MAX_INPUT_DECODED_BYTES)
+                {
                     break;
                 }
                 bytes += s.bytes;
+                decoded += d;
                 inputs.push(s.id);
             }
             if inputs.len() >= 2 {
@@ -142,12 +172,14 @@ impl MergePolicy for TimeWindowPolicy {
                 .collect();
             small.sort_by_key(|s| (s.bytes, s.id));
             let mut inputs = Vec::new();
-            let mut bytes = 0u64;
+            let (mut bytes, mut decoded) = (0u64, 0u64);
             for s in small {
-                if bytes + s.bytes > self.max_input_bytes {
+                let d = decoded_of(s, UNKNOWN_EXPANSION_X100);
+                if bytes + s.bytes > self.max_input_bytes || decoded + d > MAX_INPUT_DECODED_BYTES {
                     break;
                 }
                 bytes += s.bytes;
+                decoded += d;
                 inputs.push(s.id);
             }
             if inputs.len() >= 2 {
@@ -183,7 +215,14 @@ impl MergePolicy for TimeWindowPolicy {
                 continue;
             }
             let bytes: u64 = segs.iter().map(|s| s.bytes).sum();
-            if bytes <= self.target_bytes && bytes <= self.max_input_bytes {
+            let decoded: u64 = segs
+                .iter()
+                .map(|s| decoded_of(s, UNKNOWN_EXPANSION_X100))
+                .sum();
+            if bytes <= self.target_bytes
+                && bytes <= self.max_input_bytes
+                && decoded <= MAX_INPUT_DECODED_BYTES
+            {
                 tasks.push(MergeTask {
                     inputs: segs.iter().map(|s| s.id).collect(),
                     level: 3,
@@ -216,6 +255,7 @@ mod tests {
             max_time_us: rows.iter().map(|r| r.0).max().unwrap_or(0),
             rows: rows.len() as u64,
             bytes: rows.len() as u64 * 100,
+            arrow_bytes: rows.len() as u64 * 800,
             first_offset: 0,
             last_offset: 0,
             level,
