@@ -4,11 +4,12 @@ seeded events, in every data state (hot, flushed, merged, mixed, ingesting).
 
     python differential.py --binary target/debug/eventide --seed 7 --queries 2000
         [--states hot,flushed,merged,mixed,ingesting] [--events N] [--workdir DIR]
-        [--base-time UNIX_SECONDS] [--only STATE:INDEX]
+        [--base-time UNIX_SECONDS] [--only STATE:INDEX | STATE:regression:NAME]
 
 A human-readable log goes to stderr; the last line of stdout is one JSON summary. Exit status 0
 only when there was no error and no difference. Every failure names the seed, the base time and
-the exact query (both renderings, or the JSON spec), so `--only STATE:INDEX` reruns it.
+the exact query (both renderings, or the JSON spec), so `--only STATE:INDEX` reruns it. Each
+state runs the fixed cases of regressions.py first (they count as queries of that state).
 """
 
 import argparse

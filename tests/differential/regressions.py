@@ -3,10 +3,11 @@
 SQL cases are (name, DataFusion SQL, DuckDB SQL) templates over:
   {t}      the main dataset (quoted table name)
   {one}    a small dataset whose events were flushed as one segment file (hot in the hot state)
-  {fixed}  FIXED below: five hand-made events
+  {fixed}  FIXED below: six hand-made events
   {static} a condition that excludes the live events of the ingesting state ("TRUE" elsewhere)
-Spec cases are (name, dataset key "t", "one" or "fixed", spec, reference options); a spec's time window is filled in from
-the data ("start_time"/"end_time" covering every static event) unless it has one.
+Spec cases are (name, dataset key "t", "one" or "fixed", spec, reference options); a spec's
+time window is filled in from the data ("start_time"/"end_time" covering every static event)
+unless it has one.
 See FINDINGS.md for the bugs behind the cases marked there.
 """
 

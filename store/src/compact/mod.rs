@@ -20,6 +20,8 @@
 //! no catalog names, so nothing is counted twice and nothing leaks.
 
 pub mod policy;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -485,8 +487,14 @@ impl Inner {
         // more decoded bytes than the inputs' (a piece of very compressible strings stays far
         // from Arrow's 2 GiB offset limit).
         let by_file = (target as f64) / (in_bytes.max(1) as f64 / in_rows.max(1) as f64);
-        let by_decoded = (policy::MAX_PIECE_DECODED_BYTES as f64)
-            / (decoded.max(1) as f64 / in_rows.max(1) as f64);
+        let max_piece = self
+            .config
+            .merge_policy
+            .as_ref()
+            .map_or(policy::MAX_PIECE_DECODED_BYTES, |p| {
+                p.max_piece_decoded_bytes()
+            });
+        let by_decoded = (max_piece as f64) / (decoded.max(1) as f64 / in_rows.max(1) as f64);
         let rows_per_file = by_file.min(by_decoded).clamp(1.0, u64::MAX as f64) as usize;
         let sort_key = read_lock(&self.settings)
             .1
@@ -766,7 +774,7 @@ pub fn sort_and_cut(
 }
 
 #[cfg(test)]
-mod tests {
+mod sort_tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};

@@ -39,6 +39,10 @@ pub trait MergePolicy: Send + Sync + std::fmt::Debug {
     fn plan(&self, segments: &[SegmentMeta], now_us: i64) -> Vec<MergeTask>;
     /// Largest output file, in bytes.
     fn target_bytes(&self) -> u64;
+    /// Most decoded bytes of one output file (it is cut into more files past it).
+    fn max_piece_decoded_bytes(&self) -> u64 {
+        MAX_PIECE_DECODED_BYTES
+    }
 }
 
 /// The default [`MergePolicy`].
@@ -54,6 +58,9 @@ pub struct TimeWindowPolicy {
     /// Most input bytes (Parquet) one task reads, which bounds its memory (an L1 merge takes
     /// at least two flushes even when they are larger).
     pub max_input_bytes: u64,
+    /// Most decoded (Arrow) bytes one task reads: very compressible strings decode to a
+    /// hundred times their Parquet size, so the file size alone does not bound a merge.
+    pub max_input_decoded_bytes: u64,
 }
 
 impl Default for TimeWindowPolicy {
@@ -63,6 +70,7 @@ impl Default for TimeWindowPolicy {
             grace_us: 5 * 60 * 1_000_000,
             target_bytes: 32 * 1024 * 1024,
             max_input_bytes: 32 * 1024 * 1024,
+            max_input_decoded_bytes: MAX_INPUT_DECODED_BYTES,
         }
     }
 }
@@ -106,6 +114,10 @@ impl MergePolicy for TimeWindowPolicy {
         self.target_bytes
     }
 
+    fn max_piece_decoded_bytes(&self) -> u64 {
+        (self.max_input_decoded_bytes / 2).clamp(1, MAX_PIECE_DECODED_BYTES)
+    }
+
     fn plan(&self, segments: &[SegmentMeta], now_us: i64) -> Vec<MergeTask> {
         let mut tasks = Vec::new();
 
@@ -136,7 +148,7 @@ impl MergePolicy for TimeWindowPolicy {
                 let d = decoded_of(s, UNKNOWN_EXPANSION_X100);
                 if inputs.len() >= 2
                     && (bytes + s.bytes > self.max_input_bytes
-                        || decoded + d > MAX_INPUT_DECODED_BYTES)
+                        || decoded + d > self.max_input_decoded_bytes)
                 {
                     break;
                 }
@@ -221,7 +233,7 @@ impl MergePolicy for TimeWindowPolicy {
                 .sum();
             if bytes <= self.target_bytes
                 && bytes <= self.max_input_bytes
-                && decoded <= MAX_INPUT_DECODED_BYTES
+                && decoded <= self.max_input_decoded_bytes
             {
                 tasks.push(MergeTask {
                     inputs: segs.iter().map(|s| s.id).collect(),
@@ -317,6 +329,7 @@ mod tests {
                 grace_us: 60_000_000,
                 target_bytes: 2_000,
                 max_input_bytes: 3_000,
+                max_input_decoded_bytes: 16_000,
             };
             let mut next_row = 0u64;
             let mut next_id = 0u64;
