@@ -91,6 +91,8 @@ struct MarkersFile {
 #[derive(Debug, Clone)]
 pub struct Markers {
     file: Saved<MarkersFile>,
+    /// The start of a marker created without one.
+    clock: eventide_model::time::Clock,
 }
 
 fn check_dataset(dataset: &str) -> Result<(), MarkerError> {
@@ -126,7 +128,14 @@ impl Markers {
     pub fn open(dir: &Path) -> Result<Self, MarkerError> {
         Ok(Self {
             file: Saved::open(dir.join("markers.json"))?,
+            clock: eventide_model::time::Clock::system(),
         })
+    }
+
+    /// Starts markers created without a start time at `clock`'s now.
+    pub fn with_clock(mut self, clock: eventide_model::time::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Creates a marker in `dataset` (or `__all__`).
@@ -136,7 +145,7 @@ impl Markers {
         let mut m = Marker {
             id: String::new(),
             dataset: dataset.to_owned(),
-            start_time: eventide_model::time::now_micros() / 1_000_000,
+            start_time: self.clock.now_micros() / 1_000_000,
             end_time: None,
             message: String::new(),
             kind: String::new(),

@@ -178,7 +178,7 @@ impl Alerts {
             let mut next_deploys = 0i64;
             loop {
                 tick.tick().await;
-                let now = eventide_model::time::now_micros();
+                let now = this.inner.engine.store().clock().now_micros();
                 this.schedule_triggers(now);
                 if now >= next_deploys {
                     this.schedule_deploys(now);
@@ -547,7 +547,7 @@ impl Alerts {
         {
             return Ok(());
         }
-        let now = eventide_model::time::now_micros() / 1_000_000;
+        let now = self.inner.engine.store().clock().now_micros() / 1_000_000;
         let spec = QuerySpec {
             time_range: None,
             start_time: Some((now - input.query.time_range.unwrap_or(60)) as f64),
@@ -872,7 +872,13 @@ impl Alerts {
             .collect();
         crate::dora::compute(&crate::dora::History {
             service,
-            now_s: eventide_model::time::now_micros().div_euclid(1_000_000),
+            now_s: self
+                .inner
+                .engine
+                .store()
+                .clock()
+                .now_micros()
+                .div_euclid(1_000_000),
             window_s,
             markers: &self.inner.markers.all(),
             verdicts: &verdicts,

@@ -78,6 +78,8 @@ pub struct IngestState {
     /// The process memory bound (`--max-memory-mb`), if any: above its high watermark new
     /// requests are refused.
     pub memory: Option<Arc<eventide_model::memory::MemoryGuard>>,
+    /// The receive time of events that carry none.
+    pub clock: eventide_model::time::Clock,
 }
 
 /// Default in-flight budget of request bodies: 256 MiB.
@@ -96,7 +98,14 @@ impl IngestState {
             max_queue_wait: std::time::Duration::from_millis(500),
             metrics: Arc::default(),
             memory: None,
+            clock: eventide_model::time::Clock::system(),
         }
+    }
+
+    /// Takes receive times from `clock`.
+    pub fn with_clock(mut self, clock: eventide_model::time::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Refuses new requests while `guard` says memory is above its high watermark.
@@ -343,7 +352,7 @@ impl IngestState {
         let enc = body::encoding(headers)?;
         let _permit = self.admit_request(headers, limit)?;
         let raw = body::read_raw(body, limit).await?;
-        let d = defaults(headers)?;
+        let d = defaults(headers, self.clock.now_micros())?;
         let this = self.clone();
         let ds = dataset.clone();
         let slot = self.decode_slot().await?;
@@ -405,7 +414,7 @@ fn dataset_name(raw: &str) -> Result<DatasetName, ApiError> {
     DatasetName::new(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-fn defaults(headers: &HeaderMap) -> Result<Defaults, ApiError> {
+fn defaults(headers: &HeaderMap, receive_us: i64) -> Result<Defaults, ApiError> {
     let time_us = match headers.get("x-honeycomb-event-time") {
         None => None,
         Some(v) => {
@@ -439,7 +448,7 @@ fn defaults(headers: &HeaderMap) -> Result<Defaults, ApiError> {
     Ok(Defaults {
         time_us,
         samplerate,
-        receive_us: eventide_model::time::now_micros(),
+        receive_us,
     })
 }
 
@@ -466,7 +475,7 @@ impl IngestState {
         let enc = body::encoding(headers)?;
         let _permit = self.admit_request(headers, limit)?;
         let raw = body::read_raw(body, limit).await?;
-        let d = defaults(headers)?;
+        let d = defaults(headers, self.clock.now_micros())?;
         let limits = self.limits.clone();
         self.ingest(dataset, move || {
             let body = body::decode_body(raw, enc, limit)?;

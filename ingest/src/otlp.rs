@@ -592,7 +592,7 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .filter(|d| !d.trim().is_empty());
-    let receive_us = eventide_model::time::now_micros();
+    let receive_us = s.clock.now_micros();
     let limits = s.limits.clone();
     let results = s
         .ingest_groups(move || {

@@ -359,7 +359,7 @@ async fn append_loop(mut rx: mpsc::Receiver<Chunk>, state: IngestState, stats: A
 }
 
 async fn append_chunk(state: &IngestState, bytes: Bytes, stats: &UdpStats) {
-    let receive_us = eventide_model::time::now_micros();
+    let receive_us = state.clock.now_micros();
     let limits = state.limits.clone();
     let this = state.clone();
     let prepared = tokio::task::spawn_blocking(move || {

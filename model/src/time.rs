@@ -48,14 +48,118 @@ pub fn format_micros(us: i64) -> String {
     }
 }
 
-/// The current time in Unix microseconds.
+/// The current time in Unix microseconds, from the system clock. Components whose behaviour
+/// depends on the time take a [`Clock`] instead, so tests and replays can set it.
 pub fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
+}
+
+/// Where a component reads the time of day: the system clock, or one that starts at a given
+/// instant (and runs at real speed from there, or only when told). Every decision that
+/// depends on the time (receive time of events without one, query windows relative to now,
+/// retention cuts, which compaction windows are closed, alert windows) reads it here, so a
+/// test can fix the hour it runs at.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<Source>);
+
+enum Source {
+    System,
+    /// `start_us` at `at`, then real time.
+    From {
+        start_us: i64,
+        at: std::time::Instant,
+    },
+    /// Only [`Clock::set`] and [`Clock::advance`] move it.
+    Manual(std::sync::atomic::AtomicI64),
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &*self.0 {
+            Source::System => f.write_str("Clock::system"),
+            Source::From { start_us, .. } => write!(f, "Clock::starting_at({start_us})"),
+            Source::Manual(_) => write!(f, "Clock::manual({})", self.now_micros()),
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self(std::sync::Arc::new(Source::System))
+    }
+
+    /// A clock that reads `start_us` now and runs at real speed from there.
+    pub fn starting_at(start_us: i64) -> Self {
+        Self(std::sync::Arc::new(Source::From {
+            start_us,
+            at: std::time::Instant::now(),
+        }))
+    }
+
+    /// A clock that reads `start_us` until it is set or advanced.
+    pub fn manual(start_us: i64) -> Self {
+        Self(std::sync::Arc::new(Source::Manual(
+            std::sync::atomic::AtomicI64::new(start_us),
+        )))
+    }
+
+    /// The current time in Unix microseconds.
+    pub fn now_micros(&self) -> i64 {
+        match &*self.0 {
+            Source::System => now_micros(),
+            Source::From { start_us, at } => {
+                start_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX))
+            }
+            Source::Manual(us) => us.load(std::sync::atomic::Ordering::Acquire),
+        }
+    }
+
+    /// Sets a manual clock (other clocks ignore it).
+    pub fn set(&self, us: i64) {
+        if let Source::Manual(now) = &*self.0 {
+            now.store(us, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Moves a manual clock forward (other clocks ignore it).
+    pub fn advance(&self, by: std::time::Duration) {
+        if let Source::Manual(now) = &*self.0 {
+            now.fetch_add(
+                i64::try_from(by.as_micros()).unwrap_or(i64::MAX),
+                std::sync::atomic::Ordering::AcqRel,
+            );
+        }
+    }
+
+    /// Whether this is the system clock.
+    pub fn is_system(&self) -> bool {
+        matches!(&*self.0, Source::System)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clocks_start_where_told() {
+        let fixed = Clock::starting_at(1_000_000);
+        let t = fixed.now_micros();
+        assert!((1_000_000..1_000_000 + 60_000_000).contains(&t), "{t}");
+        let manual = Clock::manual(5);
+        manual.advance(std::time::Duration::from_micros(7));
+        assert_eq!(manual.now_micros(), 12);
+        manual.set(3);
+        assert_eq!(manual.now_micros(), 3);
+        assert!(Clock::system().now_micros() > 1_700_000_000_000_000);
+    }
 
     #[test]
     fn parses_forms() {

@@ -101,7 +101,7 @@ impl QueryEngine {
             dataset,
             &snapshot.schema,
             &req.scope,
-            eventide_model::time::now_micros(),
+            self.store().clock().now_micros(),
         )?;
         let limit = req.values.unwrap_or(DEFAULT_VALUES);
         if limit == 0 || limit > MAX_VALUES {

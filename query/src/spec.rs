@@ -907,7 +907,7 @@ impl QueryEngine {
             dataset,
             &snapshot.schema,
             spec,
-            eventide_model::time::now_micros(),
+            self.store().clock().now_micros(),
         )?;
         let mut stats = crate::engine::ScanStats::default();
         let (_, batches) = self.sql_batches(&plan.results_sql(), &mut stats).await?;

@@ -87,7 +87,7 @@ async fn post_spec(
             let stats = result.stats;
             let mut out = serde_json::to_value(&result).unwrap_or_default();
             if let Ok((start, end)) =
-                eventide_query::spec::window(&spec, eventide_model::time::now_micros())
+                eventide_query::spec::window(&spec, engine.store().clock().now_micros())
             {
                 // Markers are whole seconds: the range's seconds, rounded outwards.
                 let shown = markers.in_range(
@@ -331,7 +331,7 @@ async fn delete_dataset(
     Path(dataset): Path<String>,
 ) -> Result<Response, ApiError> {
     known_dataset(&engine, &dataset)?;
-    let now = eventide_model::time::now_micros();
+    let now = engine.store().clock().now_micros();
     let store = engine.store().clone();
     let ds = dataset.clone();
     tokio::task::spawn_blocking(move || {

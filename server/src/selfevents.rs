@@ -47,6 +47,8 @@ pub struct SelfEvents {
     tx: Mutex<Option<mpsc::Sender<Event>>>,
     written: AtomicU64,
     dropped: AtomicU64,
+    /// Times of the events: the process's clock.
+    clock: eventide_model::time::Clock,
 }
 
 impl SelfEvents {
@@ -64,6 +66,7 @@ impl SelfEvents {
             tx: Mutex::new(Some(tx)),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            clock: ingest.clock.clone(),
         });
         let task = tokio::spawn(this.clone().write(rx, ingest));
         (this, task)
@@ -175,7 +178,7 @@ impl SelfEvents {
         fields.push(("dataset".into(), Value::Str(dataset)));
         fields.push(("log.partition".into(), Value::Int(i64::from(partition))));
         fields.extend(more.drain(..).map(|(k, v)| (k.to_owned(), v)));
-        self.push_fields(fields, eventide_model::time::now_micros());
+        self.push_fields(fields, self.clock.now_micros());
     }
 
     fn push_fields(&self, mut fields: Vec<(String, Value)>, timestamp_us: i64) {
@@ -269,7 +272,7 @@ pub async fn record(State(s): State<Arc<SelfEvents>>, req: Request, next: Next) 
     if !recorded(route.as_deref()) {
         return next.run(req).await;
     }
-    let started_us = eventide_model::time::now_micros();
+    let started_us = s.clock.now_micros();
     let started = Instant::now();
     let mut fields = s.base("http.request");
     fields.push((

@@ -168,6 +168,11 @@ pub struct ServeArgs {
     /// and `EVENTIDE_*` variables override it.
     #[arg(long, env = "EVENTIDE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// For tests and replays: the process's clock reads this RFC3339 time at start and runs
+    /// at real speed from there (receive times, query windows, retention, which compaction
+    /// windows are closed, alerts). Default: the system clock.
+    #[arg(long, env = "EVENTIDE_CLOCK_START")]
+    pub clock_start: Option<String>,
 }
 
 /// Samples the process's RSS into `guard` every 50 ms, for as long as anything else holds it.
@@ -207,7 +212,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (keys, generated) =
         Keys::load(args.keys.as_deref(), &args.data_dir).context("loading api keys")?;
 
+    let clock = match &args.clock_start {
+        None => eventide_model::time::Clock::system(),
+        Some(s) => {
+            let us = eventide_model::time::parse_time_str(s)
+                .with_context(|| format!("--clock-start {s:?} is not an RFC3339 time"))?;
+            tracing::warn!(start = %s, "the clock starts at --clock-start, not the system time");
+            eventide_model::time::Clock::starting_at(us)
+        }
+    };
     let mut store_config = StoreConfig::new(&args.data_dir);
+    store_config.clock = clock.clone();
     store_config.flush_age = Duration::from_secs(args.flush_seconds.max(1));
     store_config.flush_rows = args.flush_rows.max(1);
     store_config.bloom_columns = args.bloom_columns.clone();
@@ -276,6 +291,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let registry = Arc::new(SchemaRegistry::new());
             registry.seed(store.schemas());
             let mut state = IngestState::new(log.clone(), registry, limits)
+                .with_clock(clock.clone())
                 .with_inflight_bytes(args.max_inflight_mb.saturating_mul(1024 * 1024))
                 .with_max_queue_wait(Duration::from_millis(args.max_queue_ms.max(1)));
             if let Some(guard) = &memory {
@@ -303,8 +319,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 query_memory_mb.map(|mb| mb.saturating_mul(1024 * 1024) as usize),
             )
             .context("starting the query engine")?;
-            let markers =
-                eventide_alerts::Markers::open(&args.data_dir).context("opening the markers")?;
+            let markers = eventide_alerts::Markers::open(&args.data_dir)
+                .context("opening the markers")?
+                .with_clock(clock.clone());
             engine
                 .register_system_table(
                     "markers",

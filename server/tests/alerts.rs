@@ -52,11 +52,25 @@ impl Hook {
     }
 }
 
+/// The clock of this file's servers (`--clock-start`) and of the events they are sent: the
+/// time of day never decides an outcome.
+static CLOCK: std::sync::LazyLock<common::TestClock> =
+    std::sync::LazyLock::new(common::TestClock::new);
+
 fn now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+    CLOCK.now_us() as f64 / 1e6
+}
+
+/// `--clock-start` for a server started now.
+fn clock_args() -> Vec<String> {
+    vec!["--clock-start".into(), CLOCK.start_value()]
+}
+
+async fn start_with(dir: &std::path::Path, args: &[&str]) -> Server {
+    let clock = clock_args();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(clock.iter().map(String::as_str));
+    Server::start_with(dir, &all, &[]).await
 }
 
 async fn get(server: &Server, path: &str) -> Json {
@@ -107,7 +121,7 @@ fn traffic(
 async fn trigger_notifies_once_when_it_fires_and_once_when_it_resolves_across_a_kill() {
     let dir = tempfile::tempdir().unwrap();
     let hook = Hook::start().await;
-    let mut server = Server::start_with(dir.path(), &["--alert-delay-ms", "1000"], &[]).await;
+    let mut server = start_with(dir.path(), &["--alert-delay-ms", "1000"]).await;
     let url = Arc::new(Mutex::new(server.url.clone()));
 
     // Some traffic first, so the dataset exists and the query is checked against it.
@@ -198,7 +212,7 @@ async fn trigger_notifies_once_when_it_fires_and_once_when_it_resolves_across_a_
 
     // kill -9 while firing; the errors go on through the restart.
     server.kill9();
-    let mut server = Server::start_with(dir.path(), &["--alert-delay-ms", "1000"], &[]).await;
+    let mut server = start_with(dir.path(), &["--alert-delay-ms", "1000"]).await;
     *url.lock().unwrap() = server.url.clone();
     let v = get(&server, &format!("/1/triggers/shop/{id}")).await;
     assert_eq!(v["triggered"], true, "state survives the restart: {v}");
@@ -319,7 +333,7 @@ async fn send_all(server: &Server, dataset: &str, items: Vec<Json>) {
 async fn deploy_checks_fail_a_doubled_error_rate_pass_a_clean_deploy_and_wait_for_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let hook = Hook::start().await;
-    let server = Server::start_with(dir.path(), &["--alert-delay-ms", "1000"], &[]).await;
+    let server = start_with(dir.path(), &["--alert-delay-ms", "1000"]).await;
     let (s, c) = server
         .call(
             reqwest::Method::PUT,
@@ -483,7 +497,7 @@ async fn deploy_checks_fail_a_doubled_error_rate_pass_a_clean_deploy_and_wait_fo
 #[tokio::test]
 async fn dora_metrics_of_a_scripted_history() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
+    let server = start_with(dir.path(), &[]).await;
     let now = now_s().floor() as i64;
     let day = 86_400;
     let t3 = now - 5 * day;

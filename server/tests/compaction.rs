@@ -8,11 +8,18 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{INGEST_KEY, Server};
+use common::{INGEST_KEY, Server, TestClock};
 use futures::StreamExt;
 use serde_json::{Value as Json, json};
 
 const HOUR_US: i64 = 3_600_000_000;
+
+/// A server on `dir` with `env`, whose clock is `clock`'s: every test here fixes the time of
+/// day its events and compaction windows fall in.
+async fn start(dir: &Path, env: &[(&str, &str)], clock: &TestClock) -> Server {
+    let at = clock.start_value();
+    Server::start(dir, &clock.env(env, &at)).await
+}
 
 /// Events `0..n`, spread evenly over the 72 hours before `end_us`.
 async fn ingest(server: &Server, dataset: &str, n: u64, batch: u64, end_us: i64) {
@@ -226,9 +233,10 @@ const COMPACTION: [(&str, &str); 4] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_million_small_batches_compact_to_a_few_dozen_segments_with_identical_answers() {
     let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::new();
     let n = 2_000_000;
-    let end_us = chrono::Utc::now().timestamp_micros();
-    let mut server = Server::start(dir.path(), &NO_COMPACTION).await;
+    let end_us = clock.now_us();
+    let mut server = start(dir.path(), &NO_COMPACTION, &clock).await;
     ingest(&server, "many", n, 100, end_us).await;
     assert_eq!(server.wait_count("many", n).await, n);
     server.stop();
@@ -239,11 +247,11 @@ async fn two_million_small_batches_compact_to_a_few_dozen_segments_with_identica
         before_segments.len()
     );
 
-    let server = Server::start(dir.path(), &NO_COMPACTION).await;
+    let server = start(dir.path(), &NO_COMPACTION, &clock).await;
     let before = answers(&server, "many", end_us).await;
     drop(server);
 
-    let server = Server::start(dir.path(), &COMPACTION).await;
+    let server = start(dir.path(), &COMPACTION, &clock).await;
     let after_segments = settle(&server, dir.path(), "many", Duration::from_secs(600)).await;
     assert!(
         after_segments.len() <= 36,
@@ -272,9 +280,10 @@ async fn two_million_small_batches_compact_to_a_few_dozen_segments_with_identica
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_compaction_loses_nothing_and_leaves_no_orphans() {
     let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::new();
     let n = 400_000;
-    let end_us = chrono::Utc::now().timestamp_micros();
-    let mut server = Server::start(dir.path(), &NO_COMPACTION).await;
+    let end_us = clock.now_us();
+    let mut server = start(dir.path(), &NO_COMPACTION, &clock).await;
     ingest(&server, "crashy", n, 100, end_us).await;
     assert_eq!(server.wait_count("crashy", n).await, n);
     let before = answers(&server, "crashy", end_us).await;
@@ -288,7 +297,7 @@ async fn kill_9_during_compaction_loses_nothing_and_leaves_no_orphans() {
         if kills >= 2 {
             break;
         }
-        let mut server = Server::start(dir.path(), &COMPACTION).await;
+        let mut server = start(dir.path(), &COMPACTION, &clock).await;
         let deadline = Instant::now() + Duration::from_secs(120);
         let caught = loop {
             let named: BTreeSet<String> = catalog_segments(dir.path(), "crashy")
@@ -325,7 +334,7 @@ async fn kill_9_during_compaction_loses_nothing_and_leaves_no_orphans() {
         "no kill landed inside a merge; the test proves nothing"
     );
 
-    let server = Server::start(dir.path(), &COMPACTION).await;
+    let server = start(dir.path(), &COMPACTION, &clock).await;
     let segments = settle(&server, dir.path(), "crashy", Duration::from_secs(300)).await;
     exact_once(&server, "crashy", n).await;
     assert_same_answers(&before, &answers(&server, "crashy", end_us).await);
@@ -365,12 +374,13 @@ fn segments_with_times(dir: &Path, dataset: &str) -> Vec<(i64, i64, u64, String)
 
 /// Sends events at the given ages (hours before now), `per_hour` events per hour of age.
 async fn ingest_ages(
+    clock: &TestClock,
     server: &Server,
     dataset: &str,
     hours: std::ops::Range<i64>,
     per_hour: u64,
 ) -> u64 {
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = clock.now_us();
     let mut sent = 0;
     for h in hours {
         let items: Vec<Json> = (0..per_hour)
@@ -394,10 +404,11 @@ async fn ingest_ages(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_hides_old_events_at_once_and_deletes_their_files() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &COMPACTION).await;
+    let clock = TestClock::new();
+    let server = start(dir.path(), &COMPACTION, &clock).await;
     // Old: 10 days down to 4 days ago. New: the last 2 days. Nothing in between.
-    let old = ingest_ages(&server, "ret", 96..240, 50).await;
-    let new = ingest_ages(&server, "ret", 1..48, 50).await;
+    let old = ingest_ages(&clock, &server, "ret", 96..240, 50).await;
+    let new = ingest_ages(&clock, &server, "ret", 1..48, 50).await;
     assert_eq!(server.wait_count("ret", old + new).await, old + new);
 
     let admin = |req: reqwest::RequestBuilder| req.header("X-Honeycomb-Team", common::ADMIN_KEY);
@@ -450,7 +461,7 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
 
     // Gone from disk after the retention pass (and compaction splitting any flush that held
     // both old and new events).
-    let cutoff = chrono::Utc::now().timestamp_micros() - 3 * 24 * HOUR_US;
+    let cutoff = clock.now_us() - 3 * 24 * HOUR_US;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let segs = segments_with_times(dir.path(), "ret");
@@ -517,17 +528,18 @@ async fn retention_hides_old_events_at_once_and_deletes_their_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn needle_and_narrow_queries_read_a_small_part_of_the_data() {
     let dir = tempfile::tempdir().unwrap();
-    // A target size below a day's data (about 1.7 MB here) but above an hour's keeps one file
-    // per hour: a closed day is merged into one file only when it fits the target, and which
-    // days have closed depends on the time of day the test runs at (at 00:xx UTC the 48 hours
-    // are exactly two closed days, so two files).
+    let clock = TestClock::new();
+    // The server's clock is the test's (10:30 UTC of a fixed day, whenever the test runs):
+    // which hours and days are closed, and so the file layout, is the same at every run. A
+    // target size below a day's data (about 1.7 MB here) but above an hour's keeps one file
+    // per hour: a closed day is merged into one file only when it fits the target.
     let mut env = COMPACTION.to_vec();
     env.push(("EVENTIDE_COMPACTION_TARGET_BYTES", "262144"));
-    let server = Server::start(dir.path(), &env).await;
+    let server = start(dir.path(), &env, &clock).await;
     let n: u64 = 200_000;
     // Aligned to the hour, so that the same events share a window (and a file, and a bloom
-    // filter) whatever the time of day the test runs at.
-    let now_us = chrono::Utc::now().timestamp_micros();
+    // filter).
+    let now_us = clock.now_us();
     let end_us = now_us - now_us.rem_euclid(HOUR_US);
     // A scrambled trace id per event, so min/max statistics cannot help; bloom filters can.
     let trace = |i: u64| {

@@ -11,8 +11,10 @@ use serde_json::{Value as Json, json};
 async fn markers_are_kept_listed_queried_and_shown_on_results() {
     use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Server::start(dir.path(), &[]).await;
-    let now = chrono::Utc::now().timestamp();
+    // The time of day never decides an outcome: the server's clock is the test's.
+    let clock = common::TestClock::new();
+    let mut s = Server::start_with(dir.path(), &["--clock-start", &clock.start_value()], &[]).await;
+    let now = clock.now_us() / 1_000_000;
     // A deploy marker as a CI job posts it (ingest key), with Eventide's deploy fields.
     let (st, deploy) = s
         .call(
@@ -104,7 +106,7 @@ async fn markers_are_kept_listed_queried_and_shown_on_results() {
 
     // Kept across a restart.
     s.stop();
-    let s = Server::start(dir.path(), &[]).await;
+    let s = Server::start_with(dir.path(), &["--clock-start", &clock.start_value()], &[]).await;
     let (_, list) = s
         .call(Method::GET, "/1/markers/checkout", QUERY_KEY, None)
         .await;
@@ -171,8 +173,10 @@ async fn markers_are_kept_listed_queried_and_shown_on_results() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bubbleup_names_the_seeded_difference() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path(), &[]).await;
-    let now = chrono::Utc::now().timestamp();
+    // The time of day never decides an outcome: the server's clock is the test's.
+    let clock = common::TestClock::new();
+    let s = Server::start_with(dir.path(), &["--clock-start", &clock.start_value()], &[]).await;
+    let now = clock.now_us() / 1_000_000;
     // 1,000 events; the slow ones (duration ≥ 500) all come from build b2, the rest from b1.
     let items: Vec<Json> = (0..1000)
         .map(|i| {

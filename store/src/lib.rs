@@ -135,6 +135,9 @@ pub struct StoreConfig {
     /// The process memory bound (`--max-memory-mb`): a merge starts only when it has room
     /// under it (see [`eventide_model::memory`]).
     pub memory: Option<Arc<eventide_model::memory::MemoryGuard>>,
+    /// The time of day for every decision that depends on it: retention and deletion cuts,
+    /// which compaction windows are closed, when a segment was written.
+    pub clock: eventide_model::time::Clock,
 }
 
 impl StoreConfig {
@@ -154,6 +157,7 @@ impl StoreConfig {
             orphan_grace: Duration::from_secs(600),
             exclusive: false,
             memory: None,
+            clock: eventide_model::time::Clock::system(),
         }
     }
 }
@@ -601,6 +605,11 @@ impl Store {
         })
     }
 
+    /// The clock the store decides by (see [`StoreConfig::clock`]).
+    pub fn clock(&self) -> &eventide_model::time::Clock {
+        &self.inner.config.clock
+    }
+
     /// The object store holding segment files (paths in [`SegmentMeta::path`]).
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         self.inner.objects.clone()
@@ -667,7 +676,7 @@ impl Store {
     pub fn snapshot(&self, dataset: &str) -> Option<DatasetSnapshot> {
         let visible_from_us = self
             .settings(dataset)
-            .visible_from_us(eventide_model::time::now_micros());
+            .visible_from_us(self.inner.config.clock.now_micros());
         let state = read_lock(&self.inner.state);
         let d = state.datasets.get(dataset)?;
         let mut segments = Vec::new();
@@ -733,7 +742,7 @@ impl Store {
         let Some(policy) = &self.inner.config.merge_policy else {
             return 0;
         };
-        let now = eventide_model::time::now_micros();
+        let now = self.inner.config.clock.now_micros();
         let state = read_lock(&self.inner.state);
         state.datasets.get(dataset).map_or(0, |d| {
             d.parts
@@ -1283,7 +1292,7 @@ impl Inner {
             first_offset,
             last_offset,
             level,
-            created_us: eventide_model::time::now_micros(),
+            created_us: self.config.clock.now_micros(),
         })
     }
 }

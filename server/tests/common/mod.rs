@@ -327,3 +327,50 @@ impl Server {
         }
     }
 }
+
+/// A fixed time of day for the servers of one test (`--clock-start`), so that which hour,
+/// day or compaction window the test's events fall in never depends on when it runs. It
+/// advances with real time from the test's start, so a restarted server goes on where the
+/// last one stopped instead of going back.
+pub struct TestClock {
+    base_us: i64,
+    started: Instant,
+}
+
+impl TestClock {
+    /// 2026-06-15T10:30:00Z: mid-hour, so a test shorter than 25 minutes stays in one hour.
+    pub const BASE_US: i64 = 1_781_519_400_000_000;
+
+    pub fn new() -> Self {
+        Self {
+            base_us: Self::BASE_US,
+            started: Instant::now(),
+        }
+    }
+
+    /// The clock now, µs since the epoch.
+    pub fn now_us(&self) -> i64 {
+        self.base_us + self.started.elapsed().as_micros() as i64
+    }
+
+    /// The value of `EVENTIDE_CLOCK_START` for a server started now.
+    pub fn start_value(&self) -> String {
+        let us = self.now_us();
+        chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
+            .expect("a valid time")
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+
+    /// `env` with `EVENTIDE_CLOCK_START` set to now.
+    pub fn env<'a>(&self, env: &[(&'a str, &'a str)], value: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut out = env.to_vec();
+        out.push(("EVENTIDE_CLOCK_START", value));
+        out
+    }
+}
+
+impl Default for TestClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}

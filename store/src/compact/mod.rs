@@ -261,7 +261,7 @@ impl Inner {
     /// Drops segments wholly older than their dataset's visibility cut (retention, deletion)
     /// from the partitions this process owns. Returns how many were dropped.
     pub(crate) async fn expire(self: &Arc<Self>) -> Result<usize> {
-        let now = eventide_model::time::now_micros();
+        let now = self.config.clock.now_micros();
         let cuts: BTreeMap<String, i64> = read_lock(&self.settings)
             .1
             .iter()
@@ -321,7 +321,7 @@ impl Inner {
         let Some(policy) = self.config.merge_policy.clone() else {
             return Ok(0);
         };
-        let now = eventide_model::time::now_micros();
+        let now = self.config.clock.now_micros();
         let work: Vec<(String, Partition, Vec<MergeTask>)> = {
             let state = read_lock(&self.state);
             let mut work = Vec::new();
