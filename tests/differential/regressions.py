@@ -38,7 +38,9 @@ SQL = [
     ("percentile-by-key",
      'SELECT "endpoint", percentile_cont(0.99) WITHIN GROUP (ORDER BY "duration_ms"), median("bytes") '
      'FROM {t} WHERE {static} GROUP BY 1',
-     'SELECT "endpoint", quantile_cont("duration_ms", 0.99), median("bytes") FROM {t} WHERE {static} '
+     # DataFusion's percentile_cont arithmetic (FINDINGS.md 3) spelled out, as in sqlast.py.
+     'SELECT "endpoint", df_pct(list_sort(list(CAST("duration_ms" AS DOUBLE)) FILTER (WHERE '
+     '"duration_ms" IS NOT NULL)), CAST(\'0.99\' AS DOUBLE)), median("bytes") FROM {t} WHERE {static} '
      'GROUP BY 1'),
     ("high-cardinality-key",
      'SELECT "user_id", count(*), sum("_samplerate") FROM {t} WHERE {static} GROUP BY 1',
@@ -51,6 +53,12 @@ SQL = [
      'WHERE {static} ORDER BY c LIMIT 10',
      'SELECT CASE WHEN "status" < "temp" THEN "endpoint" END AS a, "seq" AS b, "seq" AS c FROM {t} '
      'WHERE {static} ORDER BY c LIMIT 10'),
+    # The same family, through a join: the left side projects "user_id" twice, joins on one copy
+    # and groups by the other; over segments + a live hot tail the aggregate's required hash
+    # partitioning no longer matches the join's (seed 11 ingesting #3355, FINDINGS.md 6).
+    ("duplicate-column-join-group-union",
+     'SELECT a.c1 AS c0, count(*) AS c1, count(DISTINCT b.c1) AS c2, max(b.c2) AS c3, count(*) FILTER (WHERE (a.c2 < b.c3)) AS c4 FROM (SELECT "user_id" AS c0, "user_id" AS c1, "seq" AS c2 FROM {t} WHERE ({static} AND ((NOT ("trace.trace_id" IS NOT DISTINCT FROM \'fc59a900e7ebdd60946f7804e11e7d93\')) AND ("_samplerate" >= 8) AND contains("tier", \'silv\')))) AS a JOIN (SELECT "user_id" AS c0, "endpoint" AS c1, "late_int" AS c2, "seq" AS c3 FROM {t} WHERE ({static} AND ("seq" BETWEEN 601 AND 3862))) AS b ON a.c0 = b.c0 GROUP BY a.c1',
+     'SELECT a.c1 AS c0, count(*) AS c1, count(DISTINCT b.c1) AS c2, max(b.c2) AS c3, count(*) FILTER (WHERE (a.c2 < b.c3)) AS c4 FROM (SELECT "user_id" AS c0, "user_id" AS c1, "seq" AS c2 FROM {t} WHERE ({static} AND ((NOT ("trace.trace_id" IS NOT DISTINCT FROM \'fc59a900e7ebdd60946f7804e11e7d93\')) AND ("_samplerate" >= 8) AND contains("tier", \'silv\')))) AS a JOIN (SELECT "user_id" AS c0, "endpoint" AS c1, "late_int" AS c2, "seq" AS c3 FROM {t} WHERE ({static} AND ("seq" BETWEEN 601 AND 3862))) AS b ON a.c0 = b.c0 GROUP BY a.c1'),
     # Integer SUM must not wrap around: 2^62 + 2^62 is 2^63, past int64.
     ("sum-int64-overflow",
      'SELECT sum("huge") FROM {fixed} WHERE {static}',
