@@ -112,6 +112,7 @@ fn decode_ceiling(events: u64) -> anyhow::Result<DecodeReport> {
         time_us: None,
         samplerate: 1,
         receive_us: generator::DEFAULT_START_US,
+        decoded_budget: usize::MAX,
     };
     let mut best = f64::MAX;
     let mut payload_bytes = 0usize;

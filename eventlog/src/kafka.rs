@@ -33,7 +33,8 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::{
-    EventLog, LogConsumer, LogError, Offset, Partition, PartitionOwner, Position, Record, Result,
+    EventLog, LogConsumer, LogError, NewRecord, Offset, Partition, PartitionOwner, Position,
+    Record, Result,
 };
 
 /// Settings of the Kafka log.
@@ -292,7 +293,7 @@ impl KafkaLog {
 
     /// Appends several records in one transaction: consumers (read-committed) see all of them
     /// or none.
-    async fn append_transaction(&self, dataset: &str, payloads: &[Bytes]) -> Result<Vec<Position>> {
+    async fn append_transaction(&self, records: &[NewRecord]) -> Result<Vec<Position>> {
         let mut slot = self.transactional.lock().await;
         let producer = self.transactional(&mut slot).await?;
         let timeout = self.config.delivery_timeout;
@@ -308,11 +309,11 @@ impl KafkaLog {
         blocking(|p, _| p.begin_transaction())
             .await?
             .map_err(|e| LogError::Unavailable(format!("kafka transactions: {e}")))?;
-        let sends = payloads
+        let sends = records
             .iter()
-            .map(|payload| producer.send(self.record(dataset, payload), Duration::from_secs(1)));
+            .map(|r| producer.send(self.record(&r.dataset, &r.payload), Duration::from_secs(1)));
         let delivered = futures::future::join_all(sends).await;
-        let mut positions = Vec::with_capacity(payloads.len());
+        let mut positions = Vec::with_capacity(records.len());
         let mut failed = None;
         for d in delivered {
             match d {
@@ -379,11 +380,11 @@ fn rand_u64() -> u64 {
 
 #[async_trait]
 impl EventLog for KafkaLog {
-    async fn append_all(&self, dataset: &str, payloads: Vec<Bytes>) -> Result<Vec<Position>> {
-        match payloads.as_slice() {
+    async fn append_all(&self, records: Vec<NewRecord>) -> Result<Vec<Position>> {
+        match records.as_slice() {
             [] => Ok(Vec::new()),
-            [one] => Ok(vec![self.append_one(dataset, one).await?]),
-            many => self.append_transaction(dataset, many).await,
+            [one] => Ok(vec![self.append_one(&one.dataset, &one.payload).await?]),
+            many => self.append_transaction(many).await,
         }
     }
 

@@ -50,6 +50,22 @@ pub struct Position {
     pub offset: Offset,
 }
 
+/// A record to append: the dataset it belongs to and its payload.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub dataset: String,
+    pub payload: Bytes,
+}
+
+impl NewRecord {
+    pub fn new(dataset: impl Into<String>, payload: Bytes) -> Self {
+        Self {
+            dataset: dataset.into(),
+            payload,
+        }
+    }
+}
+
 /// One record read back from the log.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -165,14 +181,15 @@ pub trait PartitionOwner: Send + Sync + 'static {
 /// A durable, ordered, partitioned log of dataset batches.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
-    /// Appends the records of one request atomically and returns where they landed once
-    /// they are durable: all of them, or none (an error). Embedded: one group commit. Kafka:
-    /// one record through the idempotent producer, several in one transaction.
-    async fn append_all(&self, dataset: &str, payloads: Vec<Bytes>) -> Result<Vec<Position>>;
+    /// Appends the records of one request (of one or several datasets) atomically and
+    /// returns where they landed once they are durable: all of them, or none (an error).
+    /// Embedded: one group commit. Kafka: one record through the idempotent producer,
+    /// several in one transaction.
+    async fn append_all(&self, records: Vec<NewRecord>) -> Result<Vec<Position>>;
 
     /// Appends one record and returns where it landed once it is durable.
     async fn append(&self, dataset: &str, payload: Bytes) -> Result<Position> {
-        self.append_all(dataset, vec![payload])
+        self.append_all(vec![NewRecord::new(dataset, payload)])
             .await?
             .pop()
             .ok_or(LogError::Closed)

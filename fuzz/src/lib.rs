@@ -8,7 +8,7 @@
 use arrow::record_batch::RecordBatch;
 use eventide_ingest::decode::{Defaults, Item};
 use eventide_model::{
-    ColumnarBatch, DatasetSchema, Limits, decode_batch, encode_batch, events_to_batch,
+    ColumnarBatch, DatasetSchema, Limits, decode_payload, encode_records, events_to_batches,
 };
 
 /// Small limits, so that inputs a fuzzer can build reach every one of them.
@@ -21,6 +21,8 @@ pub fn limits() -> Limits {
         max_columns_per_dataset: 96,
         max_json_depth: 24,
         flatten_depth: 3,
+        max_record_bytes: 64 * 1024,
+        ..Limits::default()
     }
 }
 
@@ -30,6 +32,7 @@ pub fn defaults() -> Defaults {
         time_us: None,
         samplerate: 1,
         receive_us: 1_700_000_000_000_000,
+        decoded_budget: usize::MAX,
     }
 }
 
@@ -50,32 +53,54 @@ pub fn admit_and_roundtrip(items: Vec<Item>) -> usize {
     if accepted.is_empty() {
         return 0;
     }
-    let batch = events_to_batch(&schema, &accepted).expect("admitted events build a batch");
+    let batches = events_to_batches(&schema, &accepted).expect("admitted events build batches");
     assert_eq!(
-        batch.num_rows(),
+        batches.iter().map(|b| b.num_rows()).sum::<usize>(),
         accepted.len(),
         "one row per admitted event"
     );
-    roundtrip(&batch);
+    roundtrip(&batches);
     accepted.len()
 }
 
 /// Checks a columnar batch holding `accepted` events.
 pub fn finish_columnar(batch: ColumnarBatch, accepted: usize) {
-    match batch.finish().expect("a columnar batch always assembles") {
-        Some(b) => {
-            assert_eq!(b.num_rows(), accepted, "one row per accepted event");
-            roundtrip(&b);
-        }
-        None => assert_eq!(accepted, 0, "accepted events but no batch"),
-    }
+    let batches = batch.finish().expect("a columnar batch always assembles");
+    assert_eq!(
+        batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+        accepted,
+        "one row per accepted event"
+    );
+    roundtrip(&batches);
 }
 
-/// The log payload codec gives back the same batch.
-pub fn roundtrip(batch: &RecordBatch) {
-    let payload = encode_batch(batch).expect("encode a log payload");
-    let back = decode_batch(&payload).expect("decode a log payload");
-    assert_eq!(&back, batch, "log payload round trip");
+/// The log records of `batches` (bounded in size) give back the same rows, in order, under
+/// the same column names.
+pub fn roundtrip(batches: &[RecordBatch]) {
+    if batches.is_empty() {
+        return;
+    }
+    let records = encode_records(batches, limits().max_record_bytes).expect("encode log records");
+    let mut back = Vec::new();
+    for (payload, rows) in &records {
+        let decoded = decode_payload(payload).expect("decode a log payload");
+        assert_eq!(decoded.iter().map(|b| b.num_rows()).sum::<usize>(), *rows);
+        back.extend(decoded);
+    }
+    let mut fields: Vec<arrow::datatypes::FieldRef> = Vec::new();
+    for b in batches {
+        for f in b.schema().fields() {
+            if !fields.iter().any(|g| g.name() == f.name()) {
+                fields.push(f.clone());
+            }
+        }
+    }
+    let union = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    let all = |v: &[RecordBatch]| {
+        let refs: Vec<&RecordBatch> = v.iter().collect();
+        eventide_model::chunks::concat_by_name(&union, &refs).expect("same columns")
+    };
+    assert_eq!(all(&back), all(batches), "log payload round trip");
 }
 
 /// A new columnar batch for an empty dataset.

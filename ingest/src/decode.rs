@@ -22,6 +22,49 @@ pub struct Defaults {
     pub samplerate: i64,
     /// When the request arrived, µs.
     pub receive_us: i64,
+    /// What the request's events may take decoded ([`eventide_model::budget`]); set once the
+    /// body is decompressed.
+    pub decoded_budget: usize,
+}
+
+impl Defaults {
+    /// These defaults for a request whose decompressed body has `body` bytes.
+    pub fn for_body(mut self, body: usize, limits: &Limits) -> Self {
+        self.decoded_budget = limits.decoded_budget(body);
+        self
+    }
+}
+
+/// The 413 of a request whose events decode to more than its budget.
+pub fn over_budget(limit: usize, body: usize, limits: &Limits, hint: &'static str) -> ApiError {
+    ApiError::TooLarge(
+        eventide_model::budget::BudgetExceeded {
+            limit,
+            body,
+            ratio: limits.max_decoded_ratio,
+            floor: limits.min_decoded_bytes,
+            hint,
+        }
+        .to_string(),
+    )
+}
+
+/// Refuses `items` whole when their events take more than `d`'s budget.
+pub fn check_budget(
+    items: &[Item],
+    body: usize,
+    d: &Defaults,
+    limits: &Limits,
+) -> Result<(), ApiError> {
+    let used: usize = items
+        .iter()
+        .filter_map(|i| i.as_ref().ok())
+        .map(eventide_model::budget::event_cost)
+        .sum();
+    if used > d.decoded_budget {
+        return Err(over_budget(d.decoded_budget, body, limits, ""));
+    }
+    Ok(())
 }
 
 /// One decoded item: an event or why it was refused.
@@ -125,6 +168,7 @@ pub fn udp_lines(chunk: &[u8], receive_us: i64, limits: &Limits) -> (Groups, Vec
         time_us: None,
         samplerate: 1,
         receive_us,
+        decoded_budget: limits.decoded_budget(chunk.len()),
     };
     let mut groups = Groups::new();
     let mut bad = Vec::new();
@@ -157,6 +201,18 @@ pub fn udp_lines(chunk: &[u8], receive_us: i64, limits: &Limits) -> (Groups, Vec
             .entry(dataset)
             .or_default()
             .push(batch_item(&v, &d, limits), true);
+    }
+    let used: usize = groups
+        .values()
+        .flat_map(|g| g.items.iter().filter_map(|i| i.as_ref().ok()))
+        .map(eventide_model::budget::event_cost)
+        .sum();
+    if used > d.decoded_budget {
+        // Refused whole, as an HTTP request would be.
+        let why = over_budget(d.decoded_budget, chunk.len(), limits, "").to_string();
+        let lines: usize = groups.values().map(|g| g.items.len()).sum();
+        bad.extend(std::iter::repeat_n(why, lines));
+        groups.clear();
     }
     (groups, bad)
 }
@@ -320,10 +376,14 @@ pub fn json_batch_into(
                 "batch body must be a json array of events".into(),
             ));
         };
-        Ok(items
-            .iter()
-            .map(|item| batch_item_into(item, d, limits, batch).err())
-            .collect())
+        let mut out = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            out.push(batch_item_into(item, d, limits, batch).err());
+            if batch.decoded_bytes() > d.decoded_budget {
+                return Err(over_budget(d.decoded_budget, body.len(), limits, ""));
+            }
+        }
+        Ok(out)
     })
     .map_err(ApiError::BadRequest)?
 }
@@ -335,7 +395,7 @@ pub fn ndjson_into(
     d: &Defaults,
     limits: &Limits,
     batch: &mut ColumnarBatch,
-) -> Vec<(usize, Option<String>)> {
+) -> Result<Vec<(usize, Option<String>)>, ApiError> {
     let mut out = Vec::new();
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -347,8 +407,11 @@ pub fn ndjson_into(
         })
         .and_then(|r| r);
         out.push((i + 1, r.err()));
+        if batch.decoded_bytes() > d.decoded_budget {
+            return Err(over_budget(d.decoded_budget, body.len(), limits, ""));
+        }
     }
-    out
+    Ok(out)
 }
 
 /// `POST /1/batch` with `Content-Type: application/msgpack`.
@@ -455,6 +518,7 @@ mod tests {
             time_us: None,
             samplerate: 1,
             receive_us: 5,
+            decoded_budget: usize::MAX,
         }
     }
 
@@ -523,7 +587,7 @@ mod tests {
         assert!(batch.column_by_name("n.a").is_none());
 
         let mut b = new_batch();
-        let out = ndjson_into(doc.as_bytes(), &d(), &limits, &mut b);
+        let out = ndjson_into(doc.as_bytes(), &d(), &limits, &mut b).unwrap();
         assert_eq!(out, vec![(1, None)]);
         assert_eq!(strings(&b.finish().unwrap().remove(0), "k"), ["ok"]);
 
@@ -641,7 +705,8 @@ mod tests {
             &d(),
             &limits,
             &mut b,
-        );
+        )
+        .unwrap();
         assert_eq!(
             lines[0].1.as_deref(),
             Some("json nests deeper than 3 levels")
@@ -653,7 +718,7 @@ mod tests {
     fn ndjson_lines() {
         let body = b"{\"a\":1}\n\nnot json\n{\"b\":2}\r\n\xff\xfe\n{\"a\":\"x\"}\n";
         let mut b = new_batch();
-        let items = ndjson_into(body, &d(), &Limits::default(), &mut b);
+        let items = ndjson_into(body, &d(), &Limits::default(), &mut b).unwrap();
         let lines: Vec<usize> = items.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, vec![1, 3, 4, 5, 6]);
         assert!(items[0].1.is_none() && items[2].1.is_none());

@@ -42,7 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
-use eventide_eventlog::EventLog;
+use eventide_eventlog::{EventLog, NewRecord};
 use eventide_model::{
     ColumnarBatch, DatasetName, Event, Limits, encode_records, events_to_batches,
 };
@@ -174,15 +174,26 @@ impl IngestState {
         Ok(prepared.events)
     }
 
-    /// Appends the records of one request durably and atomically (all or none), timing it for
-    /// `/metrics`.
+    /// Appends the records of one request to `dataset` durably and atomically (all or none).
     async fn append(&self, dataset: &str, records: Vec<Bytes>) -> Result<(), ApiError> {
+        self.append_records(
+            records
+                .into_iter()
+                .map(|payload| NewRecord::new(dataset, payload))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Appends the records of one request (of any datasets) durably and atomically (all or
+    /// none), timing it for `/metrics`.
+    async fn append_records(&self, records: Vec<NewRecord>) -> Result<(), ApiError> {
         if records.is_empty() {
             return Ok(());
         }
-        let bytes = records.iter().map(Bytes::len).sum();
+        let bytes = records.iter().map(|r| r.payload.len()).sum();
         let started = std::time::Instant::now();
-        let r = self.log.append_all(dataset, records).await;
+        let r = self.log.append_all(records).await;
         self.metrics.append(started.elapsed(), bytes, r.is_ok());
         r.map(|_| ()).map_err(Into::into)
     }
@@ -358,6 +369,7 @@ impl IngestState {
         let slot = self.decode_slot().await?;
         let (out, records, events) = tokio::task::spawn_blocking(move || {
             let body = body::decode_body(raw, enc, limit)?;
+            let d = d.for_body(body.len(), &this.limits);
             let limits = this.limits.clone();
             this.prepare_columnar(&ds, |batch| fill(&body, &d, &limits, batch))
         })
@@ -388,9 +400,16 @@ impl IngestState {
         let prepared = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             for (name, group) in decode()? {
-                let dataset = dataset_name(&name)?;
-                let p = this.prepare(&dataset, group.items)?;
-                out.push((dataset, group.primary, p));
+                let p = match dataset_name(&name) {
+                    Ok(dataset) => this.prepare(&dataset, group.items)?,
+                    // A resource whose name is no dataset refuses its own items only.
+                    Err(e) => Prepared {
+                        outcomes: vec![Some(e.to_string()); group.items.len()],
+                        records: Vec::new(),
+                        events: 0,
+                    },
+                };
+                out.push((name, group.primary, p));
             }
             Ok::<_, ApiError>(out)
         })
@@ -399,13 +418,19 @@ impl IngestState {
         drop(slot);
         // One charge for the whole request: it is appended whole or refused whole.
         auth::charge_events(prepared.iter().map(|(_, _, p)| p.events).sum())?;
-        let appends = prepared
+        // Every dataset's records in one append: all of the request is kept, or none.
+        let records = prepared
             .iter()
-            .map(|(dataset, _, p)| self.append(dataset.as_str(), p.records.clone()));
-        futures::future::try_join_all(appends).await?;
+            .flat_map(|(dataset, _, p)| {
+                p.records
+                    .iter()
+                    .map(|payload| NewRecord::new(dataset.as_str(), payload.clone()))
+            })
+            .collect();
+        self.append_records(records).await?;
         Ok(prepared
             .into_iter()
-            .map(|(dataset, primary, p)| (dataset.to_string(), primary, p.outcomes))
+            .map(|(dataset, primary, p)| (dataset, primary, p.outcomes))
             .collect())
     }
 }
@@ -449,6 +474,8 @@ fn defaults(headers: &HeaderMap, receive_us: i64) -> Result<Defaults, ApiError> 
         time_us,
         samplerate,
         receive_us,
+        // Set once the body is decompressed (`Defaults::for_body`).
+        decoded_budget: usize::MAX,
     })
 }
 
@@ -479,7 +506,10 @@ impl IngestState {
         let limits = self.limits.clone();
         self.ingest(dataset, move || {
             let body = body::decode_body(raw, enc, limit)?;
-            decode(&body, &d, &limits)
+            let d = d.for_body(body.len(), &limits);
+            let items = decode(&body, &d, &limits)?;
+            decode::check_budget(&items, body.len(), &d, &limits)?;
+            Ok(items)
         })
         .await
     }
@@ -566,7 +596,7 @@ async fn post_ndjson(
     let limit = s.limits.max_body_bytes;
     let lines = s
         .ingest_columnar(&dataset, &headers, body, limit, |body, d, limits, batch| {
-            Ok(decode::ndjson_into(body, d, limits, batch))
+            decode::ndjson_into(body, d, limits, batch)
         })
         .await?;
     let mut accepted = 0usize;

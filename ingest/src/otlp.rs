@@ -29,6 +29,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use eventide_model::budget::DecodeBudget;
 use eventide_model::event::samplerate_from_f64;
 use eventide_model::{Event, Limits, Value};
 use opentelemetry_proto::tonic::collector::logs::v1::{
@@ -101,6 +102,7 @@ pub fn decode_traces(
     limits: &Limits,
 ) -> Result<Groups, ApiError> {
     let req: ExportTraceServiceRequest = decode_request(body, enc, "ExportTraceServiceRequest")?;
+    let budget = DecodeBudget::for_body(body.len(), limits);
     let mut groups = Groups::new();
     for rs in &req.resource_spans {
         let base = resource_fields(rs.resource.as_ref(), limits);
@@ -109,12 +111,55 @@ pub fn decode_traces(
         for ss in &rs.scope_spans {
             let mut scope_base = base.clone();
             scope_fields(ss.scope.as_ref(), &mut scope_base, limits);
+            let base_cost = fields_cost(&scope_base);
             for span in &ss.spans {
+                // Charged before the copy is made: a resource's attributes are copied into
+                // every span, and that is what a small body can multiply.
+                budget
+                    .charge(base_cost + attrs_cost(&span.attributes), COPIED)
+                    .map_err(too_large)?;
                 span_events(span, &scope_base, receive_us, limits, group);
             }
         }
     }
     Ok(groups)
+}
+
+/// What the 413 of an OTLP request says made it large.
+const COPIED: &str =
+    ", or smaller resource and scope attributes (OTLP copies them into every span and log record)";
+
+fn too_large(e: eventide_model::budget::BudgetExceeded) -> ApiError {
+    ApiError::TooLarge(e.to_string())
+}
+
+/// What `fields` are charged against the decoded-size budget.
+fn fields_cost(fields: &Fields) -> usize {
+    fields
+        .iter()
+        .map(|(n, v)| eventide_model::budget::field_cost(n, eventide_model::budget::value_bytes(v)))
+        .sum()
+}
+
+/// What attributes are charged, before they are decoded (their keys and encoded values).
+fn attrs_cost(attrs: &[KeyValue]) -> usize {
+    attrs
+        .iter()
+        .map(|kv| {
+            eventide_model::budget::field_cost(&kv.key, kv.value.as_ref().map_or(0, any_cost))
+        })
+        .sum()
+}
+
+/// What one attribute value takes decoded, about.
+fn any_cost(v: &AnyValue) -> usize {
+    v.value.as_ref().map_or(0, |v| match v {
+        any_value::Value::StringValue(s) => s.len(),
+        any_value::Value::BytesValue(b) => b.len() * 4 / 3 + 4,
+        any_value::Value::ArrayValue(a) => a.values.iter().map(any_cost).sum::<usize>() + 2,
+        any_value::Value::KvlistValue(l) => attrs_cost(&l.values),
+        _ => 8,
+    })
 }
 
 /// Decodes an OTLP logs export request into events grouped by dataset.
@@ -126,6 +171,7 @@ pub fn decode_logs(
     limits: &Limits,
 ) -> Result<Groups, ApiError> {
     let req: ExportLogsServiceRequest = decode_request(body, enc, "ExportLogsServiceRequest")?;
+    let budget = DecodeBudget::for_body(body.len(), limits);
     let mut groups = Groups::new();
     for rl in &req.resource_logs {
         let base = resource_fields(rl.resource.as_ref(), limits);
@@ -134,7 +180,12 @@ pub fn decode_logs(
         for sl in &rl.scope_logs {
             let mut scope_base = base.clone();
             scope_fields(sl.scope.as_ref(), &mut scope_base, limits);
+            let base_cost = fields_cost(&scope_base);
             for rec in &sl.log_records {
+                let body_cost = rec.body.as_ref().map_or(0, any_cost);
+                budget
+                    .charge(base_cost + attrs_cost(&rec.attributes) + body_cost, COPIED)
+                    .map_err(too_large)?;
                 group.push(log_event(rec, &scope_base, receive_us, limits), true);
             }
         }

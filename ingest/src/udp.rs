@@ -428,7 +428,11 @@ async fn append_retrying(
 ) -> Result<(), LogError> {
     let deadline = Instant::now() + SATURATED_RETRY_FOR;
     loop {
-        match state.log.append_all(dataset, records.clone()).await {
+        let batch = records
+            .iter()
+            .map(|payload| eventide_eventlog::NewRecord::new(dataset, payload.clone()))
+            .collect();
+        match state.log.append_all(batch).await {
             Ok(_) => return Ok(()),
             Err(LogError::Saturated(_) | LogError::Unavailable(_)) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;

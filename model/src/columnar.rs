@@ -345,6 +345,8 @@ pub struct ColumnarBatch {
     cols: Vec<usize>,
     text: String,
     capacity: usize,
+    /// See [`ColumnarBatch::decoded_bytes`].
+    decoded: usize,
 }
 
 impl ColumnarBatch {
@@ -364,6 +366,7 @@ impl ColumnarBatch {
             cols: Vec::new(),
             text: String::new(),
             capacity,
+            decoded: 0,
         }
     }
 
@@ -474,10 +477,21 @@ impl ColumnarBatch {
             c.rows.push(row as u32);
             append_leaf(&mut c.values, leaf, &mut self.text);
         }
+        self.decoded += fields
+            .iter()
+            .map(|(name, leaf)| crate::budget::field_cost(name, leaf.size()))
+            .sum::<usize>()
+            + 2 * crate::budget::FIELD_COST;
         self.cols = cols;
         self.ts.push(time_us.or(own_time).unwrap_or(receive_us));
         self.rates.push(samplerate);
         Ok(())
+    }
+
+    /// What the events added so far are charged against a request's decoded-size budget
+    /// ([`crate::budget`]).
+    pub fn decoded_bytes(&self) -> usize {
+        self.decoded
     }
 
     /// The record batches of every event added (none when there is none): one, unless the

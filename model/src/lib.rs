@@ -22,6 +22,7 @@
 //! - Every stored event has a `timestamp` (UTC, microseconds) and `_samplerate` (≥ 1).
 
 pub mod batch;
+pub mod budget;
 pub mod chunks;
 pub mod columnar;
 pub mod dataset;

@@ -23,6 +23,18 @@ pub struct Limits {
     /// Largest log record: a request whose events encode to more becomes several records,
     /// appended together (all or none). Below Kafka's message limit (`max.message.bytes`).
     pub max_record_bytes: usize,
+    /// A request's events may take this many times its (decompressed) body once decoded…
+    pub max_decoded_ratio: usize,
+    /// …or this many bytes, whichever is more (see [`crate::budget`]).
+    pub min_decoded_bytes: usize,
+}
+
+impl Limits {
+    /// The decoded-size budget of a request with a `body`-byte (decompressed) body.
+    pub fn decoded_budget(&self, body: usize) -> usize {
+        body.saturating_mul(self.max_decoded_ratio)
+            .max(self.min_decoded_bytes)
+    }
 }
 
 impl Default for Limits {
@@ -36,6 +48,8 @@ impl Default for Limits {
             max_json_depth: 64,
             flatten_depth: 5,
             max_record_bytes: 8 * 1024 * 1024,
+            max_decoded_ratio: 16,
+            min_decoded_bytes: 4 * 1024 * 1024,
         }
     }
 }

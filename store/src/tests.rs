@@ -27,8 +27,11 @@ async fn append(
     }
     let batches = events_to_batches(schema, &events).unwrap();
     let records = encode_records(&batches, 8 << 20).unwrap();
-    let payloads = records.into_iter().map(|(b, _)| b).collect();
-    log.append_all(ds, payloads).await.unwrap().pop().unwrap()
+    let payloads = records
+        .into_iter()
+        .map(|(b, _)| eventide_eventlog::NewRecord::new(ds, b))
+        .collect();
+    log.append_all(payloads).await.unwrap().pop().unwrap()
 }
 
 fn ids(snap: &DatasetSnapshot, dir: &Path) -> Vec<i64> {

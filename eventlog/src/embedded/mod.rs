@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::{
-    EventLog, LogConsumer, LogError, Offset, Partition, PartitionOwner, Position, Record, Result,
+    EventLog, LogConsumer, LogError, NewRecord, Offset, Partition, PartitionOwner, Position,
+    Record, Result,
 };
 
 mod framing;
@@ -73,9 +74,8 @@ impl EmbeddedLogConfig {
 }
 
 pub(super) struct AppendReq {
-    pub(super) dataset: String,
     /// The records of one request: all are written in one group, so all or none are.
-    pub(super) payloads: Vec<Bytes>,
+    pub(super) records: Vec<NewRecord>,
     pub(super) reply: oneshot::Sender<Result<Offset>>,
 }
 
@@ -271,26 +271,26 @@ impl EmbeddedLog {
     }
 
     #[cfg(test)]
-    async fn append_record(&self, dataset: &str, payload: Bytes) -> Result<Offset> {
-        self.append_records(dataset, vec![payload]).await
+    async fn append_record(&self, dataset: &str, payload: bytes::Bytes) -> Result<Offset> {
+        self.append_records(vec![NewRecord::new(dataset, payload)])
+            .await
     }
 
     /// Appends `payloads` in one group (one write, one fsync): all are durable, at
     /// consecutive offsets from the one returned, or none is.
-    async fn append_records(&self, dataset: &str, payloads: Vec<Bytes>) -> Result<Offset> {
-        if dataset.len() > u16::MAX as usize {
-            return Err(LogError::DatasetTooLong(dataset.len()));
+    async fn append_records(&self, records: Vec<NewRecord>) -> Result<Offset> {
+        for r in &records {
+            if r.dataset.len() > u16::MAX as usize {
+                return Err(LogError::DatasetTooLong(r.dataset.len()));
+            }
+            if r.payload.len() + r.dataset.len() + 10 > framing::MAX_RECORD {
+                return Err(LogError::RecordTooLarge {
+                    bytes: r.payload.len(),
+                    limit: framing::MAX_RECORD - r.dataset.len() - 10,
+                });
+            }
         }
-        if let Some(p) = payloads
-            .iter()
-            .find(|p| p.len() + dataset.len() + 10 > framing::MAX_RECORD)
-        {
-            return Err(LogError::RecordTooLarge {
-                bytes: p.len(),
-                limit: framing::MAX_RECORD - dataset.len() - 10,
-            });
-        }
-        let total: usize = payloads.iter().map(Bytes::len).sum();
+        let total: usize = records.iter().map(|r| r.payload.len()).sum();
         if self.shared.failed.load(Ordering::Acquire) {
             return Err(LogError::Failed("an earlier write failed".into()));
         }
@@ -303,11 +303,7 @@ impl EmbeddedLog {
             Err(tokio::sync::TryAcquireError::Closed) => return Err(LogError::Closed),
         };
         let (reply, rx) = oneshot::channel();
-        let req = AppendReq {
-            dataset: dataset.to_owned(),
-            payloads,
-            reply,
-        };
+        let req = AppendReq { records, reply };
         let tx = self.tx.as_ref().ok_or(LogError::Closed)?;
         tx.try_send(req).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
@@ -323,12 +319,12 @@ impl EmbeddedLog {
 
 #[async_trait]
 impl EventLog for EmbeddedLog {
-    async fn append_all(&self, dataset: &str, payloads: Vec<Bytes>) -> Result<Vec<Position>> {
-        if payloads.is_empty() {
+    async fn append_all(&self, records: Vec<NewRecord>) -> Result<Vec<Position>> {
+        if records.is_empty() {
             return Ok(Vec::new());
         }
-        let n = payloads.len() as u64;
-        let first = self.append_records(dataset, payloads).await?;
+        let n = records.len() as u64;
+        let first = self.append_records(records).await?;
         Ok((first..first + n)
             .map(|offset| Position {
                 partition: 0,
@@ -404,6 +400,7 @@ impl Drop for EmbeddedLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use std::io::Write;
 
     fn cfg(dir: &Path) -> EmbeddedLogConfig {

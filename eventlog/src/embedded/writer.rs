@@ -62,11 +62,11 @@ impl Writer {
                         .send(Err(LogError::Failed("earlier write failed".into())));
                 } else {
                     let offset = self.next;
-                    for payload in &r.payloads {
-                        frame(&mut buf, self.next, &r.dataset, payload);
+                    for rec in &r.records {
+                        frame(&mut buf, self.next, &rec.dataset, &rec.payload);
                         self.next += 1;
                     }
-                    records += r.payloads.len();
+                    records += r.records.len();
                     group.push((r.reply, offset));
                 }
                 if buf.len() < (8 << 20) {

@@ -374,3 +374,22 @@ impl Default for TestClock {
         Self::new()
     }
 }
+
+impl Server {
+    /// The server process's peak resident memory since the last [`Server::reset_peak_rss`]
+    /// (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// Starts measuring the peak resident memory afresh (`/proc/PID/clear_refs`).
+    pub fn reset_peak_rss(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+}

@@ -243,7 +243,10 @@ impl Inner {
 
     /// The compactor: merges, retention and file deletion, every `compaction_interval`.
     pub(crate) async fn run_compactor(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.config.compaction_interval);
+        // The first pass one interval after the start: a caller that runs a pass itself
+        // right after opening (`Store::compact_now`) is not raced by this one.
+        let every = self.config.compaction_interval;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
