@@ -226,6 +226,9 @@ impl Journal {
                     .map_err(io)?;
             }
             std::fs::rename(&tmp, &path).map_err(io)?;
+            if let Some(dir) = path.parent() {
+                eventide_durable::sync_dir(dir).map_err(io)?;
+            }
             state.lines = keep.len();
         }
         let file = std::fs::OpenOptions::new()

@@ -1,7 +1,6 @@
 //! Small JSON state files, written the crash-safe way: a temporary file, fsync'd, renamed over
 //! the old one, then the folder fsync'd. A crash keeps either the old or the new content.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -37,25 +36,8 @@ pub fn read_or_default<T: DeserializeOwned + Default>(path: &Path) -> Result<T, 
 /// Replaces `path` with `value` as pretty JSON, durably.
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), FileError> {
     let io = err(path);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(&io)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| io(std::io::Error::other(e)))?;
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(&io)?;
-        f.write_all(&bytes).map_err(&io)?;
-        f.sync_all().map_err(&io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(&io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(&io)?;
-    }
-    Ok(())
+    eventide_durable::replace(path, &bytes).map_err(&io)
 }
 
 /// A value kept in a state file: read from memory, changed by copy, save, swap (a failed

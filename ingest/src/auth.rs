@@ -278,14 +278,9 @@ fn write_file(path: &Path, entries: &[KeyEntry]) -> Result<(), KeyError> {
         path: path.display().to_string(),
         message: m,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    }
-    let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(entries).map_err(|e| err(e.to_string()))?;
-    std::fs::write(&tmp, bytes).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
-    Ok(())
+    // A key printed once must survive a crash right after: fsync of the file and directory.
+    eventide_durable::replace(path, &bytes).map_err(|e| err(e.to_string()))
 }
 
 impl Keys {

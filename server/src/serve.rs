@@ -207,7 +207,7 @@ fn spawn_memory_sampler(guard: &Arc<MemoryGuard>) {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
+    eventide_durable::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
     let (keys, generated) =
         Keys::load(args.keys.as_deref(), &args.data_dir).context("loading api keys")?;

@@ -6,8 +6,7 @@
 //! either the old or the new catalog, never a mix. Other processes read it.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use eventide_model::ColumnType;
@@ -72,7 +71,6 @@ pub struct Catalog {
 #[derive(Debug, Clone)]
 pub struct CatalogFile {
     path: PathBuf,
-    dir: PathBuf,
 }
 
 /// Folder of the catalog files under the data directory.
@@ -108,10 +106,10 @@ pub fn list_partitions(data_dir: &Path) -> Result<Vec<(u32, Option<std::time::Sy
 impl CatalogFile {
     /// The catalog file of `partition` under `data_dir`.
     pub fn new(data_dir: &Path, partition: u32) -> Self {
-        let dir = data_dir.join(CATALOG_DIR);
         Self {
-            path: dir.join(format!("p{partition:05}.json")),
-            dir,
+            path: data_dir
+                .join(CATALOG_DIR)
+                .join(format!("p{partition:05}.json")),
         }
     }
 
@@ -138,30 +136,19 @@ impl CatalogFile {
 
     /// Replaces the catalog atomically and durably.
     pub fn commit(&self, catalog: &Catalog) -> Result<()> {
-        fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
         let bytes = serde_json::to_vec(catalog).map_err(|e| StoreError::Catalog {
             path: self.path.display().to_string(),
             message: e.to_string(),
         })?;
-        replace_file(&self.path, &self.dir, &bytes)
+        replace_file(&self.path, &bytes)
     }
 }
 
 /// Replaces `path` (in directory `dir`) with `bytes`, atomically and durably: write
 /// `path.tmp`, fsync it, rename it over `path`, fsync the directory. After a crash the file is
 /// the old or the new content, never a mix.
-pub(crate) fn replace_file(path: &Path, dir: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))?;
-    Ok(())
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    eventide_durable::replace(path, bytes).map_err(|e| StoreError::io(path, e))
 }
 
 #[cfg(test)]

@@ -577,7 +577,11 @@ impl Store {
         let settings_file = settings::SettingsFile::new(&config.data_dir);
         let settings = (settings_file.mtime(), settings_file.load()?);
         let segments_dir = config.data_dir.join("segments");
-        std::fs::create_dir_all(&segments_dir).map_err(|e| StoreError::io(&segments_dir, e))?;
+        eventide_durable::create_dir_all(&segments_dir)
+            .map_err(|e| StoreError::io(&segments_dir, e))?;
+        let catalog_dir = config.data_dir.join(catalog::CATALOG_DIR);
+        eventide_durable::create_dir_all(&catalog_dir)
+            .map_err(|e| StoreError::io(&catalog_dir, e))?;
         let objects: Arc<dyn ObjectStore> =
             Arc::new(LocalFileSystem::new_with_prefix(&segments_dir)?);
         Ok(Self {
@@ -986,6 +990,8 @@ impl Inner {
     }
 
     /// Re-reads catalog files of partitions this process does not own, when they changed.
+    /// One that cannot be read is reported and skipped (until it changes); the others are
+    /// read all the same.
     fn refresh_foreign(&self) -> Result<()> {
         for (p, mtime) in catalog::list_partitions(&self.config.data_dir)? {
             {
@@ -994,7 +1000,14 @@ impl Inner {
                     continue;
                 }
             }
-            let catalog = CatalogFile::new(&self.config.data_dir, p).load()?;
+            let catalog = match CatalogFile::new(&self.config.data_dir, p).load() {
+                Ok(c) => c,
+                Err(e) => {
+                    error!(partition = p, error = %e, "cannot read another process's catalog; its partition is not served until the file changes");
+                    write_lock(&self.state).foreign_seen.insert(p, mtime);
+                    continue;
+                }
+            };
             let mut state = write_lock(&self.state);
             if state.owned.contains(&p) {
                 continue; // assigned meanwhile: the owner's view wins

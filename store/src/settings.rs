@@ -45,14 +45,12 @@ pub const SETTINGS_FILE: &str = "datasets.json";
 #[derive(Debug, Clone)]
 pub struct SettingsFile {
     path: PathBuf,
-    dir: PathBuf,
 }
 
 impl SettingsFile {
     pub fn new(data_dir: &Path) -> Self {
         Self {
             path: data_dir.join(SETTINGS_FILE),
-            dir: data_dir.to_owned(),
         }
     }
 
@@ -75,7 +73,7 @@ impl SettingsFile {
     pub fn save(&self, settings: &BTreeMap<String, DatasetSettings>) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(settings)
             .map_err(|e| StoreError::Internal(format!("encoding settings: {e}")))?;
-        crate::catalog::replace_file(&self.path, &self.dir, &bytes)
+        crate::catalog::replace_file(&self.path, &bytes)
     }
 }
 

@@ -265,3 +265,78 @@ async fn merges_wait_for_room_under_the_memory_bound() {
     // Every merge is reported: their inputs are the 4 flushes and what earlier merges wrote.
     assert!(inputs >= 4 && rows >= 4, "{merged:?}");
 }
+
+/// A catalog that cannot be read is skipped: the other partitions' catalogs are still read
+/// (the refresh stopped at the first bad one, and a read-only store did not open at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_catalog_does_not_hide_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = Catalog {
+        version: 1,
+        partition: 2,
+        log: "kafka:t".into(),
+        next_segment_id: 2,
+        datasets: [(
+            "ds".to_string(),
+            DatasetEntry {
+                columns: vec![("id".into(), ColumnType::Int)],
+                committed_offset: Some(7),
+                segments: vec![SegmentMeta {
+                    id: 1,
+                    path: "ds/p00002-000000000001-00000000.parquet".into(),
+                    min_time_us: 1,
+                    max_time_us: 2,
+                    rows: 5,
+                    bytes: 100,
+                    arrow_bytes: 400,
+                    first_offset: 0,
+                    last_offset: 7,
+                    level: 0,
+                    created_us: 0,
+                }],
+            },
+        )]
+        .into(),
+    };
+    CatalogFile::new(dir.path(), 2).commit(&good).unwrap();
+    std::fs::write(dir.path().join("catalog/p00001.json"), b"{ not json").unwrap();
+    let store = Store::open_read_only(StoreConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let snap = store.snapshot("ds").expect("partition 2 is served");
+    assert_eq!(snap.segments.len(), 1);
+    assert_eq!(snap.segments[0].rows, 5);
+}
+
+/// A flush that fails leaves its rows in the hot tail and nothing half-done: the next flush,
+/// once the cause is gone, writes them (a failure used to leave the dataset "flushing" for
+/// good, so it was never flushed again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_flush_is_retried_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(dir.path().join("log"))).unwrap());
+    let store = Store::open(StoreConfig::new(dir.path()), log.clone())
+        .await
+        .unwrap();
+    let mut schema = DatasetSchema::new();
+    let o = append(
+        &log,
+        &mut schema,
+        "ds",
+        (0..10).map(|i| ev(i, i, None)).collect(),
+    )
+    .await;
+    store.wait_applied(o).await;
+    // The dataset's segment directory cannot be made: a file is in its place.
+    std::fs::write(dir.path().join("segments/ds"), b"in the way").unwrap();
+    assert!(store.flush_all().await.is_err());
+    let snap = store.snapshot("ds").unwrap();
+    assert!(snap.segments.is_empty());
+    assert_eq!(ids(&snap, dir.path()), (0..10).collect::<Vec<_>>());
+    std::fs::remove_file(dir.path().join("segments/ds")).unwrap();
+    store.flush_all().await.unwrap();
+    let snap = store.snapshot("ds").unwrap();
+    assert!(snap.hot.is_empty());
+    assert_eq!(snap.segments.len(), 1);
+    assert_eq!(ids(&snap, dir.path()), (0..10).collect::<Vec<_>>());
+}

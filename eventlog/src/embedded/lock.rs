@@ -20,7 +20,8 @@ impl DirLock {
     /// Takes the lock of `dir` (`dir/LOCK`, which also records the holder's process id), or
     /// fails at once with [`LogError::Locked`] naming the directory and the holder.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        // Durably: the log directory's entry in the data directory is fsync'd too.
+        eventide_durable::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let path = dir.join("LOCK");
         let mut file = OpenOptions::new()
             .read(true)
