@@ -370,8 +370,7 @@ pub async fn check_dataset(
     let lat = latency
         .clone()
         .unwrap_or_else(|| "CAST(NULL AS DOUBLE)".into());
-    let pct =
-        |q: f64| format!("percentile_cont({q}) WITHIN GROUP (ORDER BY CAST({lat} AS DOUBLE))");
+    let pct = |q: f64| format!("exact_percentile(CAST({lat} AS DOUBLE), {q})");
     let sql = format!(
         "SELECT {side_sql} AS side, COUNT(*) AS events, SUM({sr}) AS weight, \
          SUM(CASE WHEN COALESCE({err_sql}, FALSE) THEN {sr} ELSE 0 END) AS errors, \

@@ -202,6 +202,14 @@ pub trait EventLog: Send + Sync + 'static {
     /// another log, whose offsets mean something else.
     fn identity(&self) -> String;
 
+    /// Per partition, the offset the next record will get (everything below it is durable),
+    /// where the log knows it without a round trip: a store waits until it has applied them
+    /// before a query starts, so a query sees every event acknowledged before it. Empty
+    /// where it does not know (Kafka).
+    fn durable_ends(&self) -> Vec<Position> {
+        Vec::new()
+    }
+
     /// Appends the log's own metrics in Prometheus text format (`GET /metrics`).
     fn render_metrics(&self, _out: &mut String) {}
 }
@@ -224,4 +232,10 @@ pub trait LogConsumer: Send + Sync + 'static {
 
     /// Appends the consumer's own metrics in Prometheus text format (Kafka: consumer lag).
     fn render_metrics(&self, _out: &mut String) {}
+
+    /// The offset of `partition` this consumer will read next, where it knows it (the
+    /// embedded log).
+    fn position(&self, _partition: Partition) -> Option<Offset> {
+        None
+    }
 }

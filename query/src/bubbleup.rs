@@ -92,6 +92,7 @@ impl QueryEngine {
     /// Compares the selection with the rest of the scope, column by column.
     pub async fn bubbleup(&self, dataset: &str, req: &BubbleUpRequest) -> Result<BubbleUpResult> {
         let started = Instant::now();
+        self.catch_up().await;
         let snapshot = self
             .store()
             .snapshot(dataset)

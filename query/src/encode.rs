@@ -74,6 +74,17 @@ pub fn cell(array: &ArrayRef, row: usize) -> Json {
             };
             Json::String(eventide_model::time::format_micros(v))
         }
+        // Whole decimals (exact integer sums) as integers where JSON's integers hold them.
+        DataType::Decimal128(_, 0) => {
+            let v = array
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(row);
+            match (i64::try_from(v), u64::try_from(v)) {
+                (Ok(i), _) => Json::from(i),
+                (_, Ok(u)) => Json::from(u),
+                _ => float(v as f64),
+            }
+        }
         DataType::Decimal128(..) | DataType::Decimal256(..) => {
             match arrow::compute::cast(&array.slice(row, 1), &DataType::Float64) {
                 Ok(a) => float(a.as_primitive::<Float64Type>().value(0)),

@@ -163,6 +163,9 @@ fn interned_grouping_enabled() -> bool {
     )
 }
 
+/// Longest a query waits for the store to apply what the log acknowledged before it.
+pub const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
@@ -224,6 +227,7 @@ impl QueryEngine {
             state = state.with_physical_optimizer_rule(Arc::new(InternedGroupingRule));
         }
         let ctx = SessionContext::new_with_state(state.build());
+        ctx.register_udaf(crate::percentile::udaf());
         let url =
             ObjectStoreUrl::parse(SEGMENTS_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
         ctx.register_object_store(url.as_ref(), store.object_store());
@@ -243,6 +247,15 @@ impl QueryEngine {
             )
             .map_err(QueryError::from_datafusion)?;
         Ok(Self { ctx, store })
+    }
+
+    /// Waits (at most [`CATCH_UP_WAIT`]) until the store has applied every event the log had
+    /// acknowledged when the query arrived, so a query sees them all (embedded log; with
+    /// Kafka the store cannot tell, and a query sees what was consumed).
+    pub async fn catch_up(&self) {
+        if !self.store.catch_up(CATCH_UP_WAIT).await {
+            tracing::debug!("the store is behind the log; answering with what it has applied");
+        }
     }
 
     /// Makes `table` readable in SQL as `eventide.{name}` (e.g. `eventide.markers`), beside
@@ -355,6 +368,7 @@ impl QueryEngine {
 
     /// Statistics of every column of `dataset` over its visible data.
     pub async fn columns(&self, dataset: &str) -> Result<Vec<ColumnStats>> {
+        self.catch_up().await;
         let snap = self
             .store
             .snapshot(dataset)
@@ -407,6 +421,7 @@ impl QueryEngine {
         if sql.trim().is_empty() {
             return Err(QueryError::bad("sql is empty"));
         }
+        self.catch_up().await;
         let mut stats = ScanStats::default();
         let (schema, batches) = self.sql_batches(sql, &mut stats).await?;
         let (columns, rows) = encode_rows(&schema, &batches);

@@ -32,7 +32,9 @@ pub mod encode;
 mod engine;
 mod executor;
 pub mod grouping;
+pub mod percentile;
 pub mod provider;
+pub mod scan;
 pub mod spec;
 
 pub use bubbleup::{BubbleUpRequest, BubbleUpResult};

@@ -20,7 +20,6 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::union::UnionExec;
 use eventide_store::{DatasetSnapshot, SegmentMeta, Store};
 
 /// The object-store URL segment paths are resolved against.
@@ -334,7 +333,10 @@ impl TableProvider for DatasetTable {
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        UnionExec::try_new(inputs)
+        if inputs.len() == 1 {
+            return Ok(inputs.remove(0));
+        }
+        crate::scan::DatasetScanExec::try_new(inputs)
     }
 }
 

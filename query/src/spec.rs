@@ -4,7 +4,7 @@
 //! - COUNT, SUM and AVG are weighted by `_samplerate` (an event sampled at 1/10 counts as 10);
 //!   MIN, MAX, COUNT_DISTINCT, the percentiles and HEATMAP bucket bounds use raw values;
 //!   HEATMAP bucket counts are weighted like COUNT.
-//! - Percentiles are exact (`percentile_cont`, linear interpolation).
+//! - Percentiles are exact (`exact_percentile`, linear interpolation in full precision).
 //! - `!=`, `does-not-start-with`, `does-not-contain` and `not-in` also match events where the
 //!   column is absent; `=`, `>`, `starts-with`, `contains`, `in` … never match an absent value.
 //! - Time: `[start_time, end_time)`; with only `time_range`, the range ending now; with one end
@@ -219,6 +219,9 @@ struct Calc {
     op: Op,
     column: Option<String>,
     name: String,
+    /// The column is an integer one: its weighted sums are exact decimals (an `Int64` sum
+    /// would wrap around silently).
+    integer: bool,
 }
 
 impl Calc {
@@ -239,10 +242,12 @@ impl Calc {
                 )));
             }
         };
+        let mut integer = false;
         if let Some(col) = &column
             && op != Op::Count
         {
             let t = schema.get(col)?;
+            integer = t.is_integer();
             let needs_number = matches!(
                 op,
                 Op::Sum | Op::Avg | Op::Percentile(_) | Op::Heatmap | Op::Concurrency | Op::Rate(_)
@@ -258,6 +263,7 @@ impl Calc {
             op,
             column: if op == Op::Count { None } else { column },
             name,
+            integer,
         })
     }
 
@@ -266,18 +272,24 @@ impl Calc {
     fn sql(&self) -> Option<String> {
         let sr = ident(eventide_model::SAMPLERATE);
         let col = self.column.as_deref().map(ident).unwrap_or_default();
+        // The weighted value: exact for integers (38 digits), however large.
+        let weighted = if self.integer {
+            format!("CAST({col} AS DECIMAL(38, 0)) * {sr}")
+        } else {
+            format!("{col} * {sr}")
+        };
         Some(match self.op {
             Op::Count => format!("COALESCE(SUM({sr}), 0)"),
-            Op::Sum | Op::Rate(RateOf::Sum) => format!("SUM({col} * {sr})"),
+            Op::Sum | Op::Rate(RateOf::Sum) => format!("SUM({weighted})"),
             Op::Rate(RateOf::Max) => format!("MAX({col})"),
             Op::Avg | Op::Rate(RateOf::Avg) => format!(
-                "CAST(SUM({col} * {sr}) AS DOUBLE) / CAST(SUM(CASE WHEN {col} IS NOT NULL THEN {sr} END) AS DOUBLE)"
+                "CAST(SUM({weighted}) AS DOUBLE) / CAST(SUM(CASE WHEN {col} IS NOT NULL THEN {sr} END) AS DOUBLE)"
             ),
             Op::Min => format!("MIN({col})"),
             Op::Max => format!("MAX({col})"),
             Op::CountDistinct => format!("COUNT(DISTINCT {col})"),
             Op::Percentile(q) => {
-                format!("percentile_cont({q}) WITHIN GROUP (ORDER BY CAST({col} AS DOUBLE))")
+                format!("{}(CAST({col} AS DOUBLE), {q})", crate::percentile::NAME)
             }
             Op::Heatmap | Op::Concurrency => return None,
         })
@@ -390,6 +402,8 @@ pub(crate) fn filter_sql(f: &Filter, cols: &Columns) -> Result<String> {
         })
     };
     let text = format!("CAST({c} AS VARCHAR)");
+    // Every filter in parentheses: DataFusion's parser reads `a IS DISTINCT FROM b AND c` as
+    // `a IS DISTINCT FROM (b AND c)`, so a bare `!=` would swallow the filter after it.
     Ok(match op {
         "=" => format!("{c} = {}", literal(t, value()?, &f.column)?),
         "!=" => format!("{c} IS DISTINCT FROM {}", literal(t, value()?, &f.column)?),
@@ -436,6 +450,7 @@ pub(crate) fn filter_sql(f: &Filter, cols: &Columns) -> Result<String> {
         }
         other => return Err(QueryError::bad(format!("unknown filter op {other:?}"))),
     })
+    .map(|sql| format!("({sql})"))
 }
 
 /// The query's time window in Unix microseconds, `[start, end)`.
@@ -478,7 +493,8 @@ pub(crate) struct Plan {
     pub(crate) where_sql: String,
     breakdowns: Vec<String>,
     calcs: Vec<Calc>,
-    having_sql: Option<String>,
+    /// Each having: the calculation's expression and the comparison its value must pass.
+    havings: Vec<(String, String)>,
     order_sql: String,
     limit: usize,
     granularity_us: Option<i64>,
@@ -486,7 +502,7 @@ pub(crate) struct Plan {
     end_us: i64,
 }
 
-fn having_sql(h: &Having, cols: &Columns) -> Result<String> {
+fn having_sql(h: &Having, cols: &Columns) -> Result<(String, String)> {
     let calc = Calc::new(
         &Calculation {
             op: h.calculate_op.clone(),
@@ -507,7 +523,7 @@ fn having_sql(h: &Having, cols: &Columns) -> Result<String> {
         "=" | "!=" | ">" | ">=" | "<" | "<=" => h.op.as_str(),
         other => return Err(QueryError::bad(format!("unknown having op {other:?}"))),
     };
-    Ok(format!("{expr} {op} {}", float_lit(h.value)?))
+    Ok((expr, format!("{op} {}", float_lit(h.value)?)))
 }
 
 pub(crate) fn plan(
@@ -666,7 +682,7 @@ pub(crate) fn plan(
         where_sql: conds.join(" AND "),
         breakdowns: spec.breakdowns.clone(),
         calcs,
-        having_sql: (!havings.is_empty()).then(|| havings.join(" AND ")),
+        havings,
         order_sql: order.join(", "),
         limit,
         granularity_us,
@@ -704,6 +720,19 @@ impl Plan {
     fn results_sql(&self) -> String {
         let mut select = self.select_breakdowns();
         select.extend(self.select_calcs());
+        // Havings are computed beside the calculations and compared outside the aggregation:
+        // DataFusion 55 answers a contradictory HAVING on an aggregation without groups with
+        // one row, and its sort pushdown can refuse a HAVING that pins a calculation.
+        let outer: Vec<String> = select
+            .iter()
+            .map(|s| s.rsplit(" AS ").next().unwrap_or(s).to_owned())
+            .collect();
+        select.extend(
+            self.havings
+                .iter()
+                .enumerate()
+                .map(|(i, (expr, _))| format!("{expr} AS h__{i}")),
+        );
         let mut sql = format!(
             "SELECT {} FROM {} WHERE {}",
             select.join(", "),
@@ -714,8 +743,18 @@ impl Plan {
         if !groups.is_empty() {
             sql += &format!(" GROUP BY {}", groups.join(", "));
         }
-        if let Some(h) = &self.having_sql {
-            sql += &format!(" HAVING {h}");
+        if !self.havings.is_empty() {
+            let conds: Vec<String> = self
+                .havings
+                .iter()
+                .enumerate()
+                .map(|(i, (_, cmp))| format!("h__{i} {cmp}"))
+                .collect();
+            sql = format!(
+                "SELECT {} FROM ({sql}) AS a__ WHERE {}",
+                outer.join(", "),
+                conds.join(" AND ")
+            );
         }
         if !self.order_sql.is_empty() {
             sql += &format!(" ORDER BY {}", self.order_sql);
@@ -899,6 +938,7 @@ impl QueryEngine {
     /// Runs a query spec over one dataset.
     pub async fn run_spec(&self, dataset: &str, spec: &QuerySpec) -> Result<SpecResult> {
         let started = Instant::now();
+        self.catch_up().await;
         let snapshot = self
             .store()
             .snapshot(dataset)

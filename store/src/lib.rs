@@ -429,6 +429,8 @@ struct Inner {
     flush_lock: tokio::sync::Mutex<()>,
     applied_notify: Notify,
     consumer: OnceLock<Arc<dyn LogConsumer>>,
+    /// The log this store consumes (its durable ends decide what a query waits for).
+    log: OnceLock<Arc<dyn EventLog>>,
     /// Who is told about flushes and merges ([`Store::watch`]).
     activity: OnceLock<ActivitySink>,
     flush_tx: OnceLock<mpsc::Sender<(String, Partition)>>,
@@ -538,6 +540,7 @@ impl Store {
             }
         }
         let _ = store.inner.log_identity.set(identity);
+        let _ = store.inner.log.set(log.clone());
         store.inner.refresh_foreign()?;
         let consumer = log.consume(Arc::new(Owner(store.inner.clone())))?;
         let _ = store.inner.consumer.set(consumer);
@@ -552,6 +555,20 @@ impl Store {
             replayed += n;
         }
         info!(records = replayed, "replayed the log into the hot tail");
+        {
+            // Nothing to replay still means caught up to where the log stands now.
+            let mut state = write_lock(&store.inner.state);
+            let owned: Vec<Partition> = state.owned.iter().copied().collect();
+            if let Some(consumer) = store.inner.consumer.get() {
+                for p in owned {
+                    if !state.applied.contains_key(&p)
+                        && let Some(at) = consumer.position(p)
+                    {
+                        state.applied.insert(p, at);
+                    }
+                }
+            }
+        }
         let inner = store.inner.clone();
         tokio::spawn(async move { inner.run_consumer().await });
         let inner = store.inner.clone();
@@ -597,6 +614,7 @@ impl Store {
                 flush_lock: tokio::sync::Mutex::new(()),
                 applied_notify: Notify::new(),
                 consumer: OnceLock::new(),
+                log: OnceLock::new(),
                 activity: OnceLock::new(),
                 flush_tx: OnceLock::new(),
                 log_identity: OnceLock::new(),
@@ -789,6 +807,36 @@ impl Store {
             .copied()
     }
 
+    /// Waits, at most `max_wait`, until every record durable in the log when it was called
+    /// has been applied (is queryable), where the log can say which those are (the embedded
+    /// log): a query that calls it first sees every event acknowledged before it started.
+    /// Returns whether it caught up.
+    pub async fn catch_up(&self, max_wait: Duration) -> bool {
+        let Some(log) = self.inner.log.get() else {
+            return true;
+        };
+        let ends = log.durable_ends();
+        let caught_up = |store: &Store| {
+            ends.iter().all(|end| {
+                end.offset == 0
+                    || !read_lock(&store.inner.state).owned.contains(&end.partition)
+                    || store
+                        .applied(end.partition)
+                        .is_some_and(|a| a >= end.offset)
+            })
+        };
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let notified = self.inner.applied_notify.notified();
+            if caught_up(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return caught_up(self);
+            }
+        }
+    }
+
     /// Waits until the record at `pos` has been applied (it is then queryable).
     pub async fn wait_applied(&self, pos: Position) {
         loop {
@@ -903,7 +951,11 @@ impl Inner {
             records
                 .into_iter()
                 .map(|r| {
-                    let batches = eventide_model::decode_payload(&r.payload);
+                    let batches = if r.dataset.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        eventide_model::decode_payload(&r.payload)
+                    };
                     (r.partition, r.offset, r.dataset, batches)
                 })
                 .collect::<Vec<_>>()
@@ -919,6 +971,9 @@ impl Inner {
                     continue; // fetched before a revocation
                 }
                 state.applied.insert(p, offset + 1);
+                if dataset.is_empty() {
+                    continue; // an offset the log marked lost (`eventide log repair`)
+                }
                 let batches = match batches {
                     Ok(b) => b,
                     Err(e) => {

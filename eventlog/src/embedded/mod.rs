@@ -248,11 +248,13 @@ impl EmbeddedLog {
         max_bytes: usize,
         wait: Duration,
     ) -> Result<Vec<Record>> {
-        Ok(self
+        let (mut records, _) = self
             .shared
             .read(&self.cursor, from, max_bytes, wait)
-            .await?
-            .0)
+            .await?;
+        // Offsets `eventide log repair` marked lost hold nothing to read.
+        records.retain(|r| r.dataset != recovery::TOMBSTONE);
+        Ok(records)
     }
 
     /// Declares records below `upto` no longer needed; whole segments below it are deleted.
@@ -337,6 +339,13 @@ impl EventLog for EmbeddedLog {
         "embedded".into()
     }
 
+    fn durable_ends(&self) -> Vec<Position> {
+        vec![Position {
+            partition: 0,
+            offset: self.end_offset(),
+        }]
+    }
+
     fn render_metrics(&self, out: &mut String) {
         self.shared.render_metrics(out);
     }
@@ -381,6 +390,10 @@ impl LogConsumer for EmbeddedConsumer {
 
     fn holds(&self, partition: Partition) -> bool {
         partition == 0
+    }
+
+    fn position(&self, partition: Partition) -> Option<Offset> {
+        (partition == 0).then(|| self.next.load(Ordering::Acquire))
     }
 }
 

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use tracing::info;
 
 use super::framing::{HEADER, RawRecord, read_record};
-use super::recovery::TOMBSTONE;
 use super::{ReadCursor, Segment, Shared, io_err};
 use crate::{LogError, Offset, Record, Result};
 
@@ -97,10 +96,6 @@ impl Shared {
                         ));
                     }
                     cursor.next += 1;
-                    if dataset == TOMBSTONE {
-                        // An offset `eventide log repair` marked lost: nothing to read.
-                        continue;
-                    }
                     bytes += payload.len();
                     out.push(Record {
                         partition: 0,
