@@ -156,7 +156,7 @@ impl QueryEngine {
         );
         let mut stats = crate::engine::ScanStats::default();
         let (_, b) = self
-            .sql_batches(
+            .internal_sql_batches(
                 &format!("SELECT {sums} FROM {} WHERE {}", plan.table, plan.where_sql),
                 &mut stats,
             )
@@ -201,7 +201,7 @@ impl QueryEngine {
                 .map(|(n, _)| format!("COUNT({})", ident(n)))
                 .collect();
             let (_, b) = self
-                .sql_batches(
+                .internal_sql_batches(
                     &format!(
                         "SELECT {} FROM {} WHERE {}",
                         counts.join(", "),
@@ -291,7 +291,7 @@ impl QueryEngine {
             limit * 2,
             col = ident(name),
         );
-        let (_, batches) = self.sql_batches(&sql, stats).await?;
+        let (_, batches) = self.internal_sql_batches(&sql, stats).await?;
         Ok(shares(&batches, |b, r| {
             cell(b.column(0), r).as_str().map(str::to_owned)
         }))
@@ -315,7 +315,7 @@ impl QueryEngine {
             })
             .collect();
         let (_, b) = self
-            .sql_batches(
+            .internal_sql_batches(
                 &format!(
                     "SELECT {} FROM {} WHERE {} AND {col} IS NOT NULL",
                     qs.join(", "),
@@ -337,7 +337,7 @@ impl QueryEngine {
         }
         case += &format!(" ELSE {} END", cuts.len());
         let (_, batches) = self
-            .sql_batches(
+            .internal_sql_batches(
                 &format!(
                     "SELECT {case} AS k, {sums} FROM {} WHERE {} GROUP BY 1 ORDER BY 1",
                     plan.table, plan.where_sql

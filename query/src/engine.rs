@@ -169,6 +169,10 @@ pub const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(1)
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
+    /// The same session for the SQL Eventide writes itself (query specs, BubbleUp, alerts),
+    /// with sorts not split across partitions: their results are aggregates, and DataFusion
+    /// 55's split sorts can be refused by its own plan check when a having pins a sort key.
+    internal: SessionContext,
     store: Store,
 }
 
@@ -246,7 +250,18 @@ impl QueryEngine {
                 Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
             )
             .map_err(QueryError::from_datafusion)?;
-        Ok(Self { ctx, store })
+        let mut internal_config = ctx.copied_config();
+        internal_config.options_mut().optimizer.repartition_sorts = false;
+        let internal = SessionContext::new_with_state(
+            SessionStateBuilder::new_from_existing(ctx.state())
+                .with_config(internal_config)
+                .build(),
+        );
+        Ok(Self {
+            ctx,
+            internal,
+            store,
+        })
     }
 
     /// Waits (at most [`CATCH_UP_WAIT`]) until the store has applied every event the log had
@@ -288,13 +303,30 @@ impl QueryEngine {
         sql: &str,
         stats: &mut ScanStats,
     ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+        self.run_sql(&self.ctx, sql, stats).await
+    }
+
+    /// [`QueryEngine::sql_batches`] for SQL Eventide wrote itself (see `internal`).
+    pub(crate) async fn internal_sql_batches(
+        &self,
+        sql: &str,
+        stats: &mut ScanStats,
+    ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+        self.run_sql(&self.internal, sql, stats).await
+    }
+
+    async fn run_sql(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+        stats: &mut ScanStats,
+    ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
         let _pin = self.store.pin();
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let df = self
-            .ctx
+        let df = ctx
             .sql_with_options(sql, options)
             .await
             .map_err(QueryError::from_datafusion)?;

@@ -28,6 +28,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use arrow::array::{Array, BooleanArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -212,6 +213,9 @@ pub(crate) fn float_lit(f: f64) -> Result<String> {
 fn is_numeric(t: &DataType) -> bool {
     t.is_numeric()
 }
+
+/// Columns that answer a having (`h__0`, …).
+const HAVING_COLUMN: &str = "h__";
 
 /// A calculation checked against the schema.
 #[derive(Debug, Clone)]
@@ -720,19 +724,22 @@ impl Plan {
     fn results_sql(&self) -> String {
         let mut select = self.select_breakdowns();
         select.extend(self.select_calcs());
-        // Havings are computed beside the calculations and compared outside the aggregation:
-        // DataFusion 55 answers a contradictory HAVING on an aggregation without groups with
-        // one row, and its sort pushdown can refuse a HAVING that pins a calculation.
+        // Havings are computed beside the calculations and compared outside the aggregation.
+        // Without breakdowns, the one row's comparisons are answered as columns and applied
+        // here ([`rows_to_objects`]): DataFusion 55 pushes a contradictory HAVING below an
+        // aggregation without groups, which then answers a row of nothing.
         let outer: Vec<String> = select
             .iter()
             .map(|s| s.rsplit(" AS ").next().unwrap_or(s).to_owned())
             .collect();
-        select.extend(
-            self.havings
-                .iter()
-                .enumerate()
-                .map(|(i, (expr, _))| format!("{expr} AS h__{i}")),
-        );
+        let global = self.breakdowns.is_empty();
+        select.extend(self.havings.iter().enumerate().map(|(i, (expr, cmp))| {
+            if global {
+                format!("COALESCE(({expr}) {cmp}, FALSE) AS {HAVING_COLUMN}{i}")
+            } else {
+                format!("{expr} AS {HAVING_COLUMN}{i}")
+            }
+        }));
         let mut sql = format!(
             "SELECT {} FROM {} WHERE {}",
             select.join(", "),
@@ -743,12 +750,12 @@ impl Plan {
         if !groups.is_empty() {
             sql += &format!(" GROUP BY {}", groups.join(", "));
         }
-        if !self.havings.is_empty() {
+        if !self.havings.is_empty() && !global {
             let conds: Vec<String> = self
                 .havings
                 .iter()
                 .enumerate()
-                .map(|(i, (_, cmp))| format!("h__{i} {cmp}"))
+                .map(|(i, (_, cmp))| format!("{HAVING_COLUMN}{i} {cmp}"))
                 .collect();
             sql = format!(
                 "SELECT {} FROM ({sql}) AS a__ WHERE {}",
@@ -873,7 +880,19 @@ fn rows_to_objects(
     let offset = usize::from(time_col);
     let mut out = Vec::new();
     for b in batches {
+        // The havings of a query without breakdowns, answered as columns.
+        let havings: Vec<&BooleanArray> = b
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.name().starts_with(HAVING_COLUMN))
+            .filter_map(|(i, _)| b.column(i).as_any().downcast_ref::<BooleanArray>())
+            .collect();
         for r in 0..b.num_rows() {
+            if havings.iter().any(|h| !(h.is_valid(r) && h.value(r))) {
+                continue;
+            }
             let mut obj = Map::new();
             if time_col {
                 let t = cell(b.column(0), r);
@@ -950,7 +969,9 @@ impl QueryEngine {
             self.store().clock().now_micros(),
         )?;
         let mut stats = crate::engine::ScanStats::default();
-        let (_, batches) = self.sql_batches(&plan.results_sql(), &mut stats).await?;
+        let (_, batches) = self
+            .internal_sql_batches(&plan.results_sql(), &mut stats)
+            .await?;
         let mut results = rows_to_objects(&plan, &batches, false);
         let heatmaps: Vec<&Calc> = plan.calcs.iter().filter(|c| c.op == Op::Heatmap).collect();
         for h in &heatmaps {
@@ -968,7 +989,9 @@ impl QueryEngine {
         let series = match g {
             None => None,
             Some(g) => {
-                let (_, batches) = self.sql_batches(&plan.series_sql(g), &mut stats).await?;
+                let (_, batches) = self
+                    .internal_sql_batches(&plan.series_sql(g), &mut stats)
+                    .await?;
                 let keep: HashSet<String> = results.iter().map(|(k, _)| k.clone()).collect();
                 let mut rows: Vec<(String, Map<String, Json>)> =
                     rows_to_objects(&plan, &batches, true)
@@ -1042,7 +1065,7 @@ impl QueryEngine {
             plan.where_sql,
             groups.join(", ")
         );
-        let (_, batches) = self.sql_batches(&sql, stats).await?;
+        let (_, batches) = self.internal_sql_batches(&sql, stats).await?;
         let nb = plan.breakdowns.len();
         // Per group: count changes at bucket times (+n where events start, -n after their
         // last bucket).
@@ -1125,7 +1148,7 @@ impl QueryEngine {
         let col = ident(calc.column.as_deref().unwrap_or_default());
         let where_sql = format!("{} AND {col} IS NOT NULL", plan.where_sql);
         let (_, b) = self
-            .sql_batches(
+            .internal_sql_batches(
                 &format!(
                     "SELECT CAST(MIN({col}) AS DOUBLE), CAST(MAX({col}) AS DOUBLE) FROM {} WHERE {where_sql}",
                     plan.table
@@ -1180,7 +1203,7 @@ impl QueryEngine {
             groups.join(", "),
             groups.join(", ")
         );
-        let (_, batches) = self.sql_batches(&sql, stats).await?;
+        let (_, batches) = self.internal_sql_batches(&sql, stats).await?;
         let offset = usize::from(granularity_us.is_some());
         let nb = plan.breakdowns.len();
         let mut buckets: HashMap<String, Vec<Json>> = HashMap::new();
