@@ -252,6 +252,11 @@ impl QueryEngine {
             .map_err(QueryError::from_datafusion)?;
         let mut internal_config = ctx.copied_config();
         internal_config.options_mut().optimizer.repartition_sorts = false;
+        // The catalogs are the ones above (shared), not new default ones.
+        internal_config
+            .options_mut()
+            .catalog
+            .create_default_catalog_and_schema = false;
         let internal = SessionContext::new_with_state(
             SessionStateBuilder::new_from_existing(ctx.state())
                 .with_config(internal_config)

@@ -429,8 +429,9 @@ struct Inner {
     flush_lock: tokio::sync::Mutex<()>,
     applied_notify: Notify,
     consumer: OnceLock<Arc<dyn LogConsumer>>,
-    /// The log this store consumes (its durable ends decide what a query waits for).
-    log: OnceLock<Arc<dyn EventLog>>,
+    /// The log this store consumes (its durable ends decide what a query waits for). Weak:
+    /// the store's tasks must not keep a closed log (and its directory lock) alive.
+    log: OnceLock<std::sync::Weak<dyn EventLog>>,
     /// Who is told about flushes and merges ([`Store::watch`]).
     activity: OnceLock<ActivitySink>,
     flush_tx: OnceLock<mpsc::Sender<(String, Partition)>>,
@@ -540,7 +541,7 @@ impl Store {
             }
         }
         let _ = store.inner.log_identity.set(identity);
-        let _ = store.inner.log.set(log.clone());
+        let _ = store.inner.log.set(Arc::downgrade(&log));
         store.inner.refresh_foreign()?;
         let consumer = log.consume(Arc::new(Owner(store.inner.clone())))?;
         let _ = store.inner.consumer.set(consumer);
@@ -812,7 +813,7 @@ impl Store {
     /// log): a query that calls it first sees every event acknowledged before it started.
     /// Returns whether it caught up.
     pub async fn catch_up(&self, max_wait: Duration) -> bool {
-        let Some(log) = self.inner.log.get() else {
+        let Some(log) = self.inner.log.get().and_then(std::sync::Weak::upgrade) else {
             return true;
         };
         let ends = log.durable_ends();
