@@ -5,6 +5,10 @@
 //! this build itself and runs in the virtualenv of `scripts/compat-venv.sh` (DuckDB is pinned
 //! there). Its last line of stdout is a JSON summary; this test wants no error and no
 //! difference, and prints every failure (seed, state, the exact SQL or spec, both answers).
+//! It also prints the summary's `known_upstream` list: raw-SQL cases of known DataFusion 55
+//! behaviour (`tests/differential/regressions.py`, `KNOWN_UPSTREAM`) that Eventide passes
+//! through. They do not fail the test while Eventide gives their known answer; the checker
+//! counts a changed answer as a difference, so that case is reviewed.
 //!
 //! `EVENTIDE_DIFF_SEED` picks the seed (default below, printed), `EVENTIDE_DIFF_QUERIES` the
 //! number of random queries over all states (default 2000), `EVENTIDE_DIFF_EVENTS` the number
@@ -55,6 +59,29 @@ fn env_number(name: &str, default: u64) -> u64 {
     }
 }
 
+/// The known DataFusion 55 behaviours the checker confirmed (or saw change) in each state.
+fn print_known_upstream(summary: &Json) {
+    let known = summary["known_upstream"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "differential: {} known DataFusion 55 behaviours (not failures while unchanged):",
+        known.len()
+    );
+    for k in &known {
+        println!(
+            "  {}: eventide {} (known {}), reference {}; states {}\n    {}",
+            k["name"].as_str().unwrap_or("?"),
+            k["eventide"],
+            k["known"],
+            k["reference"],
+            k["states"],
+            k["explanation"].as_str().unwrap_or("")
+        );
+    }
+}
+
 #[test]
 fn eventide_answers_like_duckdb_in_every_data_state() {
     let seed = env_number("EVENTIDE_DIFF_SEED", DEFAULT_SEED);
@@ -86,6 +113,7 @@ fn eventide_answers_like_duckdb_in_every_data_state() {
             out.status.code()
         ),
     };
+    print_known_upstream(&summary);
     let errors = summary["errors"].as_u64().unwrap_or(u64::MAX);
     let differences = summary["differences"].as_u64().unwrap_or(u64::MAX);
     let asked = summary["queries"].as_u64().unwrap_or(0);

@@ -10,6 +10,52 @@ from events import EPOCH
 
 REL, ABS = 1e-6, 1e-9
 US = dt.timedelta(microseconds=1)
+I64_MAX = 2**63 - 1
+
+
+class ExactInt(int):
+    """An integer that must be answered as exactly that integer: a float matches it only when
+    the integer is beyond int64 (where Eventide's spec SUM answers a float). Both sides of a
+    spec comparison mark their integers so (`exact_ints`); plain ints keep the float
+    tolerance (SQL answers)."""
+
+    def __repr__(self):
+        return int.__repr__(self)
+
+
+class Approx(float):
+    """A reference float that is right only up to `slack` (absolute) beyond the usual tolerance:
+    an interpolated percentile. `lo + d × (hi − lo)` (Eventide's `exact_percentile`) and
+    `lo × (1 − d) + hi × d` (DuckDB's `quantile_cont`) are both double arithmetic, and each can
+    be off the exact interpolation by about an ulp of its neighbours `lo`, `hi`: with
+    neighbours of opposite sign near ±2^53 the answer is small and its error is not (P25 of
+    [-9007199254739992, 9007199254739995] at weight 0.5: exactly 1.5; Eventide 2.0)."""
+
+    def __new__(cls, value, slack):
+        obj = float.__new__(cls, value)
+        obj.slack = slack
+        return obj
+
+    def __repr__(self):
+        return float.__repr__(self)
+
+
+def group_key(values):
+    """A hashable key of breakdown values (booleans kept apart from 0 and 1)."""
+    return tuple(("bool", v) if isinstance(v, bool) else v for v in values)
+
+
+def exact_ints(v):
+    """v with every integer (not bool) inside it, also in dicts and lists, made an ExactInt."""
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int):
+        return ExactInt(v)
+    if isinstance(v, dict):
+        return {k: exact_ints(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [exact_ints(x) for x in v]
+    return v
 
 
 def parse_rfc3339(s):
@@ -62,11 +108,15 @@ def veq(a, b):
     if _num(a) and _num(b):
         if isinstance(a, int) and isinstance(b, int):
             return a == b
+        exact = a if isinstance(a, ExactInt) else b if isinstance(b, ExactInt) else None
+        if exact is not None and abs(exact) <= I64_MAX:
+            return False  # an integer within int64 must be answered as that integer
+        slack = max(getattr(a, "slack", 0.0), getattr(b, "slack", 0.0))
         a, b = float(a), float(b)
         if math.isnan(a) or math.isnan(b):
             return math.isnan(a) and math.isnan(b)
         d = abs(a - b)
-        return d <= ABS or d <= REL * max(abs(a), abs(b))
+        return d <= ABS or d <= slack or d <= REL * max(abs(a), abs(b))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(veq(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -109,6 +159,8 @@ def row_eq(a, b):
 def _hashable(v):
     if isinstance(v, bool):
         return ("bool", v)  # True == 1 in Python: keep booleans apart from numbers
+    if isinstance(v, ExactInt):
+        return ("int", int(v))  # 5 == 5.0 in Python: an exact integer is not a float
     if isinstance(v, (dict, list)):
         return repr(v)
     return v

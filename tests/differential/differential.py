@@ -4,18 +4,22 @@ seeded events, in every data state (hot, flushed, merged, mixed, ingesting).
 
     python differential.py --binary target/debug/eventide --seed 7 --queries 2000
         [--states hot,flushed,merged,mixed,ingesting] [--events N] [--workdir DIR]
-        [--base-time UNIX_SECONDS] [--only STATE:INDEX | STATE:regression:NAME]
+        [--base-time UNIX_SECONDS] [--only STATE:INDEX | STATE:regression:NAME | STATE:known:NAME]
 
 A human-readable log goes to stderr; the last line of stdout is one JSON summary. Exit status 0
 only when there was no error and no difference. Every failure names the seed, the base time and
 the exact query (both renderings, or the JSON spec), so `--only STATE:INDEX` reruns it. Each
-state runs the fixed cases of regressions.py first (they count as queries of that state).
+state runs the fixed cases of regressions.py first (they count as queries of that state),
+among them the known DataFusion 55 behaviours of raw SQL (regressions.KNOWN_UPSTREAM): those
+must give exactly their known answer, are listed under "known_upstream" in the summary, and
+count as a difference only when Eventide's answer changes.
 """
 
 import argparse
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -24,17 +28,19 @@ import traceback
 
 import duckdb
 
-from compare import (multiset_diff, norm_duck, norm_eventide, order_diff, parse_rfc3339,
+from compare import (exact_ints, group_key, multiset_diff, norm_duck, norm_eventide, order_diff, parse_rfc3339,
                      window_diff)
 from events import HOUR_US, Column, Dataset, duck_ts, fmt_ts
 import regressions
 from server import HarnessError, stop_all
-from specgen import Reference, SpecGen, calc_key, wire_spec
+from specgen import PCT_SLACK_MACRO, Reference, SpecGen, calc_key, wire_spec
 from sqlast import DF, DUCK, PCT_MACRO, Ctx, qident
 from sqlgen import SqlGen
 from states import LiveIngest, States, wait_started
 
 ALL_STATES = ["hot", "flushed", "merged", "mixed", "ingesting"]
+# The random SQL parenthesizes both operands of IS [NOT] DISTINCT FROM (sqlast.distinct_from).
+BARE_DISTINCT_FROM = re.compile(r"IS (NOT )?DISTINCT FROM (?!\()")
 MAX_FAILURES = 20
 
 
@@ -59,11 +65,13 @@ class Run:
         self.main, self.one, self.fixed = "diff-events", "diff-one", "diff-fixed"
         self.ds = Dataset(self.seed, args.events, self.base_time * 1_000_000)
         self.failures, self.errors, self.differences = [], 0, 0
+        self.known = {}  # name -> the known_upstream entry of the summary
         self.per_state, self.shapes = {}, {}
         self.t_eventide = self.t_duck = 0.0
         self.current_state = None
         self.duck = duckdb.connect()
         self.duck.execute(PCT_MACRO)
+        self.duck.execute(PCT_SLACK_MACRO)
         self.ds.load_duckdb(self.duck, self.workdir, self.main)
         self.load_fixed()
         self.states = States(self)
@@ -119,6 +127,11 @@ class Run:
         else:
             df_sql = q.render(Ctx(DF, tables[0], static_only))
             duck_sql = q.render(Ctx(DUCK, tables[1], static_only))
+            if BARE_DISTINCT_FROM.search(df_sql):
+                self.fail(state, "error", {"shape": shape, "sql": df_sql, "duckdb_sql": duck_sql}, None, None,
+                          "the generator left the right operand of IS DISTINCT FROM bare (a harness "
+                          "defect: DataFusion 55 would read it with the lowest precedence)", index)
+                return
             order, limit, offset = q.order_keys(), q.limit, q.offset
             full_sql = q.render(Ctx(DUCK, tables[1], static_only), with_limit=False)
         query = {"shape": shape, "sql": df_sql, "duckdb_sql": duck_sql}
@@ -152,8 +165,58 @@ class Run:
         if diff:
             self.fail(state, "difference", query, got[:30], want[:30], diff, index)
 
+    # -- one known upstream case ------------------------------------------------------------
+    def check_known(self, srv, state, case, static_only):
+        """A raw-SQL case of known DataFusion 55 behaviour: Eventide must give exactly the known
+        answer (not the reference's); any other answer is a difference, to be reviewed."""
+        name, tdf, tduck, known, why = case
+        index = f"known:{name}"
+        fill = {"t": qident(self.main), "one": qident(self.one), "fixed": qident(self.fixed),
+                "static": "\"phase\" = 'static'" if static_only else "TRUE"}
+        df_sql, duck_sql = tdf.format(**fill), tduck.format(**fill)
+        query = {"shape": f"known:{name}", "sql": df_sql, "duckdb_sql": duck_sql}
+        entry = self.known.setdefault(name, {"name": name, "explanation": why, "sql": df_sql,
+                                             "known": known, "reference": None, "eventide": None,
+                                             "states": {}})
+        status, resp, raw = srv.sql(df_sql)
+        try:
+            want = [[norm_duck(v) for v in row] for row in self.duck.execute(duck_sql).fetchall()]
+        except duckdb.Error as e:
+            entry["states"][state] = "error"
+            self.fail(state, "error", query, raw[:2000], f"duckdb error: {e}",
+                      "DuckDB could not run the reference query (a harness defect)", index)
+            return
+        entry["reference"] = want
+        if status != 200 or not isinstance(resp, dict) or "rows" not in resp:
+            entry["states"][state] = "error"
+            entry["eventide"] = f"HTTP {status}: {raw[:500]}"
+            self.fail(state, "error", query, f"HTTP {status}: {raw[:2000]}", known,
+                      f"eventide answered {status} to a known DataFusion 55 case ({why})", index)
+            return
+        types = [c["type"] for c in resp["columns"]]
+        got = [[norm_eventide(v, t) for v, t in zip(row, types)] for row in resp["rows"]]
+        if entry["eventide"] is None:
+            entry["eventide"] = got
+        if multiset_diff(want, known) is None:
+            entry["states"][state] = "reference agrees"
+            self.fail(state, "error", query, got, want,
+                      "the reference answers the known DataFusion answer itself: the case no "
+                      "longer shows the behaviour (a harness defect)", index)
+            return
+        diff = multiset_diff(got, known)
+        if diff is None:
+            entry["states"][state] = "as known"
+            return
+        entry["states"][state] = "changed"
+        entry["eventide"] = got
+        fixed = multiset_diff(got, want) is None
+        self.fail(state, "difference", query, got, {"known": known, "reference": want},
+                  f"known DataFusion 55 behaviour changed ({why}): Eventide's answer is no longer the "
+                  f"known one{' and now matches the reference: fixed upstream?' if fixed else ''}; "
+                  f"review the case in regressions.KNOWN_UPSTREAM ({diff})", index)
+
     # -- one spec --------------------------------------------------------------------------
-    def check_spec(self, srv, state, index, spec, dataset, table, ds=None, options=None):
+    def check_spec(self, srv, state, index, spec, dataset, table, ds=None):
         wire = wire_spec(spec)
         query = {"shape": "spec", "dataset": dataset, "spec": wire}
         now_us = int(time.time() * 1_000_000)
@@ -161,9 +224,9 @@ class Run:
         status, resp, raw = srv.spec(dataset, wire)
         t1 = time.monotonic()
         self.t_eventide += t1 - t0
-        ref = Reference(self.duck, ds or self.ds, table, **(options or {}))
+        ref = Reference(self.duck, ds or self.ds, table)
         try:
-            want, want_series, okeys, sql = ref.answer(spec, now_us)
+            want, want_series, okeys, sql, uncertain = ref.answer(spec, now_us)
             self.t_duck += time.monotonic() - t1
         except duckdb.Error as e:
             self.fail(state, "error", query, raw[:2000], f"duckdb error: {e}",
@@ -180,14 +243,25 @@ class Run:
             ts_keys.add("timestamp")
 
         def rows_of(items, expected):
+            # Integers on both sides are exact (compare.ExactInt): a spec answers COUNT, SUM of
+            # an integer column, MIN/MAX of one, COUNT_DISTINCT and heatmap counts as integers.
             out = []
             for d in items:
-                d = {k: (parse_rfc3339(v) if k in ts_keys and isinstance(v, str) else v) if not expected
-                     else norm_duck(v) for k, v in d.items()}
+                d = {k: exact_ints((parse_rfc3339(v) if k in ts_keys and isinstance(v, str) else v)
+                                   if not expected else norm_duck(v)) for k, v in d.items()}
                 out.append(d)
             return out
 
         got = rows_of(resp["results"], False)
+        include = ()
+        if uncertain:
+            # Groups whose percentile is within its slack of a having's value may be kept or
+            # dropped (specgen.Reference.having_sql): the reference keeps those Eventide kept.
+            bds = spec.get("breakdowns", [])
+            kept = {group_key(d.get(b) for b in bds) for d in got}
+            include = {k for k in uncertain if k in kept}
+            want, want_series, okeys, sql, _ = ref.answer(spec, now_us, include=include)
+            query["duckdb_sql"] = sql
         want = rows_of(want, True)
         names = sorted(want[0]) if want else (sorted(got[0]) if got else [])
         for d in got:
@@ -205,7 +279,7 @@ class Run:
         limit = spec.get("limit", 1000)
         diff = None
         if multiset_diff(g_rows, w_rows) is not None or order_diff(g_rows, keys):
-            full, _, _, _ = ref.answer(spec, now_us, with_limit=False)
+            full, _, _, _, _ = ref.answer(spec, now_us, with_limit=False, include=include)
             diff = window_diff(g_rows, as_rows(rows_of(full, True)), keys, 0, limit)
         if diff is None and spec.get("granularity"):
             if "series" not in resp:
@@ -250,7 +324,12 @@ class Run:
                         continue
                     self.check_sql(srv, state, f"regression:{case[0]}", case, case[0], static_only)
                     done += 1
-                for name, which, spec, options in regressions.SPECS:
+                for case in regressions.KNOWN_UPSTREAM:
+                    if wanted not in (None, case[0]):
+                        continue
+                    self.check_known(srv, state, case, static_only)
+                    done += 1
+                for name, which, spec in regressions.SPECS:
                     if wanted not in (None, name):
                         continue
                     spec = dict(spec)
@@ -259,7 +338,7 @@ class Run:
                         spec["end_time"] = self.ds.static_end_us // 1_000_000
                     dataset = {"one": self.one, "fixed": self.fixed}.get(which, self.main)
                     self.check_spec(srv, state, f"regression:{name}", spec, dataset, dataset,
-                                    self.fixed_ds if which == "fixed" else self.ds, options)
+                                    self.fixed_ds if which == "fixed" else self.ds)
                     done += 1
             indices = range(count) if only is None else ([] if wanted is not None else [only])
             for i in indices:
@@ -308,7 +387,7 @@ def main(argv=None):
                                      "removed at the end when everything passed)")
     p.add_argument("--base-time", type=int, help="the hour the data is placed before (Unix seconds, "
                                                  "default: the start of the current hour)")
-    p.add_argument("--only", help="STATE:INDEX or STATE:regression:NAME: run just this query "
+    p.add_argument("--only", help="STATE:INDEX, STATE:regression:NAME or STATE:known:NAME: run just this query "
                                   "(after preparing STATE)")
     args = p.parse_args(argv)
     states = [s for s in args.states.split(",") if s]
@@ -318,7 +397,7 @@ def main(argv=None):
     only = None
     if args.only:
         st, _, idx = args.only.partition(":")
-        states, only = [st], (idx if idx.startswith("regression:") else int(idx))
+        states, only = [st], (idx if idx.startswith(("regression:", "known:")) else int(idx))
     log(f"differential: seed {args.seed}, {args.events} events, {args.queries} queries over {states}")
     started = time.monotonic()
     run = None
@@ -348,12 +427,18 @@ def main(argv=None):
                "differences": run.differences if run else 0,
                "failures": run.failures if run else [], "events": args.events,
                "base_time": run.base_time if run else None, "elapsed_s": round(elapsed, 1),
-               "shapes": run.shapes if run else {}}
+               "shapes": run.shapes if run else {},
+               "known_upstream": list(run.known.values()) if run else []}
     if fatal:
         summary["failures"].append({"state": None, "seed": args.seed, "kind": "error", "detail": fatal})
     ok = summary["errors"] == 0 and summary["differences"] == 0
+    for k in summary["known_upstream"]:
+        states = ", ".join(f"{st}: {v}" for st, v in k["states"].items())
+        log(f"   known DataFusion 55 behaviour {k['name']}: eventide {cut(k['eventide'], 200)}, "
+            f"reference {cut(k['reference'], 200)} ({states}): {k['explanation']}")
     log(f"differential: seed {args.seed}: {summary['queries']} queries {summary['per_state']}, "
-        f"{summary['errors']} errors, {summary['differences']} differences, {elapsed:.1f} s")
+        f"{summary['errors']} errors, {summary['differences']} differences, "
+        f"{len(summary['known_upstream'])} known upstream cases, {elapsed:.1f} s")
     if run and ok and run.own_workdir:
         shutil.rmtree(run.workdir, ignore_errors=True)
     elif run:

@@ -3,15 +3,23 @@ from the semantics docs/API.md documents (not from Eventide's code): the referen
 
 import math
 
-from compare import parse_rfc3339
+from compare import Approx, group_key, norm_duck, parse_rfc3339
 from events import HOUR_US, fmt_ts
-from sqlast import pct_sql, qident
+from sqlast import qident
 
 PCTS = {"P001": 0.001, "P01": 0.01, "P05": 0.05, "P10": 0.1, "P25": 0.25, "P50": 0.5, "P75": 0.75,
         "P90": 0.9, "P95": 0.95, "P99": 0.99, "P999": 0.999}
 FILTER_OPS = ["=", "!=", ">", ">=", "<", "<=", "starts-with", "does-not-start-with", "contains",
               "does-not-contain", "exists", "does-not-exist", "in", "not-in"]
 HAVING_OPS = ["=", "!=", ">", ">=", "<", "<="]
+
+# How far an interpolated percentile may be from the reference: 16 ulps (2^-52 relative) of the
+# larger of its two neighbouring values (compare.Approx). Both engines interpolate in double
+# arithmetic and each can be off the exact value by about one such ulp; an error like
+# DataFusion's truncated weight (FINDINGS.md 3: up to 1e-6 of the gap) is far beyond it.
+PCT_SLACK_MACRO = """CREATE OR REPLACE MACRO pct_slack(l, q) AS CASE WHEN len(l) = 0 THEN 0.0
+  ELSE 16 * 2.220446049250313e-16 * greatest(abs(l[CAST(floor(q * (len(l) - 1)) AS BIGINT) + 1]),
+                                             abs(l[CAST(ceil(q * (len(l) - 1)) AS BIGINT) + 1])) END"""
 NEVER_SEEN = "never_seen_column"
 
 
@@ -46,7 +54,8 @@ class SpecGen:
         if op == "P":
             op = r.choice(list(PCTS))
         if op in ("SUM", "AVG"):
-            col = self.column(["int", "float"], ["big"])
+            # The ±2^53 / int64-edge column too: spec sums of integers are exact (DECIMAL(38, 0)).
+            col = self.column(["int", "float"])
         elif op in ("MIN", "MAX", "COUNT_DISTINCT"):
             col = self.column()
         elif op == "HEATMAP":
@@ -228,11 +237,15 @@ class SpecGen:
 
 # -- the reference ------------------------------------------------------------------------------
 class Reference:
-    """Computes a spec's expected `results` and `series` in DuckDB."""
+    """Computes a spec's expected `results` and `series` in DuckDB.
 
-    def __init__(self, con, ds, table, exact_percentiles=False):
+    Percentiles are DuckDB's exact `quantile_cont` (API.md: "exact `percentile_cont` with linear
+    interpolation"); SUM over an integer column is exact (HUGEINT), so the answer is that
+    integer (Eventide answers it as a JSON integer while it fits, a float beyond int64; see
+    compare.ExactInt)."""
+
+    def __init__(self, con, ds, table):
         self.con, self.ds, self.table = con, ds, table
-        self.exact_percentiles = exact_percentiles
 
     def window_us(self, s, now_us):
         def us(v):
@@ -323,9 +336,37 @@ class Reference:
             return f"{op}({q})"
         if op == "COUNT_DISTINCT":
             return f"COUNT(DISTINCT {q})"
-        if self.exact_percentiles:
-            return f"quantile_cont(CAST({q} AS DOUBLE), {PCTS[op]!r})"
-        return pct_sql(f"CAST({q} AS DOUBLE)", PCTS[op])
+        return f"quantile_cont(CAST({q} AS DOUBLE), {PCTS[op]!r})"
+
+    @staticmethod
+    def is_pct(c):
+        return c["op"].upper() in PCTS
+
+    def slack_sql(self, c):
+        """The percentile's slack (PCT_SLACK_MACRO) over the group's sorted values."""
+        q = f"CAST({qident(c['column'])} AS DOUBLE)"
+        return (f"pct_slack(list_sort(list({q}) FILTER (WHERE {q} IS NOT NULL)), "
+                f"CAST({PCTS[c['op'].upper()]!r} AS DOUBLE))")
+
+    def having_sql(self, h):
+        """(the condition a group may pass, the condition it surely passes). They differ only
+        for a percentile, whose value is known up to its slack: a group whose percentile is
+        that close to the having's value may be answered either way (`uncertain` below)."""
+        c = {"op": h["calculate_op"], "column": h.get("column")}
+        x, v, op = f"({self.calc_sql(c)})", f"CAST({float(h['value'])!r} AS DOUBLE)", h["op"]
+        if not self.is_pct(c):
+            cond = f"{x} {'<>' if op == '!=' else op} {v}"
+            return cond, cond
+        e = f"({self.slack_sql(c)})"
+        loose, strict = {
+            ">": (f"{x} + {e} > {v}", f"{x} - {e} > {v}"),
+            ">=": (f"{x} + {e} >= {v}", f"{x} - {e} >= {v}"),
+            "<": (f"{x} - {e} < {v}", f"{x} + {e} < {v}"),
+            "<=": (f"{x} - {e} <= {v}", f"{x} + {e} <= {v}"),
+            "=": (f"abs({x} - {v}) <= {e}", f"{e} = 0 AND {x} = {v}"),
+            "!=": (f"NOT ({e} = 0 AND {x} = {v})", f"abs({x} - {v}) > {e}"),
+        }[op]
+        return f"COALESCE({loose}, FALSE)", f"COALESCE({strict}, FALSE)"
 
     def where(self, s, now_us):
         a, b = self.window_us(s, now_us)
@@ -339,23 +380,29 @@ class Reference:
     def rows(self, sql):
         return self.con.execute(sql).fetchall()
 
-    def answer(self, s, now_us, with_limit=True):
-        """(results, series or None, result order keys [(key, desc)])."""
+    def answer(self, s, now_us, with_limit=True, include=()):
+        """(results, series or None, result order keys [(key, desc)], SQL, uncertain): the
+        groups a percentile having may keep or drop (see having_sql) are left out, unless their
+        breakdown values are in `include`; `uncertain` lists all of them."""
         calcs = s.get("calculations") or [{"op": "COUNT"}]
         bds = s.get("breakdowns", [])
         where = self.where(s, now_us)
         plain = [c for c in calcs if c["op"].upper() != "HEATMAP"]
         keys_sql = [qident(b) for b in bds]
         sel = keys_sql + [self.calc_sql(c) for c in plain]
+        if not plain:
+            sel = sel + ["count(*)"]  # a placeholder: HEATMAP only
+        pcts = [j for j, c in enumerate(plain) if self.is_pct(c)]
+        extra = [self.slack_sql(plain[j]) for j in pcts]
         group = f" GROUP BY {', '.join(keys_sql)}" if bds else ""
         having = ""
+        sure = None
         if s.get("havings"):
-            hs = []
-            for h in s["havings"]:
-                c = {"op": h["calculate_op"], "column": h.get("column")}
-                op = "<>" if h["op"] == "!=" else h["op"]
-                hs.append(f"({self.calc_sql(c)}) {op} CAST({float(h['value'])!r} AS DOUBLE)")
-            having = " HAVING " + " AND ".join(hs)
+            conds = [self.having_sql(h) for h in s["havings"]]
+            having = " HAVING " + " AND ".join(f"({loose})" for loose, _ in conds)
+            if any(loose != strict for loose, strict in conds):
+                sure = len(sel) + len(extra)
+                extra.append(" AND ".join(f"({strict})" for _, strict in conds))
         order, okeys = [], []
         for o in s.get("orders", []):
             desc = o.get("order", "ascending").lower() in ("descending", "desc")
@@ -372,24 +419,34 @@ class Reference:
         for i, b in enumerate(bds):
             order.append(f"{i + 1} ASC NULLS LAST")
             okeys.append((b, False))
-        limit = f" LIMIT {s.get('limit', 1000)}" if with_limit else ""
-        if not plain:
-            sel = sel + ["count(*)"]  # a placeholder: HEATMAP only
-        sql = (f"SELECT {', '.join(sel)} FROM {qident(self.table)} WHERE {where}{group}{having}"
+        n = s.get("limit", 1000)
+        limit = f" LIMIT {n}" if with_limit and sure is None else ""
+        sql = (f"SELECT {', '.join(sel + extra)} FROM {qident(self.table)} WHERE {where}{group}{having}"
                f" ORDER BY {', '.join(order) if order else '1'}{limit}")
-        results = []
+        results, uncertain = [], []
         for row in self.rows(sql):
+            key = group_key(norm_duck(v) for v in row[:len(bds)])
+            if sure is not None and not row[sure]:
+                uncertain.append(key)
+                if key not in include:
+                    continue
             d = {b: row[i] for i, b in enumerate(bds)}
             for j, c in enumerate(plain):
                 d[calc_key(c)] = row[len(bds) + j]
+            for k, j in enumerate(pcts):
+                v = row[len(bds) + j]
+                if v is not None:
+                    d[calc_key(plain[j])] = Approx(v, row[len(sel) + k])
             results.append(d)
+        if with_limit:
+            results = results[:n]
         heat = [c for c in calcs if c["op"].upper() == "HEATMAP"]
         for c in heat:
             self.heatmap(c, bds, where, results, None)
         series = None
         if s.get("granularity"):
             series = self.series(s, calcs, plain, heat, bds, where, results)
-        return results, series, okeys, sql
+        return results, series, okeys, sql, uncertain
 
     def bounds(self, column, where):
         q = qident(column)
@@ -429,7 +486,9 @@ class Reference:
         keys_sql = [qident(b) for b in bds]
         bucket = f'(epoch_us("timestamp") // {g}) * {g}'
         sel = [bucket] + keys_sql + [self.calc_sql(c) for c in plain]
-        sql = (f"SELECT {', '.join(sel)} FROM {qident(self.table)} WHERE {where} "
+        pcts = [j for j, c in enumerate(plain) if self.is_pct(c)]
+        extra = [self.slack_sql(plain[j]) for j in pcts]
+        sql = (f"SELECT {', '.join(sel + extra)} FROM {qident(self.table)} WHERE {where} "
                f"GROUP BY {', '.join(['1'] + [str(i + 2) for i in range(len(bds))])}")
         groups = {tuple(d[b] for b in bds) for d in results}
         out = []
@@ -442,6 +501,10 @@ class Reference:
                 d[b] = row[1 + i]
             for j, c in enumerate(plain):
                 d[calc_key(c)] = row[1 + len(bds) + j]
+            for m, j in enumerate(pcts):
+                v = row[1 + len(bds) + j]
+                if v is not None:
+                    d[calc_key(plain[j])] = Approx(v, row[len(sel) + m])
             out.append(d)
         for c in heat:
             self.heatmap(c, bds, where, out, g)

@@ -44,6 +44,9 @@ class X:
         self.typ, self.df, self.duck, self.args = typ, df, duck, list(args)
         self.agg = agg or any(getattr(a, "agg", False) for a in self.args)
         self.tags = set(tags)
+        # Its value may be near the int64 range (it reads the "big" column): a raw SQL sum() of
+        # it could wrap around (DataFusion 55, regressions.KNOWN_UPSTREAM sum-int64-overflow).
+        self.big = any(getattr(a, "big", False) for a in self.args)
 
     def r(self, ctx):
         tmpl = self.df if ctx.dialect == DF or self.duck is None else self.duck
@@ -62,6 +65,7 @@ def col(c):
     """A column reference; carries the Column for value lookups."""
     node = X(c.kind, qident(c.name))
     node.column = c
+    node.big = "big" in c.tags
     return node
 
 
@@ -140,7 +144,9 @@ def func(typ, name, *args):
 
 
 def case(pred, a, b):
-    return X(a.typ, "(CASE WHEN {} THEN {} ELSE {} END)", None, [pred, a, b])
+    node = X(a.typ, "(CASE WHEN {} THEN {} ELSE {} END)", None, [pred, a, b])
+    node.big = a.big or b.big  # the value is a or b, whatever the condition reads
+    return node
 
 
 def cast(a, sqltype, typ):
@@ -153,8 +159,12 @@ def cmp(a, op, b):
 
 
 def distinct_from(a, b, negated=False):
+    # Both operands parenthesized as well as the whole: DataFusion 55's parser gives the right
+    # operand of IS [NOT] DISTINCT FROM the lowest precedence (`a IS DISTINCT FROM b AND c` is
+    # `a IS DISTINCT FROM (b AND c)`, regressions.KNOWN_UPSTREAM is-distinct-from-precedence),
+    # so the random SQL never leaves it anything to swallow.
     op = "IS NOT DISTINCT FROM" if negated else "IS DISTINCT FROM"
-    return X("bool", "({} " + op + " {})", None, [a, b])
+    return X("bool", "(({}) " + op + " ({}))", None, [a, b])
 
 
 def between(a, lo, hi, negated=False):
@@ -211,6 +221,7 @@ def agg(typ, name, arg=None, distinct=False, flt=None):
 
     node = X(typ, render, None, [], agg=True)
     node.parts = (name, arg, distinct, flt)
+    node.big = name in ("sum", "min", "max") and getattr(arg, "big", False)
     return node
 
 
@@ -235,7 +246,11 @@ def percentile(arg, q, form=0, desc=False, flt=None):
         fl = None if flt is None else flt.r(ctx)
         return pct_sql(x, 1 - q if desc else q, fl)
 
-    return X("float", df, duck, [], agg=True)
+    node = X("float", df, duck, [], agg=True)
+    # The forms of one percentile are one aggregate to an optimizer (for SqlGen.satisfiable).
+    node.identity = lambda ctx: _with_filter(
+        f"percentile_cont({arg.r(ctx)}, {(0.5 if form == 2 else 1 - q if desc else q)!r})", flt, ctx)
+    return node
 
 
 def window(typ, fn, arg, partition, order_seq, frame=None):
