@@ -370,7 +370,7 @@ fn delivery_error(e: KafkaError) -> LogError {
 }
 
 /// A random number from the clock and the process id (no cryptographic use).
-fn rand_u64() -> u64 {
+pub(crate) fn rand_u64() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -402,6 +402,8 @@ impl EventLog for KafkaLog {
 struct Assignment {
     generation: AtomicU64,
     partitions: Mutex<HashMap<Partition, u64>>,
+    /// A rebalance has given this consumer its partitions (possibly none) at least once.
+    rebalanced: AtomicBool,
 }
 
 struct Ctx {
@@ -423,6 +425,10 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is news, not trouble (`enable.partition.eof`).
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            return;
+        }
         self.quiet.report(&format!("{error}: {reason}"));
     }
 }
@@ -445,13 +451,19 @@ impl ConsumerContext for Ctx {
         if let Rebalance::Assign(tpl) = rebalance {
             let parts = partitions_of(tpl);
             info!(?parts, "kafka partitions assigned");
-            self.owner.assigned(&parts);
+            // The epoch the store commits under: records fetched under another one, and
+            // flushes or merges begun under another one, are refused.
             let generation = self.assignment.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            let epochs: Vec<(Partition, u64)> = parts.iter().map(|p| (*p, generation)).collect();
+            self.owner.assigned(&epochs);
             if let Ok(mut a) = self.assignment.partitions.lock() {
                 for p in parts {
                     a.insert(p, generation);
                 }
             }
+        }
+        if matches!(rebalance, Rebalance::Assign(_) | Rebalance::Revoke(_)) {
+            self.assignment.rebalanced.store(true, Ordering::Release);
         }
     }
 }
@@ -479,7 +491,13 @@ impl KafkaConsumer {
             quiet: Quiet::default(),
         };
         let max = config.max_message_bytes.to_string();
-        let consumer: BaseConsumer<Ctx> = ClientConfig::new()
+        let mut client = ClientConfig::new();
+        if let Some(id) = &config.group_instance_id {
+            // Static membership: a restarted store (same id) gets its partitions back at
+            // once, instead of after the session timeout and a rebalance.
+            client.set("group.instance.id", id);
+        }
+        let consumer: BaseConsumer<Ctx> = client
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
@@ -499,6 +517,9 @@ impl KafkaConsumer {
                 (config.max_message_bytes * 4).to_string(),
             )
             .set("fetch.wait.max.ms", "50")
+            // The end of each partition is reported, so the store knows when its replay of
+            // what Kafka held at assignment is done (`/healthz` waits for it).
+            .set("enable.partition.eof", "true")
             // Records of a request appended in a transaction are seen once it commits, and
             // never when it aborts.
             .set("isolation.level", "read_committed")
@@ -561,8 +582,33 @@ fn poll_thread(
         let Some(result) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
+        let generation_of = |p: Partition| {
+            assignment
+                .partitions
+                .lock()
+                .ok()
+                .and_then(|a| a.get(&p).copied())
+                .unwrap_or(0)
+        };
         let msg = match result {
             Ok(m) => m,
+            Err(KafkaError::PartitionEOF(p)) => {
+                // Everything Kafka held for this partition has been handed on: the marker
+                // follows those records through the channel.
+                let p = p as Partition;
+                let marker = Record {
+                    partition: p,
+                    offset: 0,
+                    dataset: String::new(),
+                    payload: Bytes::new(),
+                    epoch: generation_of(p),
+                    end_of_partition: true,
+                };
+                if tx.blocking_send((marker.epoch, marker)).is_err() {
+                    break;
+                }
+                continue;
+            }
             Err(e) => {
                 consumer.context().quiet.report(&format!("consumer: {e}"));
                 continue;
@@ -570,12 +616,7 @@ fn poll_thread(
         };
         let partition = msg.partition() as Partition;
         next.insert(partition, msg.offset() + 1);
-        let generation = assignment
-            .partitions
-            .lock()
-            .ok()
-            .and_then(|a| a.get(&partition).copied())
-            .unwrap_or(0);
+        let generation = generation_of(partition);
         let dataset = msg
             .headers()
             .and_then(|h| h.iter().find(|h| h.key == DATASET_HEADER))
@@ -587,6 +628,8 @@ fn poll_thread(
             offset: msg.offset() as Offset,
             dataset,
             payload: Bytes::copy_from_slice(msg.payload().unwrap_or_default()),
+            epoch: generation,
+            end_of_partition: false,
         };
         if tx.blocking_send((generation, record)).is_err() {
             break;
@@ -637,6 +680,10 @@ impl LogConsumer for KafkaConsumer {
         tpl.add_partition_offset(&self.topic, partition as i32, KOffset::Offset(next as i64))
             .map_err(kerr)?;
         self.consumer.commit(&tpl, CommitMode::Async).map_err(kerr)
+    }
+
+    fn has_assignment(&self) -> bool {
+        self.assignment.rebalanced.load(Ordering::Acquire)
     }
 
     fn holds(&self, partition: Partition) -> bool {

@@ -23,6 +23,7 @@
 //! - This crate knows nothing of the payload: no Arrow, no Parquet.
 
 mod embedded;
+mod instance;
 mod kafka;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use embedded::{
     DirLock, EmbeddedLog, EmbeddedLogConfig, LogProblem, LogReport, RepairReport, SegmentReport,
     frame_record, repair_log, scan_records, verify_log,
 };
+pub use instance::Instance;
 pub use kafka::{KafkaConfig, KafkaLog};
 
 /// Position of a record within its partition; offsets are dense per partition.
@@ -42,6 +44,11 @@ pub type Offset = u64;
 /// A partition of the log: the unit of ordering and of ownership by a store process. The
 /// embedded log has one partition, 0.
 pub type Partition = u32;
+
+/// One assignment of a partition to this process: it grows at every assignment, so work
+/// begun under an earlier one (a flush, a merge, a record already fetched) is recognised
+/// and refused after the partition left and came back.
+pub type Epoch = u64;
 
 /// Where an appended record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,6 +80,12 @@ pub struct Record {
     pub offset: Offset,
     pub dataset: String,
     pub payload: Bytes,
+    /// The assignment it was fetched under.
+    pub epoch: Epoch,
+    /// Not a record: the consumer has read the partition to its end as of now (Kafka's
+    /// partition EOF), after every record before this marker. The first after an assignment
+    /// means the replay of what the log held is done.
+    pub end_of_partition: bool,
 }
 
 /// Errors of the log.
@@ -171,8 +184,8 @@ pub type Result<T, E = LogError> = std::result::Result<T, E>;
 /// Both calls may block: they run on the consumer's own thread, before any record of the
 /// partitions is returned (`assigned`) or before they move to another consumer (`revoked`).
 pub trait PartitionOwner: Send + Sync + 'static {
-    /// The consumer now owns these partitions: load their state.
-    fn assigned(&self, partitions: &[Partition]);
+    /// The consumer now owns these partitions, each under a new epoch: load their state.
+    fn assigned(&self, partitions: &[(Partition, Epoch)]);
     /// The consumer is about to lose these partitions: when this returns, nothing more may be
     /// committed for them by this process.
     fn revoked(&self, partitions: &[Partition]);
@@ -232,6 +245,13 @@ pub trait LogConsumer: Send + Sync + 'static {
 
     /// Appends the consumer's own metrics in Prometheus text format (Kafka: consumer lag).
     fn render_metrics(&self, _out: &mut String) {}
+
+    /// Whether the consumer has been given its partitions at least once (a Kafka consumer
+    /// has joined its group and its first rebalance ran; until then it owns nothing yet and
+    /// a store that serves queries is not ready).
+    fn has_assignment(&self) -> bool {
+        true
+    }
 
     /// The offset of `partition` this consumer will read next, where it knows it (the
     /// embedded log).

@@ -125,8 +125,17 @@ fn with_stats(stats: eventide_query::ScanStats, mut resp: Response) -> Response 
     resp
 }
 
-async fn healthz() -> Response {
-    Json(serde_json::json!({"status": "ok"})).into_response()
+/// 200 once the process can answer for its data: a store that consumes the log has been given
+/// its partitions and has replayed them (Kafka); 503 with what it waits for until then.
+async fn healthz(State(store): State<eventide_store::Store>) -> Response {
+    match store.ready() {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(waiting) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "starting", "detail": waiting})),
+        )
+            .into_response(),
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
@@ -158,6 +167,7 @@ pub fn app(
     query_timeout: std::time::Duration,
     self_events: Option<Arc<crate::selfevents::SelfEvents>>,
     store: Option<eventide_store::Store>,
+    health: eventide_store::Store,
 ) -> Router {
     let mut router = Router::new();
     let sources = crate::metrics::Sources {
@@ -187,7 +197,7 @@ pub fn app(
         router = router.merge(eventide_ingest::router(ingest, keys));
     }
     let mut router = router
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz).with_state(health))
         .route("/metrics", get(crate::metrics::render).with_state(sources))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -250,6 +250,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // left unreferenced can go at once.
     store_config.exclusive = args.kafka.is_none();
 
+    // With Kafka, this process's identity within the data directory (static group
+    // membership, transactions), held until it exits.
+    let mut _instance = None;
     let log: Option<Arc<dyn EventLog>> = match (&args.kafka, args.role) {
         (_, Role::Query) => None,
         (Some(brokers), _) => {
@@ -258,6 +261,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             k.partitions = args.kafka_partitions.max(1);
             k.replication = args.kafka_replication.max(1);
             k.group = args.kafka_group.clone();
+            let instance = eventide_eventlog::Instance::claim(&args.data_dir)
+                .context("claiming this process's member slot in the data directory")?;
+            info!(id = %instance.id, slot = %instance.dir.display(), "kafka member identity");
+            k.group_instance_id = Some(instance.id.clone());
+            k.transactional_id = Some(format!("{}-tx", instance.id));
+            _instance = Some(instance);
             info!(brokers = %brokers, topic = %k.topic, "using apache kafka as the log");
             Some(Arc::new(
                 KafkaLog::connect(k).await.context("connecting to kafka")?,
@@ -395,6 +404,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         self_events.as_ref().map(|(s, _)| s.clone()),
         // An ingest process's store view is not kept up to date: no store figures there.
         (args.role != Role::Ingest).then(|| store.clone()),
+        store.clone(),
     );
 
     let tls = match (&args.tls_cert, &args.tls_key) {

@@ -53,7 +53,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use eventide_eventlog::{
-    EventLog, LogConsumer, LogError, Offset, Partition, PartitionOwner, Position,
+    Epoch, EventLog, LogConsumer, LogError, Offset, Partition, PartitionOwner, Position,
 };
 use eventide_model::{ColumnType, DatasetSchema};
 use object_store::local::LocalFileSystem;
@@ -270,6 +270,12 @@ struct State {
     committed_ids: HashMap<Partition, u64>,
     /// Per owned partition, the next offset the consumer will apply.
     applied: HashMap<Partition, Offset>,
+    /// Per owned partition, the assignment it is owned under: a flush, merge or record of an
+    /// earlier one is refused, so work begun before the partition left and came back never
+    /// commits over the new owner's state.
+    epochs: HashMap<Partition, Epoch>,
+    /// Owned partitions whose log has been read to its end since they were assigned.
+    caught_up: HashSet<Partition>,
     /// Modification time of each foreign catalog file when last read.
     foreign_seen: HashMap<Partition, Option<SystemTime>>,
 }
@@ -329,6 +335,8 @@ impl State {
     fn release(&mut self, p: Partition) {
         self.owned.remove(&p);
         self.applied.remove(&p);
+        self.epochs.remove(&p);
+        self.caught_up.remove(&p);
         for d in self.datasets.values_mut() {
             if let Some(part) = d.parts.get_mut(&p) {
                 part.hot = HotTail::default();
@@ -429,6 +437,8 @@ struct Inner {
     flush_lock: tokio::sync::Mutex<()>,
     applied_notify: Notify,
     consumer: OnceLock<Arc<dyn LogConsumer>>,
+    /// Set once [`Store::ready`] said so.
+    ready: std::sync::atomic::AtomicBool,
     /// The log this store consumes (its durable ends decide what a query waits for). Weak:
     /// the store's tasks must not keep a closed log (and its directory lock) alive.
     log: OnceLock<std::sync::Weak<dyn EventLog>>,
@@ -479,8 +489,8 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 struct Owner(Arc<Inner>);
 
 impl PartitionOwner for Owner {
-    fn assigned(&self, partitions: &[Partition]) {
-        for &p in partitions {
+    fn assigned(&self, partitions: &[(Partition, Epoch)]) {
+        for &(p, epoch) in partitions {
             let catalog = match CatalogFile::new(&self.0.config.data_dir, p).load() {
                 Ok(c) => c,
                 Err(e) => {
@@ -491,9 +501,15 @@ impl PartitionOwner for Owner {
             let had_catalog = CatalogFile::new(&self.0.config.data_dir, p).exists();
             let mut state = write_lock(&self.0.state);
             state.load_partition(p, &catalog);
-            state
+            // Never below an id this process handed out before (a flush of an earlier
+            // assignment may still be writing it): segment names never repeat.
+            let next = catalog
                 .next_segment_id
-                .insert(p, catalog.next_segment_id.max(1));
+                .max(state.next_segment_id.get(&p).copied().unwrap_or(1))
+                .max(1);
+            state.next_segment_id.insert(p, next);
+            state.epochs.insert(p, epoch);
+            state.caught_up.remove(&p);
             state.committed_ids.insert(
                 p,
                 if had_catalog {
@@ -505,7 +521,7 @@ impl PartitionOwner for Owner {
             state.owned.insert(p);
             state.applied.remove(&p);
             state.foreign_seen.remove(&p);
-            info!(partition = p, "store owns partition");
+            info!(partition = p, epoch, "store owns partition");
         }
     }
 
@@ -562,11 +578,14 @@ impl Store {
             let owned: Vec<Partition> = state.owned.iter().copied().collect();
             if let Some(consumer) = store.inner.consumer.get() {
                 for p in owned {
-                    if !state.applied.contains_key(&p)
-                        && let Some(at) = consumer.position(p)
-                    {
+                    let Some(at) = consumer.position(p) else {
+                        continue; // Kafka: the consumer says when it reached the end
+                    };
+                    if !state.applied.contains_key(&p) {
                         state.applied.insert(p, at);
                     }
+                    // The replay above read the log to its end.
+                    state.caught_up.insert(p);
                 }
             }
         }
@@ -616,6 +635,7 @@ impl Store {
                 applied_notify: Notify::new(),
                 consumer: OnceLock::new(),
                 log: OnceLock::new(),
+                ready: std::sync::atomic::AtomicBool::new(false),
                 activity: OnceLock::new(),
                 flush_tx: OnceLock::new(),
                 log_identity: OnceLock::new(),
@@ -808,6 +828,39 @@ impl Store {
             .copied()
     }
 
+    /// Whether this store is ready to serve: its log consumer has been given its partitions
+    /// (a Kafka consumer joined its group) and has read each of them to its end since, so a
+    /// query sees what the log held. Once ready it stays ready (later rebalances do not turn
+    /// it back). `Err` says what it is waiting for. A store that consumes nothing (query and
+    /// ingest roles) is always ready.
+    pub fn ready(&self) -> std::result::Result<(), String> {
+        if self.inner.ready.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        let Some(consumer) = self.inner.consumer.get() else {
+            return Ok(());
+        };
+        if !consumer.has_assignment() {
+            return Err("waiting for the log to assign partitions (joining the consumer group)".into());
+        }
+        let state = read_lock(&self.inner.state);
+        let mut behind: Vec<Partition> = state
+            .owned
+            .iter()
+            .filter(|p| !state.caught_up.contains(p))
+            .copied()
+            .collect();
+        if !behind.is_empty() {
+            behind.sort_unstable();
+            return Err(format!("replaying the log of partitions {behind:?}"));
+        }
+        drop(state);
+        self.inner
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
     /// Waits, at most `max_wait`, until every record durable in the log when it was called
     /// has been applied (is queryable), where the log can say which those are (the embedded
     /// log): a query that calls it first sees every event acknowledged before it started.
@@ -957,7 +1010,8 @@ impl Inner {
                     } else {
                         eventide_model::decode_payload(&r.payload)
                     };
-                    (r.partition, r.offset, r.dataset, batches)
+                    let at = (r.partition, r.offset, r.epoch, r.end_of_partition);
+                    (at, r.dataset, batches)
                 })
                 .collect::<Vec<_>>()
         })
@@ -967,9 +1021,15 @@ impl Inner {
         {
             let mut guard = write_lock(&self.state);
             let state = &mut *guard;
-            for (p, offset, dataset, batches) in decoded {
-                if !state.owned.contains(&p) {
-                    continue; // fetched before a revocation
+            for ((p, offset, epoch, end_of_partition), dataset, batches) in decoded {
+                if !state.owned.contains(&p) || state.epochs.get(&p) != Some(&epoch) {
+                    // Fetched under an assignment that has since ended: the partition's
+                    // current owner (this process again, maybe) replays it.
+                    continue;
+                }
+                if end_of_partition {
+                    state.caught_up.insert(p);
+                    continue;
                 }
                 state.applied.insert(p, offset + 1);
                 if dataset.is_empty() {
@@ -1129,6 +1189,9 @@ impl Inner {
             if !state.owned.contains(&p) {
                 return Ok(());
             }
+            let Some(&epoch) = state.epochs.get(&p) else {
+                return Ok(());
+            };
             let id = state.next_segment_id.get(&p).copied().unwrap_or(1);
             let Some(d) = state.datasets.get_mut(name) else {
                 return Ok(());
@@ -1154,17 +1217,21 @@ impl Inner {
                 last_offset: part.hot.batches[count - 1].last_offset,
                 id,
                 count,
+                epoch,
             };
             state.next_segment_id.insert(p, id + 1);
             job
         };
+        let epoch = job.epoch;
         let result = self.write_and_commit(name, p, job).await;
         if result.is_err() {
             let mut state = write_lock(&self.state);
+            let same = state.epochs.get(&p) == Some(&epoch);
             if let Some(part) = state
                 .datasets
                 .get_mut(name)
                 .and_then(|d| d.parts.get_mut(&p))
+                .filter(|_| same)
             {
                 part.flushing = 0;
             }
@@ -1186,6 +1253,7 @@ impl Inner {
             last_offset,
             id,
             count,
+            epoch,
         } = job;
         let opts = segment::SegmentOptions {
             bloom_columns: self.config.bloom_columns.clone(),
@@ -1211,8 +1279,10 @@ impl Inner {
         let this = self.clone();
         let dataset = name.to_owned();
         let (rows, bytes) = (meta.rows, meta.bytes);
+        // A fault test holds a flush here, written and not committed.
+        fail::fail_point!("store-flush-before-commit");
         let committed =
-            tokio::task::spawn_blocking(move || this.commit_segment(&dataset, p, meta, count))
+            tokio::task::spawn_blocking(move || this.commit_segment(&dataset, p, meta, count, epoch))
                 .await
                 .map_err(|e| StoreError::Internal(format!("catalog commit panicked: {e}")))??;
         let Some(next) = committed else {
@@ -1240,6 +1310,7 @@ impl Inner {
         p: Partition,
         meta: SegmentMeta,
         count: usize,
+        epoch: Epoch,
     ) -> Result<Option<Offset>> {
         let _fence = self.commit_fence.lock().unwrap_or_else(|e| e.into_inner());
         let catalog = {
@@ -1251,11 +1322,12 @@ impl Inner {
                 write_lock(&self.state).release(p);
             }
             let state = read_lock(&self.state);
-            if !state.owned.contains(&p) {
+            if !state.owned.contains(&p) || state.epochs.get(&p) != Some(&epoch) {
                 info!(
                     dataset = name,
                     partition = p,
-                    "partition revoked during a flush; segment dropped"
+                    epoch,
+                    "partition revoked (or revoked and assigned again) during a flush; segment dropped"
                 );
                 return Ok(None);
             }
@@ -1399,6 +1471,8 @@ struct FlushJob {
     last_offset: Offset,
     id: u64,
     count: usize,
+    /// The assignment of the partition the flush began under: it commits only under it.
+    epoch: Epoch,
 }
 
 #[cfg(test)]

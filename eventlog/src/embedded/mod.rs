@@ -29,6 +29,9 @@ use crate::{
     Record, Result,
 };
 
+/// The embedded log's only assignment: partition 0, to the process that opened it.
+pub(super) const EMBEDDED_EPOCH: crate::Epoch = 1;
+
 mod framing;
 mod lock;
 mod reader;
@@ -351,7 +354,7 @@ impl EventLog for EmbeddedLog {
     }
 
     fn consume(&self, owner: Arc<dyn PartitionOwner>) -> Result<Arc<dyn LogConsumer>> {
-        owner.assigned(&[0]);
+        owner.assigned(&[(0, EMBEDDED_EPOCH)]);
         Ok(Arc::new(EmbeddedConsumer {
             shared: self.shared.clone(),
             cursor: Arc::new(Mutex::new(None)),

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tracing::info;
 
 use super::framing::{HEADER, RawRecord, read_record};
-use super::{ReadCursor, Segment, Shared, io_err};
+use super::{EMBEDDED_EPOCH, ReadCursor, Segment, Shared, io_err};
 use crate::{LogError, Offset, Record, Result};
 
 impl Shared {
@@ -102,6 +102,8 @@ impl Shared {
                         offset,
                         dataset,
                         payload: Bytes::from(payload),
+                        epoch: EMBEDDED_EPOCH,
+                        end_of_partition: false,
                     });
                 }
                 None => {

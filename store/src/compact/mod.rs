@@ -33,7 +33,7 @@ use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use eventide_eventlog::Partition;
+use eventide_eventlog::{Epoch, Partition};
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tracing::{debug, error, info, warn};
@@ -273,7 +273,7 @@ impl Inner {
         if cuts.is_empty() {
             return Ok(0);
         }
-        let work: Vec<(String, Partition, Vec<SegmentMeta>)> = {
+        let work: Vec<(String, Partition, Epoch, Vec<SegmentMeta>)> = {
             let state = read_lock(&self.state);
             let mut work = Vec::new();
             for (name, cut) in &cuts {
@@ -287,20 +287,23 @@ impl Inner {
                         .filter(|s| s.max_time_us < *cut)
                         .cloned()
                         .collect();
-                    if state.owned.contains(p) && !expired.is_empty() {
-                        work.push((name.clone(), *p, expired));
+                    if let Some(&epoch) = state.epochs.get(p)
+                        && state.owned.contains(p)
+                        && !expired.is_empty()
+                    {
+                        work.push((name.clone(), *p, epoch, expired));
                     }
                 }
             }
             work
         };
         let mut dropped = 0;
-        for (name, p, expired) in work {
+        for (name, p, epoch, expired) in work {
             let ids: Vec<u64> = expired.iter().map(|s| s.id).collect();
             let this = self.clone();
             let dataset = name.clone();
             let ok = tokio::task::spawn_blocking(move || {
-                this.commit_merge(&dataset, p, &ids, Vec::new())
+                this.commit_merge(&dataset, p, epoch, &ids, Vec::new())
             })
             .await
             .map_err(|e| StoreError::Internal(format!("catalog commit panicked: {e}")))??;
@@ -402,7 +405,7 @@ impl Inner {
         p: Partition,
         task: &MergeTask,
     ) -> Result<Option<MergeDone>> {
-        let (inputs, schema) = {
+        let (inputs, schema, epoch) = {
             let state = read_lock(&self.state);
             let Some(d) = state.datasets.get(name) else {
                 return Ok(None);
@@ -416,10 +419,13 @@ impl Inner {
                 .filter(|s| task.inputs.contains(&s.id))
                 .cloned()
                 .collect();
+            let Some(&epoch) = state.epochs.get(&p) else {
+                return Ok(None);
+            };
             if inputs.len() != task.inputs.len() || !state.owned.contains(&p) {
                 return Ok(None);
             }
-            (inputs, d.arrow_schema.clone())
+            (inputs, d.arrow_schema.clone(), epoch)
         };
         let in_rows: u64 = inputs.iter().map(|s| s.rows).sum();
         let in_bytes: u64 = inputs.iter().map(|s| s.bytes).sum();
@@ -569,8 +575,10 @@ impl Inner {
         let dataset = name.to_owned();
         let ids = task.inputs.clone();
         let outs = outputs.clone();
+        // A fault test holds a merge here, written and not committed.
+        fail::fail_point!("store-merge-before-commit");
         let committed =
-            tokio::task::spawn_blocking(move || this.commit_merge(&dataset, p, &ids, outs))
+            tokio::task::spawn_blocking(move || this.commit_merge(&dataset, p, epoch, &ids, outs))
                 .await
                 .map_err(|e| StoreError::Internal(format!("catalog commit panicked: {e}")))??;
         drop(guards);
@@ -595,6 +603,7 @@ impl Inner {
         &self,
         name: &str,
         p: Partition,
+        epoch: Epoch,
         inputs: &[u64],
         outputs: Vec<SegmentMeta>,
     ) -> Result<bool> {
@@ -604,7 +613,8 @@ impl Inner {
         }
         let catalog = {
             let state = read_lock(&self.state);
-            if !state.owned.contains(&p) {
+            // Still owned, and under the assignment the merge began in.
+            if !state.owned.contains(&p) || state.epochs.get(&p) != Some(&epoch) {
                 return Ok(false);
             }
             let Some(part) = state.datasets.get(name).and_then(|d| d.parts.get(&p)) else {
