@@ -1,4 +1,4 @@
-//! API keys and scopes (DESIGN.md §3).
+//! API keys and scopes (docs/API.md, "Authentication").
 //!
 //! Keys come from `EVENTIDE_KEYS` (`scope:secret,…`) or from `DATA/keys.json`, which holds
 //! only SHA-256 hashes of the secrets. A request carries its key as `X-Honeycomb-Team: KEY`

@@ -1,4 +1,4 @@
-//! Size limits (DESIGN.md §4). Each one protects memory or the column store from one client.
+//! Size limits (docs/API.md, "Limits"). Each one protects memory or the column store from one client.
 
 /// Configurable limits applied by ingest and the store.
 #[derive(Debug, Clone)]

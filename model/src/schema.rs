@@ -1,6 +1,6 @@
 //! Column types and the rules for values whose type differs from their column's.
 //!
-//! # Type rules (DESIGN.md §4)
+//! # Type rules (docs/ARCHITECTURE.md, "Type rules")
 //! - A column's type is set by the first value stored in it: bool, int64, float64 or string.
 //! - An int stored into a float column is widened to float.
 //! - Any value stored into a string column is kept as its text (`true`, `12`, `1.5`).
@@ -68,7 +68,7 @@ impl ColumnType {
         }
     }
 
-    /// Whether a column of this type stores a value of type `value` (DESIGN.md §4): anything
+    /// Whether a column of this type stores a value of type `value` (docs/ARCHITECTURE.md, "Type rules"): anything
     /// goes into a string column, an int widens into a float column, else the types match.
     pub fn accepts(self, value: ColumnType) -> bool {
         self == value

@@ -6,7 +6,7 @@
 //! - `provider`: one DataFusion table per dataset ([`provider::DatasetTable`]): the
 //!   dataset's committed Parquet segments (pruned by the query's time range, then by Parquet
 //!   statistics) unioned with its hot tail; and the schema provider that lists datasets.
-//! - `spec`: the Honeycomb-style query spec (DESIGN.md §5) translated to SQL, including
+//! - `spec`: the Honeycomb-style query spec (docs/API.md, `POST /api/v1/query/{dataset}`) translated to SQL, including
 //!   sample-rate weighting, percentiles, heatmaps and time series.
 //! - `grouping`: the partial stage of `GROUP BY` over interned keys
 //!   ([`grouping::InternedAggregateExec`]), a physical optimizer rule in the session.

@@ -1,4 +1,4 @@
-//! The Honeycomb-style query spec (DESIGN.md §5), translated to SQL over one dataset.
+//! The Honeycomb-style query spec (docs/API.md, `POST /api/v1/query/{dataset}`), translated to SQL over one dataset.
 //!
 //! # Semantics
 //! - COUNT, SUM and AVG are weighted by `_samplerate` (an event sampled at 1/10 counts as 10);

@@ -1,5 +1,5 @@
 //! Golden tests of the query spec and SQL: every calculation, filter op, breakdown, having,
-//! order and granularity of DESIGN.md §5, over a fixture whose first half is in a Parquet
+//! order and granularity of docs/API.md (`POST /api/v1/query/{dataset}`), over a fixture whose first half is in a Parquet
 //! segment and second half in the hot tail. Expected values are computed by hand in the
 //! comments next to them.
 

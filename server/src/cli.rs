@@ -43,7 +43,7 @@ pub struct QueryArgs {
     pub sql: Option<String>,
     /// Dataset for a query spec (with --spec).
     pub dataset: Option<String>,
-    /// A JSON query spec file (DESIGN.md §5), run against DATASET.
+    /// A JSON query spec file (docs/API.md, `POST /api/v1/query/{dataset}`), run against DATASET.
     #[arg(long, requires = "dataset")]
     pub spec: Option<PathBuf>,
     /// Print the server's JSON reply instead of a table.

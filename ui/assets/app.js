@@ -1,4 +1,4 @@
-// Eventide's query page: a query builder over the query spec (DESIGN.md §5), charts with
+// Eventide's query page: a query builder over the query spec (docs/API.md, POST /api/v1/query/{dataset}), charts with
 // deploy markers, a sortable results table and a SQL tab. Every answer comes from the HTTP
 // API; this file only builds requests and draws replies.
 import uPlot from '/ui/vendor/uPlot.esm.js';
