@@ -96,6 +96,11 @@ async fn post_spec(
                     (end + 999_999).div_euclid(1_000_000),
                 );
                 out["markers"] = serde_json::to_value(shown).unwrap_or_default();
+                // The range the server resolved (a relative one ends at its now), in seconds.
+                out["window"] = serde_json::json!({
+                    "start_time": start as f64 / 1e6,
+                    "end_time": end as f64 / 1e6,
+                });
             }
             with_stats(stats, Json(out).into_response())
         }

@@ -72,6 +72,7 @@ async fn query_page_in_chromium() {
         Err(_) => dir.path().join("screenshots"),
     };
     std::fs::create_dir_all(&shots).unwrap();
+    let clock_now_ms = (clock.now_us() / 1000).to_string();
     let out = tokio::task::spawn_blocking({
         let (url, shots) = (s.url.clone(), shots.clone());
         move || {
@@ -79,6 +80,7 @@ async fn query_page_in_chromium() {
                 .arg("ui.test.mjs")
                 .current_dir(browser_dir())
                 .env("EVENTIDE_URL", url)
+                .env("EVENTIDE_CLOCK_NOW_MS", clock_now_ms)
                 .env("EVENTIDE_QUERY_KEY", QUERY_KEY)
                 .env("EVENTIDE_INGEST_KEY", INGEST_KEY)
                 .env("EVENTIDE_ADMIN_KEY", ADMIN_KEY)

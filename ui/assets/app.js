@@ -25,6 +25,13 @@ const COLORS = ['#3056d3', '#d97706', '#059669', '#dc2626', '#7c3aed', '#0891b2'
 let key = localStorage.getItem(KEY_STORE) || '';
 let charts = [];
 
+// The server's clock minus this browser's, in seconds, learned from each query reply's
+// `window` (a relative range ends at the server's now): charts and raw-event lists use the
+// server's time, which differs from the browser's when either clock is off (or the server
+// runs with --clock-start).
+let clockOffset = 0;
+const serverNow = () => Date.now() / 1000 + clockOffset;
+
 class ApiError extends Error {
   constructor(message, status) { super(message); this.status = status; }
 }
@@ -496,7 +503,7 @@ async function bubbleUp(s, selection) {
 /** The chart's x range: the query's time range. */
 function xRange(s, times) {
   if (s.time.start) return [Date.parse(s.time.start + 'Z') / 1000, Date.parse(s.time.end + 'Z') / 1000];
-  const now = Date.now() / 1000;
+  const now = serverNow();
   const lo = Math.min(now - s.time.range, times[0] ?? now);
   return [lo, now];
 }
@@ -528,7 +535,7 @@ async function showEvents(s, group, page, window) {
   const q = (n) => `"${n.replaceAll('"', '""')}"`;
   const lit = (v) => (typeof v === 'number' || typeof v === 'boolean' ? String(v) : `'${String(v).replaceAll("'", "''")}'`);
   const conds = group.map(([b, v]) => (v === null || v === undefined ? `${q(b)} IS NULL` : `${q(b)} = ${lit(v)}`));
-  const now = Date.now() / 1000;
+  const now = serverNow();
   const start = window ? window[0] : (spec.start_time ?? now - spec.time_range);
   const end = window ? window[1] : (spec.end_time ?? now);
   conds.push(`"timestamp" >= to_timestamp_micros(${Math.floor(start * 1e6)})`, `"timestamp" < to_timestamp_micros(${Math.ceil(end * 1e6)})`);
@@ -560,7 +567,9 @@ async function run() {
   $('run').disabled = true;
   const t0 = performance.now();
   try {
+    const sent = Date.now() / 1000;
     const reply = await api(`/api/v1/query/${encodeURIComponent(s.dataset)}`, toSpec(s));
+    if (reply.window && !s.time.start) clockOffset = reply.window.end_time - sent;
     $('bubbleup').replaceChildren();
     drawCharts(s, reply);
     drawResults(s, reply);

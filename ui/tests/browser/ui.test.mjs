@@ -15,6 +15,10 @@ const queryKey = process.env.EVENTIDE_QUERY_KEY;
 const ingestKey = process.env.EVENTIDE_INGEST_KEY;
 const dataset = process.env.EVENTIDE_DATASET;
 const shots = process.env.EVENTIDE_SCREENSHOTS;
+// The server's clock (--clock-start), which is not the wall clock: now, in seconds.
+const clockAtStart = Number(process.env.EVENTIDE_CLOCK_NOW_MS);
+const scriptStart = Date.now();
+const serverNow = () => Math.floor((clockAtStart + (Date.now() - scriptStart)) / 1000);
 
 async function api(p, body, key = queryKey) {
   const r = await fetch(url + p, {
@@ -111,7 +115,7 @@ try {
   assert.equal(await page.getByTestId('calc-column').nth(1).inputValue(), 'duration_ms');
 
   // A deploy marker created through the API appears on the charts, its message on hover.
-  const now = Math.floor(Date.now() / 1000);
+  const now = serverNow();
   await api(`/1/markers/${dataset}`, { message: 'deploy checkout v42', type: 'deploy', start_time: now - 1800 }, ingestKey);
   await page.getByTestId('run-query').click();
   await page.waitForSelector('[data-testid="marker"]');
@@ -216,7 +220,7 @@ try {
   await page.screenshot({ path: path.join(shots, 'wide.png') });
 
   // The deploys page: a checked deploy with its verdict, and the evidence behind it.
-  const deployAt = Math.floor(Date.now() / 1000) - 1200;
+  const deployAt = serverNow() - 1200;
   const deploy = await api(`/1/markers/${dataset}`, { message: 'checkout v43', type: 'deploy', service: 'checkout', version: 'v43', start_time: deployAt }, ingestKey);
   await page.click('#tab-deploys');
   await page.waitForFunction((id) => [...document.querySelectorAll('[data-testid="deploys-table"] tbody tr')]
