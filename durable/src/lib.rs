@@ -62,6 +62,10 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
+        // The fault schedule fails this fsync (a catalog commit or a settings write refused).
+        fail::fail_point!("durable-replace-fsync", |_| Err(io::Error::other(
+            "injected fsync failure (fault point durable-replace-fsync)"
+        )));
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;

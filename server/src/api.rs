@@ -162,6 +162,14 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 
+/// The store as the HTTP edge sees it.
+pub struct StoreHandles {
+    /// What `/healthz` asks whether the process is ready.
+    pub health: eventide_store::Store,
+    /// Whose figures `/metrics` shows (`None` where the store view is not kept up to date).
+    pub figures: Option<eventide_store::Store>,
+}
+
 /// The HTTP API of a process: ingest routes when it ingests, query routes when it queries,
 /// `/healthz` always.
 pub fn app(
@@ -171,9 +179,10 @@ pub fn app(
     udp: Option<Arc<UdpStats>>,
     query_timeout: std::time::Duration,
     self_events: Option<Arc<crate::selfevents::SelfEvents>>,
-    store: Option<eventide_store::Store>,
-    health: eventide_store::Store,
+    store: StoreHandles,
 ) -> Router {
+    let StoreHandles { health, figures } = store;
+    let store = figures;
     let mut router = Router::new();
     let sources = crate::metrics::Sources {
         http: Arc::default(),

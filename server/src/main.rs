@@ -21,6 +21,7 @@ mod alerts;
 mod api;
 mod cli;
 mod config;
+mod faultpoints;
 mod logcmd;
 mod markers;
 mod metrics;

@@ -207,6 +207,7 @@ fn spawn_memory_sampler(guard: &Arc<MemoryGuard>) {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    crate::faultpoints::watch_from_env();
     eventide_durable::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
     let (keys, generated) =
@@ -402,9 +403,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         udp.as_ref().map(|u| u.stats()),
         Duration::from_secs(args.query_timeout_seconds.max(1)),
         self_events.as_ref().map(|(s, _)| s.clone()),
-        // An ingest process's store view is not kept up to date: no store figures there.
-        (args.role != Role::Ingest).then(|| store.clone()),
-        store.clone(),
+        crate::api::StoreHandles {
+            health: store.clone(),
+            // An ingest process's store view is not kept up to date: no store figures there.
+            figures: (args.role != Role::Ingest).then(|| store.clone()),
+        },
     );
 
     let tls = match (&args.tls_cert, &args.tls_key) {

@@ -8,39 +8,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::tmpfs::{Tmpfs, fill_up};
 use common::{INGEST_KEY, Server};
 use serde_json::{Value as Json, json};
-
-/// A tmpfs of `mb` MiB mounted on a new temporary directory, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// `None` where this process may not mount (not root, or no mount namespace rights).
-    fn mount(mb: u32) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
 
 fn events(from: u64, n: u64) -> Vec<Json> {
     (from..from + n)
@@ -58,22 +30,6 @@ fn events(from: u64, n: u64) -> Vec<Json> {
 
 async fn post(s: &Server, items: &[Json]) -> (u16, Option<u64>, Json) {
     s.post_batch(INGEST_KEY, "full", items).await
-}
-
-/// Appends to `path` until the file system has no room left.
-fn fill_up(path: &Path) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("open filler");
-    let chunk = vec![7u8; 64 << 10];
-    // A write that cannot fit is partial or fails with ENOSPC; either ends the loop (small
-    // writes then take the last few bytes).
-    for size in [chunk.len(), 4096, 1] {
-        while f.write_all(&chunk[..size]).is_ok() {}
-    }
 }
 
 async fn counts(s: &Server) -> (u64, u64) {

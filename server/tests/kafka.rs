@@ -386,5 +386,8 @@ async fn a_killed_kafka_server_is_healthy_only_with_every_acknowledged_event() {
         first["rows"]
     );
     assert_eq!(status, 200, "{first}");
-    assert_eq!(first["rows"][0], want, "every acknowledged event, in the first query after /healthz");
+    assert_eq!(
+        first["rows"][0], want,
+        "every acknowledged event, in the first query after /healthz"
+    );
 }

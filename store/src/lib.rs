@@ -581,9 +581,7 @@ impl Store {
                     let Some(at) = consumer.position(p) else {
                         continue; // Kafka: the consumer says when it reached the end
                     };
-                    if !state.applied.contains_key(&p) {
-                        state.applied.insert(p, at);
-                    }
+                    state.applied.entry(p).or_insert(at);
                     // The replay above read the log to its end.
                     state.caught_up.insert(p);
                 }
@@ -841,7 +839,9 @@ impl Store {
             return Ok(());
         };
         if !consumer.has_assignment() {
-            return Err("waiting for the log to assign partitions (joining the consumer group)".into());
+            return Err(
+                "waiting for the log to assign partitions (joining the consumer group)".into(),
+            );
         }
         let state = read_lock(&self.inner.state);
         let mut behind: Vec<Partition> = state
@@ -1281,10 +1281,11 @@ impl Inner {
         let (rows, bytes) = (meta.rows, meta.bytes);
         // A fault test holds a flush here, written and not committed.
         fail::fail_point!("store-flush-before-commit");
-        let committed =
-            tokio::task::spawn_blocking(move || this.commit_segment(&dataset, p, meta, count, epoch))
-                .await
-                .map_err(|e| StoreError::Internal(format!("catalog commit panicked: {e}")))??;
+        let committed = tokio::task::spawn_blocking(move || {
+            this.commit_segment(&dataset, p, meta, count, epoch)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("catalog commit panicked: {e}")))??;
         let Some(next) = committed else {
             return Ok(());
         };
@@ -1410,6 +1411,10 @@ impl Inner {
             .await?;
         let local = self.segments_dir.join(&rel);
         tokio::task::spawn_blocking(move || {
+            // The fault schedule fails a segment's fsync (a flush or merge that must be retried).
+            fail::fail_point!("store-segment-fsync", |_| Err(std::io::Error::other(
+                "injected fsync failure (fault point store-segment-fsync)"
+            )));
             std::fs::File::open(&local)?.sync_all()?;
             if let Some(dir) = local.parent() {
                 std::fs::File::open(dir)?.sync_all()?;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use eventide_eventlog::{
-    Epoch, EventLog, LogConsumer, LogError, NewRecord, Offset, Partition, PartitionOwner,
-    Position, Record,
+    Epoch, EventLog, LogConsumer, LogError, NewRecord, Offset, Partition, PartitionOwner, Position,
+    Record,
 };
 use eventide_model::{DatasetSchema, Event, Value, encode_records, events_to_batches};
 use eventide_store::{Store, StoreConfig};
@@ -31,7 +31,10 @@ struct FakeConsumer {
 
 #[async_trait]
 impl EventLog for FakeLog {
-    async fn append_all(&self, _records: Vec<NewRecord>) -> eventide_eventlog::Result<Vec<Position>> {
+    async fn append_all(
+        &self,
+        _records: Vec<NewRecord>,
+    ) -> eventide_eventlog::Result<Vec<Position>> {
         Err(LogError::Closed)
     }
 
@@ -156,7 +159,12 @@ async fn a_flush_from_an_earlier_assignment_never_commits() {
     for offset in 0..10 {
         log.push(offset, 1);
     }
-    store.wait_applied(Position { partition: 0, offset: 9 }).await;
+    store
+        .wait_applied(Position {
+            partition: 0,
+            offset: 9,
+        })
+        .await;
 
     // A flush of offsets 0..=9 writes its file and stops before its commit.
     fail::cfg("store-flush-before-commit", "pause").unwrap();
@@ -179,13 +187,22 @@ async fn a_flush_from_an_earlier_assignment_never_commits() {
     }
     // A record fetched under the first assignment, handed over late.
     log.push(15, 1);
-    store.wait_applied(Position { partition: 0, offset: 14 }).await;
+    store
+        .wait_applied(Position {
+            partition: 0,
+            offset: 14,
+        })
+        .await;
 
     // The paused flush goes on: its commit is refused, nothing of it is visible.
     fail::remove("store-flush-before-commit");
     flushing.await.unwrap().unwrap();
     let snap = store.snapshot("ds").unwrap();
-    assert!(snap.segments.is_empty(), "the late flush committed: {:?}", snap.segments);
+    assert!(
+        snap.segments.is_empty(),
+        "the late flush committed: {:?}",
+        snap.segments
+    );
     assert_eq!(ids(&store, dir.path()), (0..150).collect::<Vec<i64>>());
 
     // The new assignment's flush commits everything once, under another file name.
@@ -193,14 +210,16 @@ async fn a_flush_from_an_earlier_assignment_never_commits() {
     let snap = store.snapshot("ds").unwrap();
     assert_eq!(snap.segments.len(), 1);
     assert_eq!(snap.segments[0].last_offset, 14);
-    assert!(!late_file.contains(&snap.segments[0].path.rsplit('/').next().unwrap().to_owned()),
-        "the segment id was reused: {late_file:?} vs {}", snap.segments[0].path);
+    assert!(
+        !late_file.contains(&snap.segments[0].path.rsplit('/').next().unwrap().to_owned()),
+        "the segment id was reused: {late_file:?} vs {}",
+        snap.segments[0].path
+    );
     assert!(snap.hot.is_empty());
     assert_eq!(ids(&store, dir.path()), (0..150).collect::<Vec<i64>>());
-    let catalog: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("catalog/p00000.json")).unwrap(),
-    )
-    .unwrap();
+    let catalog: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("catalog/p00000.json")).unwrap())
+            .unwrap();
     assert_eq!(catalog["datasets"]["ds"]["committed_offset"], 14);
     scenario.teardown();
 }

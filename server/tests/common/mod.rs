@@ -1,6 +1,8 @@
 //! A real `eventide serve` process for end-to-end tests.
 #![allow(dead_code)]
 
+pub mod tmpfs;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
