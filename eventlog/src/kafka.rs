@@ -398,12 +398,18 @@ impl EventLog for KafkaLog {
 }
 
 /// Assignment generations: the generation under which each owned partition was assigned.
-#[derive(Default)]
 struct Assignment {
     generation: AtomicU64,
     partitions: Mutex<HashMap<Partition, u64>>,
-    /// A rebalance has given this consumer its partitions (possibly none) at least once.
-    rebalanced: AtomicBool,
+    /// A rebalance has given this consumer at least one partition.
+    owns_some: AtomicBool,
+    /// When the first rebalance (of any kind) ran: a consumer that is still given nothing a
+    /// session timeout later is an idle member (more stores than partitions), not a member
+    /// whose partitions are still on their way (the cooperative protocol may first assign
+    /// nothing, then what the previous holder, or this process's previous run, released).
+    first_rebalance: Mutex<Option<std::time::Instant>>,
+    /// The consumer's session timeout.
+    session: Duration,
 }
 
 struct Ctx {
@@ -462,8 +468,15 @@ impl ConsumerContext for Ctx {
                 }
             }
         }
-        if matches!(rebalance, Rebalance::Assign(_) | Rebalance::Revoke(_)) {
-            self.assignment.rebalanced.store(true, Ordering::Release);
+        if let Rebalance::Assign(tpl) = rebalance
+            && tpl.count() > 0
+        {
+            self.assignment.owns_some.store(true, Ordering::Release);
+        }
+        if matches!(rebalance, Rebalance::Assign(_) | Rebalance::Revoke(_))
+            && let Ok(mut first) = self.assignment.first_rebalance.lock()
+        {
+            first.get_or_insert_with(std::time::Instant::now);
         }
     }
 }
@@ -484,7 +497,13 @@ struct KafkaConsumer {
 
 impl KafkaConsumer {
     fn start(config: &KafkaConfig, owner: Arc<dyn PartitionOwner>) -> Result<Arc<Self>> {
-        let assignment = Arc::new(Assignment::default());
+        let assignment = Arc::new(Assignment {
+            generation: AtomicU64::new(0),
+            partitions: Mutex::default(),
+            owns_some: AtomicBool::new(false),
+            first_rebalance: Mutex::new(None),
+            session: config.session_timeout,
+        });
         let ctx = Ctx {
             owner,
             assignment: assignment.clone(),
@@ -683,7 +702,13 @@ impl LogConsumer for KafkaConsumer {
     }
 
     fn has_assignment(&self) -> bool {
-        self.assignment.rebalanced.load(Ordering::Acquire)
+        let a = &self.assignment;
+        a.owns_some.load(Ordering::Acquire)
+            || a.first_rebalance
+                .lock()
+                .ok()
+                .and_then(|f| *f)
+                .is_some_and(|at| at.elapsed() >= a.session)
     }
 
     fn holds(&self, partition: Partition) -> bool {

@@ -246,9 +246,10 @@ pub trait LogConsumer: Send + Sync + 'static {
     /// Appends the consumer's own metrics in Prometheus text format (Kafka: consumer lag).
     fn render_metrics(&self, _out: &mut String) {}
 
-    /// Whether the consumer has been given its partitions at least once (a Kafka consumer
-    /// has joined its group and its first rebalance ran; until then it owns nothing yet and
-    /// a store that serves queries is not ready).
+    /// Whether the consumer has been given its partitions (a Kafka consumer: at least one
+    /// partition, or none for a whole session timeout after its first rebalance, an idle
+    /// member; the cooperative protocol may first assign nothing and the partitions a moment
+    /// later). Until then a store that serves queries is not ready.
     fn has_assignment(&self) -> bool {
         true
     }
