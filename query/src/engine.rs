@@ -226,7 +226,9 @@ impl QueryEngine {
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
-            .with_default_features();
+            .with_default_features()
+            // NULLs where DataFusion 55 folds two IN lists into a constant (inlist_nulls.rs).
+            .with_analyzer_rule(Arc::new(crate::inlist_nulls::InListNulls));
         if interned_grouping_enabled() {
             state = state.with_physical_optimizer_rule(Arc::new(InternedGroupingRule));
         }

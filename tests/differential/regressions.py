@@ -69,6 +69,20 @@ SQL = [
     ("having-range-contradiction-global",
      'SELECT count(*), sum("n") FROM {fixed} WHERE {static} HAVING count(*) > 5 AND count(*) < 3',
      'SELECT count(*), sum("n") FROM {fixed} WHERE {static} HAVING count(*) > 5 AND count(*) < 3'),
+    # DataFusion 55's simplifier folds `e NOT IN (A) OR e NOT IN (B)` with disjoint lists into
+    # `true` (and `e IN (A) AND e IN (B)` into `false`), wrong where e is NULL: every event was
+    # counted, those without the column too (seed 20261202, flushed #2989; fixed by
+    # query/src/inlist_nulls.rs).
+    ("not-in-or-not-in-disjoint",
+     'SELECT count(*) FROM {t} WHERE {static} AND ("k8s.namespace" NOT IN (\'defaultx\', \'prod\') '
+     'OR "k8s.namespace" NOT IN (\'staging\', \'u0\'))',
+     'SELECT count(*) FROM {t} WHERE {static} AND ("k8s.namespace" NOT IN (\'defaultx\', \'prod\') '
+     'OR "k8s.namespace" NOT IN (\'staging\', \'u0\'))'),
+    ("not-of-in-and-in-disjoint",
+     'SELECT count(*) FROM {t} WHERE {static} AND NOT ("k8s.namespace" IN (\'prod\') '
+     'AND "k8s.namespace" IN (\'staging\'))',
+     'SELECT count(*) FROM {t} WHERE {static} AND NOT ("k8s.namespace" IN (\'prod\') '
+     'AND "k8s.namespace" IN (\'staging\'))'),
     ("bloom-needle",
      'SELECT count(*) FROM {t} WHERE {static} AND "user_id" = (SELECT min("user_id") FROM {t} WHERE {static})',
      'SELECT count(*) FROM {t} WHERE {static} AND "user_id" = (SELECT min("user_id") FROM {t} WHERE {static})'),

@@ -90,7 +90,10 @@ class SqlGen:
         c = c or self.column()
         e = col(c)
         x = r.random()
-        if x < 0.06:
+        # Never `"timestamp" IS [NOT] NULL`: a constant (timestamp is never NULL), which DataFusion
+        # 55 folds into a grouping key that ROLLUP/CUBE then makes NULL, and drops the ORDER BY
+        # on it as constant (README.md, "Known DataFusion 55 behaviour").
+        if x < 0.06 and c.name != "timestamp":
             return is_null(e, r.random() < 0.5)
         if x < 0.1:
             return distinct_from(e, self.lit_for(c), r.random() < 0.4)
