@@ -209,6 +209,15 @@ impl QueryEngine {
             parquet.pushdown_filters = true;
             parquet.reorder_filters = true;
         }
+        // DataFusion 55's dynamic filter of a MIN/MAX aggregate without GROUP BY leaves out an
+        // aggregate that has no value yet and ORs the others' bounds, so it drops rows that
+        // aggregate still needs: `SELECT max(delta), max("db.rows") … WHERE …` answered 27
+        // instead of 7899 once a hot tail (read first) had set a bound for `delta` only (seed
+        // 20261202 of the differential check, mixed #4429, #5400; tests/differential/FINDINGS.md).
+        config
+            .options_mut()
+            .optimizer
+            .enable_aggregate_dynamic_filter_pushdown = false;
         let env = datafusion::config::ConfigOptions::from_env()
             .map_err(|e| QueryError::Internal(format!("DATAFUSION_* environment: {e}")))?;
         for entry in env.entries() {
