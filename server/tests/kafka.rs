@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -54,13 +53,7 @@ impl KafkaTest {
 }
 
 fn kafka(cmd: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .arg(cmd)
-        .status()
-        .expect("run scripts/kafka.sh");
-    assert!(status.success(), "scripts/kafka.sh {cmd} failed");
+    common::kafka_script(cmd);
 }
 
 fn unique(prefix: &str) -> String {

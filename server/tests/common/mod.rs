@@ -3,6 +3,17 @@
 
 pub mod tmpfs;
 
+/// Runs `scripts/kafka.sh CMD` (`start`, `stop`, `status`) and wants it to succeed.
+pub fn kafka_script(cmd: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(cmd)
+        .status()
+        .expect("run scripts/kafka.sh");
+    assert!(status.success(), "scripts/kafka.sh {cmd} failed");
+}
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

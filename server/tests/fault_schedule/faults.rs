@@ -136,11 +136,5 @@ pub fn broker_pid() -> Option<u32> {
 
 /// Runs `scripts/kafka.sh CMD`.
 pub fn kafka(cmd: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .arg(cmd)
-        .status()
-        .expect("run scripts/kafka.sh");
-    assert!(status.success(), "scripts/kafka.sh {cmd} failed");
+    crate::common::kafka_script(cmd);
 }
