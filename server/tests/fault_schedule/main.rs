@@ -15,7 +15,7 @@ mod common;
 mod faults;
 mod workload;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -438,45 +438,24 @@ async fn check_final(
         .filter(|(id, (ds, _))| sent.get(id).is_some_and(|s| s != ds))
         .map(|(id, _)| *id)
         .collect();
-    let missing: HashSet<u64> = acked
+    let missing: Vec<u64> = acked
         .iter()
         .filter(|id| !seen.contains_key(id))
         .copied()
         .collect();
-    let sample = |v: Vec<u64>| {
-        let mut v = v;
-        v.sort_unstable();
-        v.truncate(10);
-        v
-    };
-    if !twice.is_empty() {
-        ledger.fail(format!(
-            "{} ids stored more than once, e.g. {:?}",
-            twice.len(),
-            sample(twice.clone())
-        ));
-    }
-    if !unknown.is_empty() {
-        ledger.fail(format!(
-            "{} ids stored that were never sent, e.g. {:?}",
-            unknown.len(),
-            sample(unknown.clone())
-        ));
-    }
-    if !wrong_ds.is_empty() {
-        ledger.fail(format!(
-            "{} ids stored in another dataset, e.g. {:?}",
-            wrong_ds.len(),
-            sample(wrong_ds.clone())
-        ));
-    }
-    if !missing.is_empty() {
-        ledger.fail(format!(
-            "{} acknowledged ids lost ({}), e.g. {:?}",
-            missing.len(),
-            if kafka { "kafka" } else { "embedded" },
-            sample(missing.into_iter().collect())
-        ));
+    let log = if kafka { "kafka" } else { "embedded" };
+    for (ids, what) in [
+        (twice, "stored more than once".to_owned()),
+        (unknown, "stored that were never sent".to_owned()),
+        (wrong_ds, "stored in another dataset".to_owned()),
+        (missing, format!("acknowledged and lost ({log})")),
+    ] {
+        if !ids.is_empty() {
+            let mut sample = ids.clone();
+            sample.sort_unstable();
+            sample.truncate(10);
+            ledger.fail(format!("{} ids {what}, e.g. {sample:?}", ids.len()));
+        }
     }
     if all_visible.is_none() {
         ledger.fail("not every acknowledged event was counted within 60 s of the restart".into());
