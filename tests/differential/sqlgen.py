@@ -348,7 +348,7 @@ class SqlGen:
 
     def q_distinct(self):
         r = self.r
-        items = [self.group_key() for _ in range(r.randint(1, 3))]
+        items = self.unclashed([self.group_key() for _ in range(r.randint(1, 3))])
         q = Select(items, where=self.where(), distinct=True)
         if r.random() < 0.5:
             q.order = [(p, r.random() < 0.5, r.choice([None, True, False]))
@@ -356,10 +356,27 @@ class SqlGen:
             q.limit = r.choice([None, 3, 10])
         return q
 
+    @staticmethod
+    def unclashed(keys):
+        """DataFusion 55 names a cast after its operand, so `GROUP BY x, CAST(x AS DOUBLE)` (or
+        `SELECT DISTINCT` of both) is refused: "Projections require unique expression names"
+        (apache/datafusion#4478, FINDINGS.md 12, API.md). A key whose name clashes with an
+        earlier, different key is left out; the same key twice stays."""
+        def name(k):
+            while isinstance(k.df, str) and k.df.startswith("CAST(") and k.args:
+                k = k.args[0]
+            return k.r(Ctx(DF, "t"))
+        seen, out = {}, []
+        for k in keys:
+            full, n = k.r(Ctx(DF, "t")), name(k)
+            if seen.setdefault(n, full) == full:
+                out.append(k)
+        return out
+
     def q_agg(self, keys=None):
         r = self.r
-        keys = keys if keys is not None else [self.group_key() for _ in range(r.choices(
-            [0, 1, 2, 3, 4, 5], [15, 35, 25, 15, 7, 3])[0])]
+        keys = self.unclashed(keys if keys is not None else [self.group_key() for _ in range(r.choices(
+            [0, 1, 2, 3, 4, 5], [15, 35, 25, 15, 7, 3])[0])])
         aggs = [self.aggregate() for _ in range(r.randint(1, 5))]
         items = keys + aggs
         if keys and r.random() < 0.2:
