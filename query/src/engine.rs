@@ -8,6 +8,8 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -144,6 +146,14 @@ pub struct SqlResult {
     pub elapsed_ms: f64,
 }
 
+/// DataFusion's physical optimizer rules, with the grouping-sets order fix first (before its
+/// rules plan distribution and sorts; grouping_sets_order.rs).
+fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    rules.insert(0, Arc::new(crate::grouping_sets_order::GroupingSetsOrder));
+    rules
+}
+
 /// The environment variable of a DataFusion option: `datafusion.execution.batch_size` →
 /// `DATAFUSION_EXECUTION_BATCH_SIZE`.
 fn env_name(key: &str) -> String {
@@ -237,7 +247,8 @@ impl QueryEngine {
             .with_runtime_env(runtime)
             .with_default_features()
             // NULLs where DataFusion 55 folds two IN lists into a constant (inlist_nulls.rs).
-            .with_analyzer_rule(Arc::new(crate::inlist_nulls::InListNulls));
+            .with_analyzer_rule(Arc::new(crate::inlist_nulls::InListNulls))
+            .with_physical_optimizer_rules(physical_rules());
         if interned_grouping_enabled() {
             state = state.with_physical_optimizer_rule(Arc::new(InternedGroupingRule));
         }

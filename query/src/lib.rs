@@ -32,6 +32,7 @@ pub mod encode;
 mod engine;
 mod executor;
 pub mod grouping;
+mod grouping_sets_order;
 mod inlist_nulls;
 pub mod percentile;
 pub mod provider;

@@ -16,6 +16,24 @@ See FINDINGS.md for the bugs behind the cases marked there.
 """
 
 SQL = [
+    # ROLLUP/CUBE over a key the input holds constant (a WHERE equality, a folded CASE):
+    # DataFusion 55 left it out of the sort, so the subtotal rows, where it is NULL, came in
+    # any order and LIMIT cut the wrong ones (query/src/grouping_sets_order.rs; seed 20261204
+    # mixed #667, seed 20261202 flushed #3520).
+    ("rollup-where-constant-key-order",
+     'SELECT "k8s.namespace", ("status" / 100), count(*) FROM {t} WHERE "k8s.namespace" = \'default\' '
+     'AND {static} GROUP BY ROLLUP ("k8s.namespace", ("status" / 100)) '
+     'ORDER BY 1 DESC NULLS FIRST, 2 ASC NULLS FIRST LIMIT 1',
+     'SELECT "k8s.namespace", ("status" // 100), count(*) FROM {t} WHERE "k8s.namespace" = \'default\' '
+     'AND {static} GROUP BY ROLLUP ("k8s.namespace", ("status" // 100)) '
+     'ORDER BY 1 DESC NULLS FIRST, 2 ASC NULLS FIRST LIMIT 1'),
+    ("cube-folded-constant-key-order",
+     'SELECT CASE WHEN "timestamp" IS NULL THEN \'yes\' ELSE \'no\' END, "tier", count(*) FROM {t} '
+     'WHERE {static} GROUP BY CUBE (CASE WHEN "timestamp" IS NULL THEN \'yes\' ELSE \'no\' END, "tier") '
+     'ORDER BY 1 ASC NULLS FIRST, 2 ASC NULLS FIRST LIMIT 3',
+     'SELECT CASE WHEN "timestamp" IS NULL THEN \'yes\' ELSE \'no\' END, "tier", count(*) FROM {t} '
+     'WHERE {static} GROUP BY CUBE (CASE WHEN "timestamp" IS NULL THEN \'yes\' ELSE \'no\' END, "tier") '
+     'ORDER BY 1 ASC NULLS FIRST, 2 ASC NULLS FIRST LIMIT 3'),
     # #17: COUNT(*) beside COUNT(DISTINCT …) failed once a flushed file left one partition empty
     # (query/src/grouping.rs, fixed in 43d5713). The shape of the report, on the one-file dataset.
     ("tier-count-sum-distinct-one-file",

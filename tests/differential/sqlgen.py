@@ -90,11 +90,11 @@ class SqlGen:
         c = c or self.column()
         e = col(c)
         x = r.random()
-        # Never `IS [NOT] NULL` of a column Eventide declares non-nullable (`timestamp`,
-        # `_samplerate`): a constant, which DataFusion 55 folds into a grouping key that
-        # ROLLUP/CUBE then makes NULL, and drops the ORDER BY on it as constant (README.md,
-        # "Known DataFusion 55 behaviour"; seed 20261202 flushed #3520, 20261203 hot #4517).
-        if x < 0.06 and c.name not in ("timestamp", "_samplerate"):
+        # `IS [NOT] NULL` of a column Eventide declares non-nullable (`timestamp`,
+        # `_samplerate`) is a constant, which DataFusion 55 folds into a grouping key that
+        # ROLLUP/CUBE then makes NULL; Eventide keeps the ORDER BY on it
+        # (query/src/grouping_sets_order.rs; seed 20261202 flushed #3520, 20261203 hot #4517).
+        if x < 0.06:
             return is_null(e, r.random() < 0.5)
         if x < 0.1:
             return distinct_from(e, self.lit_for(c), r.random() < 0.4)
