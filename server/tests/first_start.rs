@@ -4,7 +4,7 @@
 //! followed by an fsync of its parent, so a power cut right after the first `/healthz` cannot
 //! leave a server whose keys or log directory vanish. Watched with `strace` (installed by
 //! `.ci/run`); `EVENTIDE_SKIP_STRACE=1` skips the test explicitly.
-//! `EVENTIDE_STRACE_BINARY` runs another build instead (to show what an older one did).
+//! `EVENTIDE_TEST_BINARY` runs another build instead (to show what an older one did).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -113,7 +113,7 @@ fn a_first_start_syncs_its_keys_file_and_every_directory_it_creates() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let trace_file = root.path().join("trace.txt");
-    let binary = std::env::var("EVENTIDE_STRACE_BINARY")
+    let binary = std::env::var("EVENTIDE_TEST_BINARY")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_eventide").to_owned());
     let mut child = Command::new("strace")
         .args([

@@ -34,6 +34,14 @@ pub struct Server {
     pub udp: Option<std::net::SocketAddr>,
 }
 
+/// The server binary under test: this build's, or the one `EVENTIDE_TEST_BINARY` names (to run
+/// a test against another build, such as an older commit's, to show what it fixed).
+pub fn binary() -> PathBuf {
+    std::env::var_os("EVENTIDE_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_eventide")))
+}
+
 impl Server {
     /// Starts the binary on a free loopback port and waits for `/healthz`.
     pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
@@ -42,7 +50,7 @@ impl Server {
 
     /// Like [`Server::start`], with extra `serve` flags.
     pub async fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventide"));
+        let mut cmd = Command::new(binary());
         cmd.args(["serve", "--data-dir"]).arg(dir);
         if !args.contains(&"--http") {
             cmd.args(["--http", "127.0.0.1:0"]);
