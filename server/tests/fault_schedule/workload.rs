@@ -185,6 +185,20 @@ pub async fn ingest(
     }
 }
 
+/// Whether a query of `ds` answers 200: on Kafka the store applies a record some time after
+/// it was acknowledged (there is no read-your-writes wait as on the embedded log), so until
+/// then the dataset's table does not exist and a query is a 400 "table not found".
+pub async fn visible(target: &Target, ds: &str) -> bool {
+    target
+        .client
+        .post(format!("{}/api/v1/sql", target.url()))
+        .header("X-Honeycomb-Team", QUERY_KEY)
+        .json(&json!({ "sql": format!("SELECT count(*) FROM \"{ds}\"") }))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+}
+
 /// Asks, until `stop`, how many events each dataset holds, and checks each answer: no id
 /// counted twice, none that was never sent, and (embedded log) never fewer than the last
 /// answer, since the store applies only what the log made durable, and that survives any
