@@ -53,27 +53,41 @@ impl Default for Conventions {
     }
 }
 
-/// How a deploy is compared with the traffic before it.
+/// How a deploy is compared with the traffic before it (the statistics:
+/// [`crate::deploy_stats`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeployCheckSettings {
     /// The baseline: this many seconds before the deploy.
     pub baseline_seconds: u64,
-    /// Seconds right after the deploy left out (restarts, cold caches).
+    /// The first new-version events left out (restarts, cold caches): the warm-up ends with
+    /// the first second by which this many had arrived.
+    pub warmup_events: u64,
+    /// Seconds right after the deploy left out as well (0: none).
     pub warmup_seconds: u64,
-    /// The deploy is watched this long after the warm-up; a regression fails it at once,
-    /// otherwise the verdict is given at the end.
+    /// The deploy is watched this long after the deploy (and `warmup_seconds`); a regression
+    /// fails it at once, otherwise the verdict is given at the end.
     pub observe_seconds: u64,
-    /// Fewest events on each side of a comparison (fewer: `inconclusive`).
+    /// Fewest events on each side for a `pass` (fewer: `inconclusive`), and fewest a baseline
+    /// needs to be compared with.
     pub min_events: u64,
-    /// A regression must be this many standard errors away from the baseline.
+    /// The chance that a deploy that changed nothing is ever failed (independent events), the
+    /// baselines' own sampling error aside: split over the comparisons (Bonferroni).
+    pub false_positive_rate: f64,
+    /// Baseline figures are bounded this many standard errors toward "no regression"
+    /// (Φ(−z) each: 3.3 → 0.05 %).
     pub z: f64,
     /// Error rate rises smaller than this fraction of the baseline rate are tolerated...
     pub error_rate_tolerance: f64,
-    /// ...and so are rises smaller than this many points of error rate (0.005 = 0.5 %).
+    /// ...and so are rises smaller than this many points of error rate (0.002 = 0.2 %).
     pub min_error_rate_increase: f64,
     /// Latency percentile rises smaller than this fraction are tolerated.
     pub latency_tolerance: f64,
+    /// The chance of calling a failed deploy `recovered` while it is still as broken as it
+    /// was (halfway between the baseline and the failure).
+    pub recovery_false_rate: f64,
+    /// A failed deploy is watched for its fix this long after it failed.
+    pub recovery_seconds: u64,
     /// Webhooks that get every verdict.
     pub recipients: Vec<Recipient>,
 }
@@ -82,13 +96,17 @@ impl Default for DeployCheckSettings {
     fn default() -> Self {
         Self {
             baseline_seconds: 600,
-            warmup_seconds: 10,
+            warmup_events: 100,
+            warmup_seconds: 0,
             observe_seconds: 300,
             min_events: 200,
-            z: 4.0,
-            error_rate_tolerance: 0.25,
-            min_error_rate_increase: 0.005,
+            false_positive_rate: 0.01,
+            z: 3.3,
+            error_rate_tolerance: 0.1,
+            min_error_rate_increase: 0.002,
             latency_tolerance: 0.2,
+            recovery_false_rate: 0.02,
+            recovery_seconds: 3600,
             recipients: Vec::new(),
         }
     }
@@ -112,6 +130,8 @@ impl Conventions {
         for (name, v, lo, hi) in [
             ("baseline_seconds", d.baseline_seconds, 10, 7 * DAY),
             ("warmup_seconds", d.warmup_seconds, 0, DAY),
+            ("warmup_events", d.warmup_events, 0, 1_000_000_000),
+            ("recovery_seconds", d.recovery_seconds, 0, 7 * DAY),
             ("observe_seconds", d.observe_seconds, 1, 7 * DAY),
             ("min_events", d.min_events, 1, 1_000_000_000),
         ] {
@@ -129,6 +149,8 @@ impl Conventions {
                 1.0,
             ),
             ("latency_tolerance", d.latency_tolerance, 0.0, 100.0),
+            ("false_positive_rate", d.false_positive_rate, 1e-9, 0.5),
+            ("recovery_false_rate", d.recovery_false_rate, 1e-9, 0.5),
         ] {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {
                 return Err(format!("deploy_check.{name} must be between {lo} and {hi}"));

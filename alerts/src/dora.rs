@@ -10,7 +10,8 @@
 //!   verdict is `fail`, or a rollback marker (type `rollback`) of the service, or a firing of a
 //!   trigger of the service, follows it within `failure_window` and before the service's next
 //!   deploy.
-//! - **Time to restore**: per incident, from a trigger of the service firing to its resolution,
+//! - **Time to restore**: per incident, from a failed deploy check's failure to its recovery
+//!   (both as seen in the data), from a trigger of the service firing to its resolution,
 //!   and from the start to the end of an incident marker (type `incident`) of the service; the
 //!   median over incidents that started in the window and are resolved (open ones are listed).
 //!   A trigger is of a service when it says so (`service`) or its query filters on
@@ -54,6 +55,8 @@ pub struct History<'a> {
     pub window_s: i64,
     pub markers: &'a [Marker],
     pub verdicts: &'a HashMap<String, Verdict>,
+    /// Failed deploy checks: when the failure and (if seen) the fix reached the data.
+    pub recoveries: &'a HashMap<String, (i64, Option<i64>)>,
     /// Trigger evaluations that notified, oldest first.
     pub notifications: &'a [Evaluation],
     /// Each trigger's service, if it has one.
@@ -172,8 +175,8 @@ pub fn compute(h: &History<'_>) -> Json {
             .map_or(i64::MAX, |o| o.start_time);
         let horizon = (d.start_time + r.failure_window_s).min(next);
         let mut reasons = Vec::new();
-        if h.verdicts.get(&d.id) == Some(&Verdict::Fail) {
-            reasons.push(json!({"kind": "deploy_check", "verdict": "fail"}));
+        if let Some(v @ (Verdict::Fail | Verdict::Recovered)) = h.verdicts.get(&d.id) {
+            reasons.push(json!({"kind": "deploy_check", "verdict": v}));
         }
         for rb in &rollbacks {
             if rb.start_time >= d.start_time && rb.start_time <= horizon {
@@ -205,17 +208,41 @@ pub fn compute(h: &History<'_>) -> Json {
         }
         match f.resolved {
             Some(res) => {
-                let secs = (res.window_end - t) as f64;
+                // Resolved by a deploy's fix: when the data showed it.
+                let end = res.resolved_at.unwrap_or(res.window_end).max(t);
+                let secs = (end - t) as f64;
                 restore.push(secs);
                 incidents.push(json!({
                     "kind": "trigger", "trigger": f.fired.trigger_id,
                     "fired": f.fired.id, "resolved": res.id,
-                    "start": time(t), "end": time(res.window_end), "seconds": secs,
+                    "start": time(t), "end": time(end), "seconds": secs,
                 }));
             }
             None => open.push(json!({
                 "kind": "trigger", "trigger": f.fired.trigger_id,
                 "fired": f.fired.id, "start": time(t),
+            })),
+        }
+    }
+    // Failed deploy checks: from the failure seen in the data to the fix seen in it.
+    for d in &deploys {
+        let Some(&(failed, recovered)) = h.recoveries.get(&d.id) else {
+            continue;
+        };
+        if failed < start || failed > h.now_s {
+            continue;
+        }
+        match recovered {
+            Some(end) => {
+                let secs = (end - failed) as f64;
+                restore.push(secs);
+                incidents.push(json!({
+                    "kind": "deploy_check", "marker": d.id,
+                    "start": time(failed), "end": time(end), "seconds": secs,
+                }));
+            }
+            None => open.push(json!({
+                "kind": "deploy_check", "marker": d.id, "start": time(failed),
             })),
         }
     }

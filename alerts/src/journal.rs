@@ -73,6 +73,16 @@ pub struct Evaluation {
     /// The query failed (the state is carried over unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Resolved because the deploy check of this marker saw the fix (not by a window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    /// When the data showed the fix, for an evaluation resolved by one (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<i64>,
+    /// Windows are counted from this time (the fix) while they would reach back before it,
+    /// so a trigger resolved by a fix does not fire again on the regression it was about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -350,6 +360,9 @@ mod tests {
                 vec![]
             },
             error: None,
+            resolved_by: None,
+            resolved_at: None,
+            since: None,
         }
     }
 

@@ -11,7 +11,9 @@
 //!   the deploy-check settings (`DATA/alerts/conventions.json`).
 //! - [`triggers`]: alert rules (Honeycomb's shape), `DATA/alerts/triggers.json`.
 //! - [`journal`]: every trigger evaluation and delivery, `DATA/alerts/evaluations.jsonl`.
-//! - [`deploys`]: the automatic check of each deploy and its verdict, `DATA/alerts/deploys.json`.
+//! - [`deploys`]: the automatic check of each deploy and its verdict, `DATA/alerts/deploys.json`;
+//!   [`deploy_data`] reads its counts, [`deploy_stats`] decides (with the [`sequential`]
+//!   tests), [`deploy_check`] runs them for a dataset, [`deploy_story`] writes the sentences.
 //! - [`dora`]: DORA metrics from markers, verdicts and trigger firings.
 //! - [`notify`]: recipients and webhook delivery.
 //! - [`runner`]: [`Alerts`], the schedule that evaluates triggers and deploy checks.
@@ -25,6 +27,12 @@
 //! - Input mistakes are `Invalid` errors with a message naming the field.
 
 pub mod conventions;
+pub mod deploy_check;
+pub mod deploy_data;
+mod deploy_runner;
+pub mod deploy_series;
+pub mod deploy_stats;
+pub mod deploy_story;
 pub mod deploys;
 pub mod dora;
 pub mod journal;
@@ -32,6 +40,7 @@ pub mod jsonfile;
 pub mod markers;
 pub mod notify;
 pub mod runner;
+pub mod sequential;
 pub mod triggers;
 
 pub use markers::{ALL_DATASETS, Marker, MarkerError, MarkerInput, Markers, MarkersTable};

@@ -6,7 +6,10 @@
 //! time), each once its end is `delay` in the past (so the window's events are visible). The
 //! last evaluated window of each trigger comes from the journal, so after a restart the windows
 //! missed while down are evaluated in order (at most [`MAX_CATCHUP`] of them) and none twice.
-//! Deploy checks are re-evaluated every `deploy_check_every` until their verdict is final.
+//! Deploy checks are event-driven: a pending check (or a failed one watched for its fix) is
+//! evaluated again as soon as the store has applied new events, at most every
+//! `deploy_check_gap`, and every `deploy_check_every` where this process applies no log (a
+//! query process).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -19,9 +22,10 @@ use tokio::sync::Semaphore;
 
 use crate::AlertError;
 use crate::conventions::ConventionsStore;
-use crate::deploys::{self, DeployCheck, DeployChecks, Verdict};
+use crate::deploy_check::Carry;
+use crate::deploys::{DeployCheck, DeployChecks};
 use crate::journal::{Evaluation, GroupValue, Journal, Notification, TriggerState};
-use crate::markers::{ALL_DATASETS, Marker, MarkerInput, Markers};
+use crate::markers::{MarkerInput, Markers};
 use crate::notify::{Notifier, RecipientKind};
 use crate::triggers::{AlertType, Trigger, TriggerInput, Triggers};
 
@@ -30,7 +34,7 @@ pub const MAX_CATCHUP: i64 = 100;
 /// Breaching groups kept per evaluation.
 const MAX_GROUPS: usize = 100;
 /// The target name of a marker recipient in the journal.
-const MARKER_TARGET: &str = "marker";
+pub(crate) const MARKER_TARGET: &str = "marker";
 
 /// How the runner runs.
 #[derive(Debug, Clone)]
@@ -41,8 +45,10 @@ pub struct RunnerConfig {
     pub concurrency: usize,
     /// How often the schedule is looked at.
     pub tick: Duration,
-    /// How often a pending deploy check is evaluated again.
+    /// How often a pending deploy check is evaluated again when no new events are applied here.
     pub deploy_check_every: Duration,
+    /// Least time between two evaluations of the deploy checks when new events keep coming.
+    pub deploy_check_gap: Duration,
     /// The address users reach the UI at, for links in notifications.
     pub public_url: String,
 }
@@ -53,7 +59,8 @@ impl Default for RunnerConfig {
             delay: Duration::from_secs(2),
             concurrency: 4,
             tick: Duration::from_millis(250),
-            deploy_check_every: Duration::from_secs(2),
+            deploy_check_every: Duration::from_secs(1),
+            deploy_check_gap: Duration::from_millis(200),
             public_url: "http://127.0.0.1:4080".into(),
         }
     }
@@ -91,30 +98,34 @@ pub fn next_state(
     (consecutive, state, notification)
 }
 
-struct Inner {
-    engine: QueryEngine,
-    markers: Markers,
-    triggers: Triggers,
-    conventions: ConventionsStore,
-    journal: Journal,
-    deploys: DeployChecks,
-    notifier: Notifier,
-    config: RunnerConfig,
-    busy: Mutex<HashSet<String>>,
-    permits: Semaphore,
+pub(crate) struct Inner {
+    pub(crate) engine: QueryEngine,
+    pub(crate) markers: Markers,
+    pub(crate) triggers: Triggers,
+    pub(crate) conventions: ConventionsStore,
+    pub(crate) journal: Journal,
+    pub(crate) deploys: DeployChecks,
+    pub(crate) notifier: Notifier,
+    pub(crate) config: RunnerConfig,
+    pub(crate) busy: Mutex<HashSet<String>>,
+    pub(crate) permits: Semaphore,
     /// The latest evaluation of each check still pending, in memory only: final verdicts are
     /// what is kept, and rewriting the verdicts file at every look at a pending deploy would
     /// cost more than the check.
-    pending: Mutex<HashMap<String, DeployCheck>>,
+    pub(crate) pending: Mutex<HashMap<String, DeployCheck>>,
+    /// What each check keeps between evaluations, by marker and dataset.
+    pub(crate) carry: Mutex<HashMap<(String, String), Carry>>,
+    /// Bumped whenever a deploy check changes (for `?wait=`).
+    pub(crate) changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Triggers, deploy checks and what they found (cheap to clone).
 #[derive(Clone)]
 pub struct Alerts {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-fn blocking_err(e: tokio::task::JoinError) -> AlertError {
+pub(crate) fn blocking_err(e: tokio::task::JoinError) -> AlertError {
     AlertError::Query(format!("background task failed: {e}"))
 }
 
@@ -139,6 +150,8 @@ impl Alerts {
                 config,
                 busy: Mutex::new(HashSet::new()),
                 pending: Mutex::new(HashMap::new()),
+                carry: Mutex::new(HashMap::new()),
+                changed: tokio::sync::watch::channel(0).0,
             }),
         })
     }
@@ -175,14 +188,25 @@ impl Alerts {
             }
             let mut tick = tokio::time::interval(this.inner.config.tick);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut next_deploys = 0i64;
+            let store = this.inner.engine.store().clone();
+            let mut seen = store.applied_generation();
+            let mut checked = seen;
+            let mut last_deploys: Option<tokio::time::Instant> = None;
+            let every = this.inner.config.deploy_check_every;
+            let gap = this.inner.config.deploy_check_gap;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    g = store.applied_changed(seen) => seen = g,
+                }
                 let now = this.inner.engine.store().clock().now_micros();
                 this.schedule_triggers(now);
-                if now >= next_deploys {
+                let since = last_deploys.map(|t| t.elapsed());
+                let due = since.is_none_or(|e| e >= every || (seen != checked && e >= gap));
+                if due {
+                    checked = seen;
+                    last_deploys = Some(tokio::time::Instant::now());
                     this.schedule_deploys(now);
-                    next_deploys = now + this.inner.config.deploy_check_every.as_micros() as i64;
                 }
             }
         })
@@ -193,7 +217,7 @@ impl Alerts {
     }
 
     /// Marks `key` busy; false when it already was.
-    fn claim(&self, key: &str) -> bool {
+    pub(crate) fn claim(&self, key: &str) -> bool {
         self.inner
             .busy
             .lock()
@@ -201,7 +225,7 @@ impl Alerts {
             .insert(key.to_owned())
     }
 
-    fn release(&self, key: &str) {
+    pub(crate) fn release(&self, key: &str) {
         self.inner
             .busy
             .lock()
@@ -266,7 +290,10 @@ impl Alerts {
     /// The evaluation of trigger `t` over the window ending at `end` (Unix seconds).
     pub async fn evaluate(&self, t: &Trigger, end: i64, prev: Option<&Evaluation>) -> Evaluation {
         let range = t.query.time_range.unwrap_or(t.frequency as i64);
-        let start = end - range;
+        // After a fix resolved the trigger, windows start at the fix until they no longer
+        // reach back before it.
+        let since = prev.and_then(|p| p.since).filter(|s| *s > end - range);
+        let start = since.map_or(end - range, |s| s.min(end));
         let prev_state = prev.map(|p| p.state).unwrap_or_default();
         let prev_consecutive = prev.map(|p| p.consecutive).unwrap_or(0);
         let mut eval = Evaluation {
@@ -284,6 +311,9 @@ impl Alerts {
             notification: None,
             targets: Vec::new(),
             error: None,
+            resolved_by: None,
+            resolved_at: None,
+            since,
         };
         let groups = match self.trigger_values(t, start, end).await {
             Ok(g) => g,
@@ -395,7 +425,13 @@ impl Alerts {
     }
 
     /// A link to the trigger's query over the window, in the UI.
-    fn query_link(&self, dataset: &str, spec: &QuerySpec, start: i64, end: i64) -> String {
+    pub(crate) fn query_link(
+        &self,
+        dataset: &str,
+        spec: &QuerySpec,
+        start: i64,
+        end: i64,
+    ) -> String {
         let t = |s: i64| {
             let text = eventide_model::time::format_micros(s.saturating_mul(1_000_000));
             text.chars().take(19).collect::<String>()
@@ -457,7 +493,7 @@ impl Alerts {
     }
 
     /// Tells `target` about evaluation `e`, then notes it in the journal.
-    async fn deliver(&self, t: Option<&Trigger>, e: &Evaluation, target: &str) {
+    pub(crate) async fn deliver(&self, t: Option<&Trigger>, e: &Evaluation, target: &str) {
         let marker_id = if target == MARKER_TARGET {
             match self.write_marker(t, e) {
                 Ok(m) => m,
@@ -572,320 +608,6 @@ impl Alerts {
         );
         v["last_evaluation"] = json!(last);
         v
-    }
-
-    // ---------- deploy checks ----------
-
-    fn schedule_deploys(&self, now_us: i64) {
-        let markers: Vec<Marker> = self
-            .inner
-            .markers
-            .all()
-            .into_iter()
-            .filter(deploys::is_checked)
-            .collect();
-        let live: HashSet<String> = markers.iter().map(|m| m.id.clone()).collect();
-        self.pending_checks().retain(|k, _| live.contains(k));
-        if let Err(e) = self.inner.deploys.retain(&live) {
-            tracing::error!(error = %e, "deploy checks of deleted markers not dropped");
-        }
-        for m in markers {
-            let existing = self.inner.deploys.get(&m.id);
-            let unchanged = existing.as_ref().is_some_and(|c| {
-                c.deploy_time == m.start_time
-                    && c.service == m.service.clone().unwrap_or_default()
-                    && c.version == m.version
-                    && c.dataset == m.dataset
-            });
-            if unchanged
-                && let Some(c) = &existing
-                && c.verdict.is_final()
-            {
-                if self
-                    .verdict_targets(&m)
-                    .iter()
-                    .any(|t| !c.notified.contains(t))
-                    && self.claim(&format!("notify:{}", m.id))
-                {
-                    let (me, c) = (self.clone(), c.clone());
-                    tokio::spawn(async move {
-                        me.notify_verdict(&m, c).await;
-                        me.release(&format!("notify:{}", m.id));
-                    });
-                }
-                continue;
-            }
-            let key = format!("deploy:{}", m.id);
-            if !self.claim(&key) {
-                continue;
-            }
-            let this = self.clone();
-            tokio::spawn(async move {
-                let _permit = this.inner.permits.acquire().await;
-                match this.check_deploy(&m, now_us).await {
-                    Ok(c) if c.verdict.is_final() => this.notify_verdict(&m, c).await,
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(marker = %m.id, error = %e, "deploy check failed"),
-                }
-                this.release(&key);
-            });
-        }
-    }
-
-    /// Evaluates a deploy's check now and stores the result.
-    pub async fn check_deploy(&self, m: &Marker, now_us: i64) -> Result<DeployCheck, AlertError> {
-        let datasets: Vec<String> = if m.dataset == ALL_DATASETS {
-            self.inner.engine.store().datasets()
-        } else {
-            vec![m.dataset.clone()]
-        };
-        let now_s = now_us.div_euclid(1_000_000);
-        let delay_s = self.inner.config.delay.as_secs_f64().ceil() as i64;
-        let mut outcomes = Vec::new();
-        for ds in &datasets {
-            let conv = self.inner.conventions.get(ds);
-            if m.dataset == ALL_DATASETS
-                && self
-                    .inner
-                    .engine
-                    .store()
-                    .snapshot(ds)
-                    .is_none_or(|s| s.schema.field_with_name(&conv.service).is_err())
-            {
-                continue;
-            }
-            outcomes.push(
-                deploys::check_dataset(&self.inner.engine, &conv, ds, m, now_s, delay_s).await?,
-            );
-        }
-        let outcome = deploys::combine(m, outcomes);
-        let check = DeployCheck {
-            marker_id: m.id.clone(),
-            dataset: m.dataset.clone(),
-            service: m.service.clone().unwrap_or_default(),
-            version: m.version.clone(),
-            deploy_time: m.start_time,
-            verdict: outcome.verdict,
-            evidence: outcome.evidence,
-            decided_at: outcome.verdict.is_final().then(crate::now_rfc3339),
-            updated_at: crate::now_rfc3339(),
-            notified: Vec::new(),
-        };
-        if !check.verdict.is_final() {
-            self.pending_checks().insert(m.id.clone(), check.clone());
-            return Ok(check);
-        }
-        tracing::info!(marker = %m.id, verdict = check.verdict.as_str(), "deploy check decided");
-        let deploys = self.inner.deploys.clone();
-        let saved = check.clone();
-        tokio::task::spawn_blocking(move || deploys.put(saved))
-            .await
-            .map_err(blocking_err)??;
-        self.pending_checks().remove(&m.id);
-        Ok(check)
-    }
-
-    fn pending_checks(&self) -> std::sync::MutexGuard<'_, HashMap<String, DeployCheck>> {
-        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Deploy checks being watched (no final verdict yet).
-    pub fn pending_deploy_checks(&self) -> usize {
-        self.pending_checks().len()
-    }
-
-    /// A deploy's latest check: the pending evaluation, else the kept verdict.
-    fn current_check(&self, marker_id: &str) -> Option<DeployCheck> {
-        let pending = self.pending_checks().get(marker_id).cloned();
-        pending.or_else(|| self.inner.deploys.get(marker_id))
-    }
-
-    /// Webhooks configured for the deploy checks of the marker's dataset(s).
-    fn verdict_targets(&self, m: &Marker) -> Vec<String> {
-        let datasets = if m.dataset == ALL_DATASETS {
-            self.inner.engine.store().datasets()
-        } else {
-            vec![m.dataset.clone()]
-        };
-        let mut out: Vec<String> = Vec::new();
-        for ds in datasets {
-            for r in self.inner.conventions.get(&ds).deploy_check.recipients {
-                if let Some(t) = r.target
-                    && !out.contains(&t)
-                {
-                    out.push(t);
-                }
-            }
-        }
-        out
-    }
-
-    /// The webhook payload of a deploy verdict.
-    pub fn verdict_payload(&self, m: &Marker, c: &DeployCheck) -> Json {
-        let conv = self.inner.conventions.get(&m.dataset);
-        let service_filter = json!([{"column": conv.service, "op": "=", "value": c.service}]);
-        let spec: QuerySpec = serde_json::from_value(json!({
-            "calculations": [{"op": "COUNT"}, {"op": "P95", "column": conv.latency}],
-            "filters": service_filter,
-            "breakdowns": conv.version.first().map(|v| vec![v.clone()]).unwrap_or_default(),
-        }))
-        .unwrap_or_default();
-        let s = &conv.deploy_check;
-        let url = (m.dataset != ALL_DATASETS).then(|| {
-            self.query_link(
-                &m.dataset,
-                &spec,
-                m.start_time - s.baseline_seconds as i64,
-                m.start_time + (s.warmup_seconds + s.observe_seconds) as i64,
-            )
-        });
-        json!({
-            "id": format!("deploy-{}", m.id),
-            "kind": "deploy_check",
-            "verdict": c.verdict,
-            "marker": m,
-            "evidence": c.evidence,
-            "decided_at": c.decided_at,
-            "url": url,
-        })
-    }
-
-    async fn notify_verdict(&self, m: &Marker, mut c: DeployCheck) {
-        let targets = self.verdict_targets(m);
-        if let Some(saved) = self.inner.deploys.get(&m.id) {
-            c.notified = saved.notified;
-        }
-        let payload = self.verdict_payload(m, &c);
-        let mut delivered = false;
-        let owed: Vec<&String> = targets.iter().filter(|t| !c.notified.contains(t)).collect();
-        for t in owed {
-            match self.inner.notifier.post(t, &payload).await {
-                Ok(()) => {
-                    c.notified.push(t.clone());
-                    delivered = true;
-                }
-                Err(e) => {
-                    tracing::error!(marker = %m.id, target = %t, error = %e, "deploy verdict not delivered")
-                }
-            }
-        }
-        if delivered {
-            let deploys = self.inner.deploys.clone();
-            let done = tokio::task::spawn_blocking(move || deploys.put(c)).await;
-            if let Err(e) = done.map_err(blocking_err).and_then(|r| r) {
-                tracing::error!(marker = %m.id, error = %e, "deploy verdict delivery not recorded");
-            }
-        }
-    }
-
-    /// The verdict of deploy marker `marker_id`: stored, or `pending` for a checked deploy not
-    /// evaluated yet; `None` when no such marker exists.
-    pub fn verdict(&self, marker_id: &str) -> Option<Json> {
-        let m = self
-            .inner
-            .markers
-            .all()
-            .into_iter()
-            .find(|m| m.id == marker_id)?;
-        Some(match self.current_check(marker_id) {
-            Some(c) => json!({
-                "marker_id": m.id,
-                "verdict": c.verdict,
-                "evidence": c.evidence,
-                "decided_at": c.decided_at,
-                "updated_at": c.updated_at,
-            }),
-            None if deploys::is_checked(&m) => json!({
-                "marker_id": m.id, "verdict": Verdict::Pending, "evidence": {},
-            }),
-            None => json!({
-                "marker_id": m.id,
-                "verdict": Verdict::Inconclusive,
-                "evidence": {"reason": format!(
-                    "only markers of type {:?} that name a service are checked",
-                    deploys::DEPLOY_TYPE
-                )},
-            }),
-        })
-    }
-
-    /// Deploy markers (newest first) with their verdicts.
-    pub fn deploys(&self, service: Option<&str>, dataset: Option<&str>, limit: usize) -> Vec<Json> {
-        let mut checks: HashMap<String, DeployCheck> = self
-            .inner
-            .deploys
-            .all()
-            .into_iter()
-            .map(|c| (c.marker_id.clone(), c))
-            .collect();
-        checks.extend(
-            self.pending_checks()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        let mut list: Vec<Marker> = self
-            .inner
-            .markers
-            .all()
-            .into_iter()
-            .filter(|m| m.kind == deploys::DEPLOY_TYPE)
-            .filter(|m| service.is_none_or(|s| m.service.as_deref() == Some(s)))
-            .filter(|m| dataset.is_none_or(|d| m.dataset == d))
-            .collect();
-        list.sort_by(|a, b| (b.start_time, &b.id).cmp(&(a.start_time, &a.id)));
-        list.into_iter()
-            .take(limit)
-            .map(|m| {
-                let c = checks.get(&m.id);
-                let verdict = match c {
-                    Some(c) => c.verdict,
-                    None if deploys::is_checked(&m) => Verdict::Pending,
-                    None => Verdict::Inconclusive,
-                };
-                json!({
-                    "checked": deploys::is_checked(&m),
-                    "marker": m,
-                    "verdict": verdict,
-                    "regressions": c.map(|c| c.evidence["regressions"].clone()),
-                    "decided_at": c.and_then(|c| c.decided_at.clone()),
-                })
-            })
-            .collect()
-    }
-
-    /// DORA metrics of `service` over the `window_s` seconds before now.
-    pub fn dora(&self, service: &str, window_s: i64, rules: &crate::dora::DoraRules) -> Json {
-        let verdicts: HashMap<String, Verdict> = self
-            .inner
-            .deploys
-            .all()
-            .into_iter()
-            .map(|c| (c.marker_id, c.verdict))
-            .collect();
-        let triggers = self.inner.triggers.all();
-        let services: HashMap<String, Option<String>> = triggers
-            .iter()
-            .map(|t| {
-                let col = self.inner.conventions.get(&t.dataset).service;
-                (t.id.clone(), t.service_for(&col))
-            })
-            .collect();
-        crate::dora::compute(&crate::dora::History {
-            service,
-            now_s: self
-                .inner
-                .engine
-                .store()
-                .clock()
-                .now_micros()
-                .div_euclid(1_000_000),
-            window_s,
-            markers: &self.inner.markers.all(),
-            verdicts: &verdicts,
-            notifications: &self.inner.journal.notifications(),
-            trigger_services: &services,
-            rules,
-        })
     }
 }
 

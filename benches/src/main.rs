@@ -12,7 +12,10 @@
 //!   ingest + freshness, 12 queries against DuckDB on the same Parquet files, storage),
 //!   written as `report.json`, `report.md` and charts.
 //! - `soak` ([`soak`]): ingest at a multiple of the measured capacity for a bounded time.
+//! - `deploys` ([`deploys`]): hundreds of deploys replayed through the deploy check's decision
+//!   code: detection times and wrong verdicts.
 
+mod deploys;
 mod fuzz_seeds;
 mod generator;
 mod soak;
@@ -71,6 +74,10 @@ enum Cmd {
     /// 503s, /healthz and query latency, RSS, and that exactly the acknowledged events are
     /// stored, before and after a restart.
     Soak(soak::SoakArgs),
+    /// Replays hundreds of deploys (half bad in seven ways, half clean) against realistic
+    /// traffic through the deploy check's decision code, faster than real time: detection
+    /// times and wrong verdicts.
+    Deploys(deploys::DeploysArgs),
     /// Write the seed corpora of the fuzz targets (fuzz/README.md).
     FuzzSeeds {
         #[arg(long, default_value = "fuzz/seeds")]
@@ -852,6 +859,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Encodings { events } => encodings(events),
         Cmd::Suite(args) => suite::run(args).await,
         Cmd::Soak(args) => soak::run(args).await,
+        Cmd::Deploys(args) => deploys::run(args),
         Cmd::FuzzSeeds { out } => {
             fuzz_seeds::run(&out);
             Ok(())

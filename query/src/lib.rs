@@ -34,6 +34,7 @@ mod executor;
 pub mod grouping;
 mod grouping_sets_order;
 mod inlist_nulls;
+pub mod live;
 pub mod percentile;
 pub mod provider;
 pub mod scan;

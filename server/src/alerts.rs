@@ -198,13 +198,70 @@ async fn list_deploys(State(a): State<Alerts>, Query(q): Query<DeploysQuery>) ->
     Json(serde_json::json!({ "deploys": list })).into_response()
 }
 
-async fn verdict(State(a): State<Alerts>, Path(marker_id): Path<String>) -> Response {
-    match a.verdict(&marker_id) {
+#[derive(Debug, Deserialize)]
+struct VerdictQuery {
+    /// Hold the request until the verdict is final, at most this long (`30s`, `2m`).
+    wait: Option<String>,
+}
+
+/// `30`, `30s` or `2m`, in seconds.
+fn parse_wait(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (n, mult) = match s.strip_suffix('s') {
+        Some(n) => (n, 1),
+        None => match s.strip_suffix('m') {
+            Some(n) => (n, 60),
+            None => (s, 1),
+        },
+    };
+    n.parse::<i64>().ok().map(|n| n.saturating_mul(mult))
+}
+
+/// The longest `?wait=`.
+const MAX_WAIT_S: i64 = 300;
+
+async fn verdict(
+    State(a): State<Alerts>,
+    Path(marker_id): Path<String>,
+    Query(q): Query<VerdictQuery>,
+) -> Response {
+    let wait = match q.wait.as_deref().map(parse_wait) {
+        None => None,
+        Some(Some(s)) if (0..=MAX_WAIT_S).contains(&s) => Some(s),
+        _ => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "wait must be seconds (30, 30s) or minutes (2m), at most {MAX_WAIT_S} s, not {:?}",
+                    q.wait.unwrap_or_default()
+                ),
+            );
+        }
+    };
+    let v = match wait {
+        Some(s) => {
+            a.wait_verdict(&marker_id, std::time::Duration::from_secs(s as u64))
+                .await
+        }
+        None => a.verdict(&marker_id),
+    };
+    match v {
         Some(v) => Json(v).into_response(),
         None => error_response(
             StatusCode::NOT_FOUND,
             &format!("no marker with id {marker_id:?}"),
         ),
+    }
+}
+
+async fn series(State(a): State<Alerts>, Path(marker_id): Path<String>) -> Response {
+    match a.deploy_series(&marker_id).await {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => error_response(
+            StatusCode::NOT_FOUND,
+            &format!("no marker with id {marker_id:?}"),
+        ),
+        Err(e) => alert_error(e),
     }
 }
 
@@ -281,6 +338,7 @@ pub fn routes(alerts: Alerts, keys: Keys) -> Router {
         Router::new()
             .route("/api/v1/deploys", get(list_deploys))
             .route("/api/v1/deploys/{marker_id}/verdict", get(verdict))
+            .route("/api/v1/deploys/{marker_id}/series", get(series))
             .route("/api/v1/dora", get(dora)),
         keys,
         Scope::Query,

@@ -447,6 +447,13 @@ fn query_routes(
         Scope::Admin,
         false,
     );
+    // A stream, so no time limit.
+    let tail = guard(
+        Router::new().route("/api/v1/tail/{dataset}", get(crate::tail::tail)),
+        keys.clone(),
+        Scope::Query,
+        false,
+    );
     let columns = guard(
         Router::new().route("/api/v1/datasets/{dataset}/columns", get(get_columns)),
         keys,
@@ -459,5 +466,6 @@ fn query_routes(
         .merge(limited(bubbleup.with_state(engine.clone())))
         .merge(listing.with_state(engine.clone()))
         .merge(admin.with_state(engine.clone()))
+        .merge(tail.with_state(engine.clone()))
         .merge(limited(columns.with_state(engine)))
 }

@@ -8,7 +8,8 @@
 //! - `serve`: configuration, startup order (log → store replay → ingest registry → HTTP),
 //!   graceful shutdown.
 //! - `api`: the query routes and the JSON error shape for them, `/healthz`, fallbacks.
-//! - `cli`: the `query` and `import` clients; `logcmd`: `eventide log verify|repair`.
+//! - `cli`: the `query` and `import` clients; `deploycmd`: `eventide deploy [--wait]`;
+//!   `logcmd`: `eventide log verify|repair`.
 //! - `config`: `serve --config FILE` (TOML settings under the command line and environment).
 //! - `metrics`: `GET /metrics`; `selfevents`: Eventide's own request events (`--self-dataset`).
 
@@ -21,12 +22,14 @@ mod alerts;
 mod api;
 mod cli;
 mod config;
+mod deploycmd;
 mod faultpoints;
 mod logcmd;
 mod markers;
 mod metrics;
 mod selfevents;
 mod serve;
+mod tail;
 mod tls;
 
 use std::path::PathBuf;
@@ -50,6 +53,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run SQL or a query spec against a running server and print the result.
     Query(cli::QueryArgs),
+    /// Post a deploy marker; with --wait, wait for its deploy check and exit 0 on pass, 1 on
+    /// fail, 2 on inconclusive (3: no verdict before --timeout, or the server unreachable).
+    Deploy(deploycmd::DeployArgs),
     /// Bulk-load an NDJSON file (optionally .gz or .zst) into a dataset of a running server.
     Import(cli::ImportArgs),
     /// Check or repair the embedded log of a data directory (the server must be stopped to
@@ -138,6 +144,10 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve::run(args).await,
             Command::Query(args) => cli::query(args).await,
             Command::Import(args) => cli::import(args).await,
+            Command::Deploy(args) => {
+                let code = deploycmd::run(args).await;
+                std::process::exit(code)
+            }
             Command::Log { command } => logcmd::run(command),
             Command::Keys {
                 command:

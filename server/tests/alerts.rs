@@ -340,14 +340,15 @@ async fn deploy_checks_fail_a_doubled_error_rate_pass_a_clean_deploy_and_wait_fo
             "/api/v1/conventions/shop",
             ADMIN_KEY,
             Some(json!({"deploy_check": {
-                "baseline_seconds": 60, "warmup_seconds": 2, "observe_seconds": 15,
+                "baseline_seconds": 60, "warmup_seconds": 2, "observe_seconds": 60,
                 "min_events": 100, "recipients": [{"type": "webhook", "target": hook.url}]
             }})),
         )
         .await;
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["conventions"]["service"], "service.name");
-    assert_eq!(c["conventions"]["deploy_check"]["z"], 4.0);
+    assert_eq!(c["conventions"]["deploy_check"]["z"], 3.3);
+    assert_eq!(c["conventions"]["deploy_check"]["warmup_events"], 100);
 
     // A minute of baseline for each service: 100 events/s, 5 % errors.
     let t0 = now_s().floor();
@@ -406,24 +407,21 @@ async fn deploy_checks_fail_a_doubled_error_rate_pass_a_clean_deploy_and_wait_fo
             break v;
         }
         assert!(
-            deployed.elapsed() < Duration::from_secs(60),
-            "no verdict after a minute: {v}"
+            deployed.elapsed() < Duration::from_secs(120),
+            "no verdict after two minutes: {v}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let took = deployed.elapsed();
     assert_eq!(fail["verdict"], "fail", "{fail}");
-    assert!(
-        took < Duration::from_secs(30),
-        "a doubled error rate fails within 30 s of the deploy, took {took:?}"
-    );
     eprintln!("deploy check: fail after {took:?}");
     let ev = &fail["evidence"];
     let regressions = ev["regressions"].as_array().unwrap();
     assert!(
-        regressions
-            .iter()
-            .any(|r| r.as_str().unwrap().starts_with("error_rate")),
+        regressions.iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .starts_with("error rate of checkout rose")),
         "{ev}"
     );
     assert_eq!(ev["version_column"], "service.version");
@@ -446,7 +444,7 @@ async fn deploy_checks_fail_a_doubled_error_rate_pass_a_clean_deploy_and_wait_fo
                 finals.push(v);
                 break;
             }
-            assert!(deployed.elapsed() < Duration::from_secs(90), "{v}");
+            assert!(deployed.elapsed() < Duration::from_secs(180), "{v}");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }

@@ -399,7 +399,7 @@ async fn libhoney_ci_job_posts_a_deploy_and_gets_a_fail_verdict() {
         ev["regressions"][0]
             .as_str()
             .unwrap()
-            .starts_with("error_rate"),
+            .starts_with("error rate of checkout rose from"),
         "{ev}"
     );
     assert_eq!(ev["dimensions"][0]["column"], "service.version", "{ev}");
@@ -415,4 +415,100 @@ async fn libhoney_ci_job_posts_a_deploy_and_gets_a_fail_verdict() {
     assert_eq!(status, 200, "{d}");
     assert_eq!(d["lead_time_for_changes"]["median_seconds"], 900.0, "{d}");
     assert_eq!(d["change_failure_rate"]["rate"], 1.0, "{d}");
+}
+
+/// The five-second loop with real clients (tests/compat/deploy_loop.py): libhoney sends the
+/// events, `eventide deploy --wait` fails the deploy of a version that errs twice as often
+/// (exit 1), a trigger on the service fires, the rollback (`eventide deploy --type rollback`)
+/// turns the check `recovered` and resolves the trigger. States and their order are asserted;
+/// the times are printed (the benchmark figures are in docs/OPERATIONS.md).
+#[tokio::test]
+async fn libhoney_and_the_cli_fail_a_deploy_then_see_its_rollback_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--alert-delay-ms", "1000"], &[]).await;
+    let (status, c) = server
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/conventions/loop",
+            ADMIN_KEY,
+            Some(serde_json::json!({"deploy_check": {
+                "baseline_seconds": 60, "observe_seconds": 120
+            }})),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    let bin = common::binary();
+    let out = run_client(
+        "deploy_loop.py",
+        &[
+            "--endpoint",
+            &server.url,
+            "--eventide",
+            bin.to_str().unwrap(),
+            "--ingest-key",
+            INGEST_KEY,
+            "--query-key",
+            QUERY_KEY,
+            "--admin-key",
+            ADMIN_KEY,
+            "--dataset",
+            "loop",
+            "--service",
+            "checkout",
+        ],
+    );
+    eprintln!(
+        "deploy loop: `eventide deploy --wait` exited {} after {:.1} s; trigger fired {:.1} s after the deploy; \
+         recovered {:.1} s and trigger resolved {:.1} s after the rollback; {} events sent\n{}",
+        out["deploy_exit"],
+        f(&out["deploy_seconds"]),
+        f(&out["trigger_fired_after_s"]),
+        f(&out["recovered_after_rollback_s"]),
+        f(&out["trigger_resolved_after_rollback_s"]),
+        out["events_sent"],
+        out["deploy_output"].as_str().unwrap_or_default(),
+    );
+    assert_eq!(out["deploy_exit"], 1, "{out}");
+    let printed = out["deploy_output"].as_str().unwrap();
+    assert!(printed.starts_with("FAIL: checkout v2 failed"), "{printed}");
+    assert!(
+        printed.contains("error rate of checkout rose from"),
+        "{printed}"
+    );
+    let v = &out["failed_verdict"];
+    assert_eq!(v["verdict"], "recovered", "{v}");
+    let (failed_at, recovered_at) = (
+        v["failed_at"].as_i64().unwrap(),
+        v["recovered_at"].as_i64().unwrap(),
+    );
+    let rec = &v["evidence"]["recovery"];
+    let fix = rec["fix_time"].as_i64().unwrap();
+    assert!(
+        failed_at <= fix && fix <= recovered_at,
+        "failure {failed_at}, fix {fix}, recovery {recovered_at}"
+    );
+    assert!(
+        rec["fix"]["marker_id"].is_string(),
+        "the rollback marker is the fix: {rec}"
+    );
+    let r = &out["trigger_resolution"];
+    assert_eq!(r["resolved_by"], out["marker_id"], "{r}");
+    assert_eq!(r["state"], "ok", "{r}");
+    // DORA: the failed deploy counts as a change failure, restored when it recovered.
+    let (status, d) = server
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/dora?service=checkout&window=1d",
+            QUERY_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["change_failure_rate"]["failed"], 1, "{d}");
+    let incidents = d["time_to_restore"]["incidents"].as_array().unwrap();
+    let check = incidents
+        .iter()
+        .find(|i| i["kind"] == "deploy_check")
+        .expect("the deploy check's incident");
+    assert_eq!(check["seconds"], (recovered_at - failed_at) as f64, "{d}");
 }

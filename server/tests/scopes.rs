@@ -167,6 +167,7 @@ fn routes() -> Vec<Route> {
         r(M::DELETE, "/api/v1/conventions/{ds}", None, Admin, false),
         r(M::GET, "/api/v1/deploys", None, Query, true),
         r(M::GET, "/api/v1/deploys/m999999/verdict", None, Query, true),
+        r(M::GET, "/api/v1/deploys/m999999/series", None, Query, true),
         r(M::GET, "/api/v1/dora?service=x", None, Query, true),
     ]
 }

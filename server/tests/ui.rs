@@ -102,7 +102,17 @@ async fn query_page_in_chromium() {
     assert!(stdout.contains("ui browser test: ok"), "{stdout}");
     print!("{stdout}");
     for view in [
-        "query", "markers", "error", "sql", "heatmap", "bubbleup", "wide", "deploys", "triggers",
+        "query",
+        "markers",
+        "error",
+        "sql",
+        "heatmap",
+        "bubbleup",
+        "wide",
+        "deploys",
+        "deploy-chart",
+        "tail",
+        "triggers",
     ] {
         let f = shots.join(format!("{view}.png"));
         assert!(

@@ -436,6 +436,10 @@ struct Inner {
     /// One flush at a time.
     flush_lock: tokio::sync::Mutex<()>,
     applied_notify: Notify,
+    /// Counts the batches of records applied (see [`Store::applied_changed`]).
+    applied_generation: std::sync::atomic::AtomicU64,
+    /// Every batch of events as it is applied, for live tails ([`Store::tail`]).
+    tail: tokio::sync::broadcast::Sender<Applied>,
     consumer: OnceLock<Arc<dyn LogConsumer>>,
     /// Set once [`Store::ready`] said so.
     ready: std::sync::atomic::AtomicBool,
@@ -461,6 +465,16 @@ struct Inner {
         Option<SystemTime>,
         BTreeMap<String, settings::DatasetSettings>,
     )>,
+}
+
+/// Batches a slow live tail may fall behind before it is told it skipped some.
+const TAIL_BATCHES: usize = 1024;
+
+/// A batch of events just applied (queryable from now on), in the dataset's schema.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub dataset: String,
+    pub batch: arrow::record_batch::RecordBatch,
 }
 
 /// The store: consumer, hot tails, flusher and catalogs.
@@ -631,6 +645,8 @@ impl Store {
                 commit_fence: Mutex::new(()),
                 flush_lock: tokio::sync::Mutex::new(()),
                 applied_notify: Notify::new(),
+                applied_generation: std::sync::atomic::AtomicU64::new(0),
+                tail: tokio::sync::broadcast::channel(TAIL_BATCHES).0,
                 consumer: OnceLock::new(),
                 log: OnceLock::new(),
                 ready: std::sync::atomic::AtomicBool::new(false),
@@ -891,6 +907,33 @@ impl Store {
         }
     }
 
+    /// How many batches of log records this store has applied: it changes whenever new events
+    /// become queryable here.
+    pub fn applied_generation(&self) -> u64 {
+        self.inner
+            .applied_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until records were applied after [`Store::applied_generation`] read `seen`;
+    /// returns the new generation. Never returns in a store that consumes no log.
+    pub async fn applied_changed(&self, seen: u64) -> u64 {
+        loop {
+            let notified = self.inner.applied_notify.notified();
+            let now = self.applied_generation();
+            if now != seen {
+                return now;
+            }
+            notified.await;
+        }
+    }
+
+    /// Every batch of events applied from now on (each is queryable when it is received).
+    /// A receiver that falls more than 1,024 batches behind is told how many it skipped.
+    pub fn tail(&self) -> tokio::sync::broadcast::Receiver<Applied> {
+        self.inner.tail.subscribe()
+    }
+
     /// Waits until the record at `pos` has been applied (it is then queryable).
     pub async fn wait_applied(&self, pos: Position) {
         loop {
@@ -1018,6 +1061,8 @@ impl Inner {
         .await
         .map_err(|e| StoreError::Internal(format!("log decoder panicked: {e}")))?;
         let mut to_flush = Vec::new();
+        let tailing = self.tail.receiver_count() > 0;
+        let mut tailed = Vec::new();
         {
             let mut guard = write_lock(&self.state);
             let state = &mut *guard;
@@ -1065,8 +1110,15 @@ impl Inner {
                     // Errors here are bugs (ingest built the batch); skipping the record keeps
                     // the consumer going instead of re-applying the chunk forever.
                     let frozen = part.flushing;
-                    let pushed = conform(&batch, &schema)
-                        .and_then(|b| part.hot.push(b, offset, &schema, frozen));
+                    let pushed = conform(&batch, &schema).and_then(|b| {
+                        if tailing {
+                            tailed.push(Applied {
+                                dataset: dataset.clone(),
+                                batch: b.clone(),
+                            });
+                        }
+                        part.hot.push(b, offset, &schema, frozen)
+                    });
                     if let Err(e) = pushed {
                         error!(partition = p, offset, dataset, error = %e, "log record does not fit the hot tail; its events are lost");
                         continue;
@@ -1083,7 +1135,13 @@ impl Inner {
                 }
             }
         }
+        self.applied_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.applied_notify.notify_waiters();
+        for a in tailed {
+            // No receiver left: nobody is tailing any more.
+            let _ = self.tail.send(a);
+        }
         if let Some(tx) = self.flush_tx.get() {
             for job in to_flush {
                 let _ = tx.try_send(job);

@@ -1,6 +1,7 @@
 // Eventide's query page: a query builder over the query spec (docs/API.md, POST /api/v1/query/{dataset}), charts with
-// deploy markers, a sortable results table and a SQL tab. Every answer comes from the HTTP
-// API; this file only builds requests and draws replies.
+// deploy markers, a sortable results table, a SQL tab, the deploys page (verdicts drawn as
+// charts) and a live tail of new events. Every answer comes from the HTTP API; this file only
+// builds requests and draws replies.
 import uPlot from '/ui/vendor/uPlot.esm.js';
 
 const $ = (id) => document.getElementById(id);
@@ -18,7 +19,7 @@ const TABLE_ROWS = 1000;
 const EVENTS_PAGE = 50;
 const KEY_STORE = 'eventide.key';
 /** The page's views, each with a tab (`tab-X`) and a main element (`X-view`). */
-const VIEWS = ['query', 'sql', 'deploys', 'triggers'];
+const VIEWS = ['query', 'sql', 'deploys', 'tail', 'triggers'];
 const COLORS = ['#3056d3', '#d97706', '#059669', '#dc2626', '#7c3aed', '#0891b2', '#db2777',
   '#65a30d', '#9333ea', '#475569'];
 
@@ -36,11 +37,13 @@ class ApiError extends Error {
   constructor(message, status) { super(message); this.status = status; }
 }
 
-async function api(path, body) {
+/** A JSON request to the API; `signal` (an AbortSignal) cancels it. */
+async function api(path, body, signal) {
   const r = await fetch(path, {
     method: body === undefined ? 'GET' : 'POST',
     headers: { 'X-Honeycomb-Team': key, 'Content-Type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
+    signal,
   });
   let reply = null;
   try { reply = await r.json(); } catch { reply = null; }
@@ -78,12 +81,24 @@ function calcRow(c = { op: 'COUNT' }) {
     el('input', { list: 'columns', placeholder: 'column', value: c.column || '', 'data-testid': 'calc-column' })));
 }
 
-function filterRow(f = { op: '=' }) {
+/** A WHERE row; `testid` prefixes its controls' test ids (the live tail has its own). */
+function filterRow(f = { op: '=' }, testid = 'filter') {
   const v = f.value === undefined ? '' : (Array.isArray(f.value) ? f.value.join(', ') : String(f.value));
   return removable(el('div', { class: 'row filter' },
-    el('input', { list: 'columns', placeholder: 'column', value: f.column || '', 'data-testid': 'filter-column' }),
-    select(FILTER_OPS, f.op, { 'data-testid': 'filter-op' }),
-    el('input', { placeholder: 'value', value: v, 'data-testid': 'filter-value' })));
+    el('input', { list: 'columns', placeholder: 'column', value: f.column || '', 'data-testid': `${testid}-column` }),
+    select(FILTER_OPS, f.op, { 'data-testid': `${testid}-op` }),
+    el('input', { placeholder: 'value', value: v, 'data-testid': `${testid}-value` })));
+}
+
+/** The query-spec filters of the WHERE rows in `box`. */
+function readFilters(box) {
+  return [...box.querySelectorAll('.filter')].map((r) => {
+    const [col, op, val] = r.querySelectorAll('input, select');
+    const f = { column: col.value.trim(), op: op.value };
+    const v = parseValue(op.value, val.value);
+    if (v !== undefined) f.value = v;
+    return f;
+  }).filter((f) => f.column);
 }
 
 function orderRow(o = {}) {
@@ -122,13 +137,7 @@ function readForm() {
     const [op, col] = r.querySelectorAll('select, input');
     return col.value.trim() ? { op: op.value, column: col.value.trim() } : { op: op.value };
   });
-  const filters = [...document.querySelectorAll('#filters .filter')].map((r) => {
-    const [col, op, val] = r.querySelectorAll('input, select');
-    const f = { column: col.value.trim(), op: op.value };
-    const v = parseValue(op.value, val.value);
-    if (v !== undefined) f.value = v;
-    return f;
-  }).filter((f) => f.column);
+  const filters = readFilters($('filters'));
   const orders = [...document.querySelectorAll('#orders .order')].map((r) => {
     const [what, dir] = r.querySelectorAll('input, select');
     const m = what.value.trim().match(/^([A-Za-z_0-9]+)(?:\((.*)\))?$/);
@@ -204,8 +213,13 @@ function toSpec(s) {
   return spec;
 }
 
+// The URL's hash holds the query (`#{…}`) or, on the live tail, the tail (`#tail={…}`); the
+// query's is put back when leaving the tail.
+let queryHash = '';
+
 function saveUrl(s) {
-  history.replaceState(null, '', '#' + encodeURIComponent(JSON.stringify(s)));
+  queryHash = '#' + encodeURIComponent(JSON.stringify(s));
+  history.replaceState(null, '', queryHash);
 }
 
 function stateFromUrl() {
@@ -467,6 +481,27 @@ function drawHeatmap(s, reply, name, times, box) {
   };
 }
 
+/** One BubbleUp column: its top values, each with two bars (blue: the selection's share, grey: the rest's). */
+function bubbleCard(c, testid) {
+  const card = el('div', { class: 'bubble', 'data-testid': testid, 'data-column': c.column });
+  card.append(el('h4', { textContent: `${c.column} · ${Math.round(c.score * 100)} % different` }));
+  const bar = (share, cls) => {
+    const b = el('span', { class: `bar ${cls}`, title: `${Math.round(share * 1000) / 10} %` });
+    b.style.width = `${Math.max(share * 100, 0.5)}%`;
+    return b;
+  };
+  for (const v of c.values.slice(0, 6)) {
+    const raw = v.value === null ? '(absent)' : String(v.value);
+    // A numeric column's bucket ("[24.4588350355, 36.416434…)"): its bounds to 4 digits.
+    const label = /^\[.*\)$/.test(raw) ? raw.replace(/-?\d+\.\d{4,}/g, (n) => String(+Number(n).toPrecision(4))) : raw;
+    const counts = v.selection_count === undefined ? '' : ` · ${v.selection_count} vs ${v.baseline_count} events`;
+    card.append(el('div', { class: 'bubble-row', title: raw + counts },
+      el('span', { class: 'label', textContent: label }),
+      el('span', { class: 'bars' }, bar(v.selection, 'sel'), bar(v.baseline, 'base'))));
+  }
+  return card;
+}
+
 /** BubbleUp: the columns whose values differ most between the selection and the rest. */
 async function bubbleUp(s, selection) {
   const out = $('bubbleup');
@@ -476,23 +511,9 @@ async function bubbleUp(s, selection) {
   if (spec.time_range) body.time_range = spec.time_range; else { body.start_time = spec.start_time; body.end_time = spec.end_time; }
   try {
     const r = await api(`/api/v1/bubbleup/${encodeURIComponent(s.dataset)}`, body);
-    const list = el('div', { 'data-testid': 'bubbleup' });
+    const list = el('div', { class: 'bubbles', 'data-testid': 'bubbleup' });
     list.append(el('div', { class: 'summary', textContent: `${r.selection_count} selected events vs ${r.baseline_count} others · ${Math.round(r.elapsed_ms)} ms` }));
-    for (const c of r.columns.slice(0, 12)) {
-      const card = el('div', { class: 'bubble', 'data-testid': 'bubbleup-column', 'data-column': c.column });
-      card.append(el('h4', { textContent: `${c.column} · ${Math.round(c.score * 100)} % different` }));
-      for (const v of c.values.slice(0, 6)) {
-        const bar = (share, cls) => {
-          const b = el('span', { class: `bar ${cls}`, title: `${Math.round(share * 1000) / 10} %` });
-          b.style.width = `${Math.max(share * 100, 0.5)}%`;
-          return b;
-        };
-        card.append(el('div', { class: 'bubble-row' },
-          el('span', { class: 'label', textContent: v.value === null ? '(absent)' : v.value }),
-          el('span', { class: 'bars' }, bar(v.selection, 'sel'), bar(v.baseline, 'base'))));
-      }
-      list.append(card);
-    }
+    for (const c of r.columns.slice(0, 12)) list.append(bubbleCard(c, 'bubbleup-column'));
     out.replaceChildren(list);
   } catch (e) {
     out.replaceChildren();
@@ -615,17 +636,42 @@ async function loadDatasets() {
 }
 
 function askKey() {
+  stopTail();
+  stopDeployWatches();
   $('key-panel').hidden = false;
   for (const v of VIEWS) $(`${v}-view`).hidden = true;
 }
 
-// ---------- deploys and triggers ----------
+// ---------- deploys ----------
 
 const when = (s) => (s === null || s === undefined ? '' : new Date(s * 1000).toISOString().replace('.000Z', 'Z'));
 
-let deploysTimer = null;
+/**
+ * `?wait=` of a pending verdict: the request is held until the verdict is final, at most this
+ * long, and asked again while the deploy page shows it.
+ */
+const VERDICT_WAIT = '20s';
+/** What each line of a deploy chart is, and its colour. */
+const DEPLOY_SIDES = [['before', 'before the deploy', '#3056d3'], ['after', 'after', '#dc2626'],
+  ['old_version', 'old version beside it', '#059669']];
+const METRIC_NAMES = { error_rate: 'error rate', latency_p50: 'latency p50', latency_p95: 'latency p95', latency_p99: 'latency p99' };
 
-/** Deploy markers with their verdicts; a click shows the evidence. */
+// The long polls of the deploy page, cancelled on leaving it: the list's (the oldest pending
+// verdict) and the shown deploy's.
+let listWatch = null;
+let detailWatch = null;
+let deployCharts = [];
+// The deploy shown: {id, verdict}.
+let shownDeploy = null;
+
+function stopDeployWatches() {
+  listWatch?.abort(); listWatch = null;
+  detailWatch?.abort(); detailWatch = null;
+}
+
+const verdictUrl = (id, wait) => `/api/v1/deploys/${encodeURIComponent(id)}/verdict${wait ? `?wait=${VERDICT_WAIT}` : ''}`;
+
+/** Deploy markers with their verdicts; a click shows the charts and the evidence. */
 async function loadDeploys() {
   clearErrors();
   if (!$('deploys-list').children.length) $('deploys-status').textContent = 'loading…';
@@ -635,39 +681,223 @@ async function loadDeploys() {
     const rows = r.deploys.map((d) => [when(d.marker.start_time), d.marker.service || '', d.marker.version || '',
       d.marker.dataset, d.checked ? d.verdict : 'not checked', (d.regressions || []).join('; '), d.marker.message || '', d.marker.id]);
     const t = table(['time', 'service', 'version', 'dataset', 'verdict', 'regressions', 'message', 'marker'],
-      rows, 'deploys-table', (row) => showVerdict(row[7]));
+      rows, 'deploys-table', (row) => showDeploy(row[7]));
     for (const tr of t.querySelectorAll('tbody tr')) {
       const cell = tr.children[4];
       if (cell) cell.className = `verdict ${cell.textContent}`;
     }
     $('deploys-list').replaceChildren(t);
-    const pending = r.deploys.filter((d) => d.verdict === 'pending').length;
-    $('deploys-status').textContent = `${r.deploys.length} deploys${pending ? `, ${pending} being checked (refreshing)` : ''}`;
-    // Pending checks get their verdicts within seconds: look again while the page is open.
-    clearTimeout(deploysTimer);
-    if (pending) deploysTimer = setTimeout(() => { if (!$('deploys-view').hidden) loadDeploys(); }, 2000);
+    const pending = r.deploys.filter((d) => d.verdict === 'pending');
+    $('deploys-status').textContent = `${r.deploys.length} deploys${pending.length ? `, ${pending.length} being checked` : ''}`;
+    // A pending check gets its verdict within seconds or minutes: wait for the oldest one's
+    // (the first to be decided, most likely), then list again.
+    listWatch?.abort();
+    listWatch = null;
+    if (pending.length && !$('deploys-view').hidden) {
+      const watch = listWatch = new AbortController();
+      api(verdictUrl(pending[pending.length - 1].marker.id, true), undefined, watch.signal).then(
+        () => { if (listWatch === watch) loadDeploys(); },
+        (e) => { if (e.name !== 'AbortError') showError(e.message, null, 'deploys'); });
+    }
   } catch (e) {
     $('deploys-status').textContent = '';
     showError(e.message, null, 'deploys');
   }
 }
 
-async function showVerdict(id) {
+/** A deploy's verdict drawn: charts, BubbleUp bars and checks; while pending, asked again with `?wait=`. */
+async function showDeploy(id) {
+  detailWatch?.abort();
+  const watch = detailWatch = new AbortController();
+  $('deploy-detail').replaceChildren(el('div', { class: 'summary', textContent: `loading ${id}…` }));
+  let waited = false;
   try {
-    const v = await api(`/api/v1/deploys/${encodeURIComponent(id)}/verdict`);
-    const ev = v.evidence || {};
-    const parts = [el('h3', { textContent: `${id}: ${v.verdict}` })];
-    for (const r of ev.regressions || []) parts.push(el('div', { class: 'error', textContent: r }));
-    if (ev.reason) parts.push(el('div', { class: 'summary', textContent: ev.reason }));
-    if (ev.dimensions && ev.dimensions.length) {
-      parts.push(el('div', { class: 'summary', textContent: `what sets the failing events apart: ${ev.dimensions.map((d) => `${d.column} (${d.score.toFixed(2)})`).join(', ')}` }));
+    for (;;) {
+      const v = await api(verdictUrl(id, waited), undefined, watch.signal);
+      let series = null;
+      try {
+        series = await api(`/api/v1/deploys/${encodeURIComponent(id)}/series`, undefined, watch.signal);
+      } catch (e) {
+        if (e.name === 'AbortError') throw e;
+        series = { error: e.message };
+      }
+      if (detailWatch !== watch) return;
+      shownDeploy = { id, verdict: v.verdict };
+      drawDeploy(v, series);
+      if (v.verdict !== 'pending') break;
+      waited = true;
     }
-    parts.push(el('pre', { 'data-testid': 'deploy-evidence', textContent: JSON.stringify(ev, null, 2) }));
-    $('deploy-detail').replaceChildren(...parts);
+    // It was pending when clicked: the list shows its new verdict too.
+    if (waited) loadDeploys();
   } catch (e) {
-    showError(e.message, null, 'deploys');
+    if (e.name !== 'AbortError') showError(e.message, null, 'deploys');
   }
 }
+
+/** A metric's value as the checks compare it: a ratio as %, a latency in ms. */
+function metricValue(metric, v) {
+  if (v === null || v === undefined) return '–';
+  if (metric === 'error_rate') return `${(v * 100).toFixed(v < 0.1 ? 2 : 1)} %`;
+  return `${Math.round(v * 10) / 10} ms`;
+}
+
+function drawDeploy(v, series) {
+  for (const c of deployCharts) c.destroy();
+  deployCharts = [];
+  // What each deploy chart draws, for browser tests.
+  window.eventideDeployCharts = [];
+  const m = v.marker || {};
+  const ev = v.evidence || {};
+  const parts = [el('h3', {},
+    `${m.service || '(no service)'} ${m.version || ''} · ${m.dataset} · ${when(m.start_time)} · `,
+    el('span', { class: `verdict ${v.verdict}`, 'data-testid': 'deploy-verdict', textContent: v.verdict }),
+    v.verdict === 'pending' ? el('span', { class: 'summary', textContent: ' (waiting for the verdict…)' }) : '')];
+  parts.push(el('p', { class: 'deploy-summary', 'data-testid': 'deploy-summary', textContent: v.summary || ev.summary || '' }));
+  const regressions = ev.regressions || [];
+  if (regressions.length) {
+    parts.push(el('ul', { class: 'regressions', 'data-testid': 'deploy-regressions' },
+      ...regressions.map((r) => el('li', { textContent: r }))));
+  }
+  // A marker on __all__ has one part of the evidence per dataset.
+  const evidences = ev.datasets || [ev];
+  const drawn = (series && series.datasets) || [];
+  if (series && series.error) parts.push(el('div', { class: 'error', textContent: `charts: ${series.error}` }));
+  const several = Math.max(evidences.length, drawn.length) > 1;
+  const names = [...new Set([...evidences.map((e) => e.dataset), ...drawn.map((d) => d.dataset)].filter(Boolean))];
+  const charts = [];
+  for (const name of names.length ? names : [m.dataset]) {
+    const e = evidences.find((x) => x.dataset === name) || (evidences.length === 1 && !several ? evidences[0] : {});
+    const d = drawn.find((x) => x.dataset === name);
+    const box = el('div', { class: 'deploy-dataset', 'data-dataset': name });
+    if (several) box.append(el('h4', { textContent: name }));
+    if (e.reason || (d && d.reason)) box.append(el('div', { class: 'summary', textContent: e.reason || d.reason }));
+    if (e.recovery) box.append(el('div', { class: 'summary', textContent: recoveryText(e.recovery) }));
+    const chartsBox = el('div', { class: 'deploy-charts' });
+    box.append(chartsBox);
+    // The detection in this dataset (a marker on __all__ fails where one of them does).
+    const detected = e.detected_at !== undefined ? e.detected_at : d && d.failed_at;
+    if (d) for (const metric of d.metrics || []) charts.push(deployChart(chartsBox, { ...d, failed_at: detected }, metric, m.version));
+    if (e.dimensions && e.dimensions.length) {
+      box.append(el('div', { class: 'bubbles', 'data-testid': 'deploy-dimensions' },
+        el('div', { class: 'summary', textContent: 'What sets the failing events apart (blue: the failing events, grey: the others):' }),
+        ...e.dimensions.slice(0, 8).map((c) => bubbleCard(c, 'deploy-dimension'))));
+    }
+    if (e.checks && e.checks.length) box.append(checksTable(e, m.start_time));
+    if (e.before) box.append(el('div', { class: 'summary', textContent: windowsText(e) }));
+    parts.push(box);
+  }
+  parts.push(el('details', { class: 'evidence' }, el('summary', { textContent: 'evidence (JSON)' }),
+    el('pre', { 'data-testid': 'deploy-evidence', textContent: JSON.stringify(ev, null, 2) })));
+  $('deploy-detail').replaceChildren(...parts);
+  // Charts are drawn once all their boxes are in the page (their widths are known).
+  for (const draw of charts) draw();
+}
+
+function recoveryText(r) {
+  const fix = r.fix && r.fix.marker_id ? ` (marker ${r.fix.marker_id})` : '';
+  return `recovered at ${when(r.recovered_at)}: ${r.seconds_after_fix ?? '?'} s after the fix${fix} at ${when(r.fix_time)}, ${r.seconds_after_failure ?? '?'} s after the failure`;
+}
+
+/** The numbers compared: before, after and the old version. */
+function windowsText(e) {
+  const one = (name, w) => (w ? `${name}: ${w.events} events, ${metricValue('error_rate', w.error_rate)} errors, p95 ${metricValue('latency_p95', w.p95)}` : '');
+  const st = e.statistics;
+  return [one('before', e.before), one(`after (${e.version || 'new version'})`, e.after), one('old version', e.old_version),
+    st ? `${st.comparisons} comparisons, ${(st.false_positive_rate * 100).toFixed(1)} % false positives at most` : '']
+    .filter(Boolean).join(' · ');
+}
+
+function checksTable(e, deployTime) {
+  const rows = e.checks.map((c) => [METRIC_NAMES[c.metric] || c.metric, c.against === 'old_version' ? 'old version' : 'before',
+    metricValue(c.metric, c.baseline), metricValue(c.metric, c.deployed), metricValue(c.metric, c.threshold),
+    `${(c.log_lr ?? 0).toFixed(1)} / ${(c.log_lr_needed ?? 0).toFixed(1)}`, c.regressed ? 'yes' : 'no',
+    c.detected_at ? `after ${c.detected_at - deployTime} s` : '']);
+  const t = table(['metric', 'against', 'baseline', 'deployed', 'threshold', 'evidence (log LR / needed)', 'regressed', 'detected'],
+    rows, 'deploy-checks');
+  for (const tr of t.querySelectorAll('tbody tr')) if (tr.children[6].textContent === 'yes') tr.className = 'regressed';
+  return t;
+}
+
+/**
+ * One metric of a deploy over time: the service before the deploy, the new version after it and
+ * the old version beside it, with the deploy, the threshold (dashed), the detection and the
+ * recovery. Adds the chart's box to `box`; returns the function that draws it.
+ */
+function deployChart(box, d, metric, version) {
+  const ratio = metric.unit === 'ratio';
+  const sides = DEPLOY_SIDES.filter(([k]) => (metric.series[k] || []).length);
+  const times = [...new Set(sides.flatMap(([k]) => metric.series[k].map((p) => p[0])))].sort((a, b) => a - b);
+  const index = new Map(times.map((t, i) => [t, i]));
+  const data = [times, ...sides.map(([k]) => {
+    const ys = new Array(times.length).fill(null);
+    for (const [t, v] of metric.series[k]) ys[index.get(t)] = v;
+    return ys;
+  })];
+  const labels = sides.map(([k, label]) => (k === 'after' ? `after: ${version || 'new version'}` : label));
+  const c = metric.comparison;
+  const threshold = c && typeof c.threshold === 'number' ? c.threshold : null;
+  const fmt = (v) => (v === null || v === undefined ? '–' : metricValue(ratio ? 'error_rate' : 'latency', v));
+  const lines = [[d.deploy_time, 'deploy', '#d97706', []], [d.failed_at, 'detected', '#b42318', [4, 3]],
+    [d.fix_time, 'fix', '#7c3aed', [4, 3]], [d.recovered_at, 'recovered', '#067647', [4, 3]]]
+    .filter(([t]) => typeof t === 'number');
+  const title = metric.metric === 'error_rate' ? 'error rate' : `${METRIC_NAMES[metric.metric] || metric.metric}${metric.column ? ` of ${metric.column}` : ''}`;
+  const wrap = el('div', { class: 'chart', 'data-testid': `deploy-chart-${metric.metric}`, 'data-metric': metric.metric });
+  wrap.append(el('h3', { textContent: c ? `${title} · threshold ${fmt(threshold)} (against ${c.against === 'old_version' ? 'the old version' : 'before'})${c.regressed ? ' · regressed' : ''}` : title }));
+  box.append(wrap);
+  if (!times.length) {
+    wrap.append(el('div', { class: 'summary', textContent: 'no events in this time range' }));
+    return () => {};
+  }
+  return () => {
+    const u = new uPlot({
+      width: Math.max(wrap.clientWidth - 16, 300),
+      height: 220,
+      series: [{}, ...sides.map(([, , color], i) => ({ label: labels[i], stroke: color, width: 2, spanGaps: false, value: (u, v) => fmt(v) }))],
+      axes: [{}, { size: 70, values: (u, vals) => vals.map((v) => (ratio ? `${+(v * 100).toFixed(2)} %` : `${v} ms`)) }],
+      scales: {
+        x: { time: true, range: () => [d.start, d.end] },
+        y: { range: (u, lo, hi) => [0, (Math.max(hi ?? 0, threshold ?? 0) * 1.15) || (ratio ? 0.01 : 1)] },
+      },
+      hooks: { draw: [(u) => drawGuides(u, lines, threshold, d.deploy_time, d.warmup_end)] },
+    }, data, wrap);
+    deployCharts.push(u);
+    window.eventideDeployCharts.push({ dataset: d.dataset, metric: metric.metric, labels, data, threshold, lines: lines.map(([t, l]) => [l, t]) });
+  };
+}
+
+/** The deploy chart's guides, on its canvas: the warm-up (shaded), the vertical lines, the threshold. */
+function drawGuides(u, lines, threshold, deployTime, warmupEnd) {
+  const { ctx } = u;
+  const { left, top, width, height } = u.bbox;
+  const px = devicePixelRatio;
+  ctx.save();
+  ctx.font = `${11 * px}px system-ui, sans-serif`;
+  if (typeof warmupEnd === 'number' && warmupEnd > deployTime) {
+    const x0 = u.valToPos(deployTime, 'x', true); const x1 = u.valToPos(warmupEnd, 'x', true);
+    ctx.fillStyle = 'rgba(152, 162, 179, 0.18)';
+    ctx.fillRect(x0, top, x1 - x0, height);
+  }
+  if (threshold !== null) {
+    const y = u.valToPos(threshold, 'y', true);
+    ctx.strokeStyle = '#b42318'; ctx.lineWidth = 1.5 * px; ctx.setLineDash([6 * px, 4 * px]);
+    ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(left + width, y); ctx.stroke();
+    ctx.fillStyle = '#b42318'; ctx.textAlign = 'left';
+    ctx.fillText('threshold', left + 4 * px, y - 4 * px);
+  }
+  lines.forEach(([t, label, color, dash], i) => {
+    const x = u.valToPos(t, 'x', true);
+    if (x < left || x > left + width) return;
+    ctx.strokeStyle = color; ctx.lineWidth = 2 * px; ctx.setLineDash(dash.map((n) => n * px));
+    ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+    // Labels one under the other, so close lines stay readable; right of the line unless at the edge.
+    const right = x + ctx.measureText(label).width + 8 * px > left + width;
+    ctx.fillStyle = color; ctx.textAlign = right ? 'right' : 'left';
+    ctx.fillText(label, x + (right ? -4 : 4) * px, top + (12 + 13 * i) * px);
+  });
+  ctx.restore();
+}
+
+// ---------- triggers ----------
 
 /** The selected dataset's triggers; a click lists its recent evaluations. */
 async function loadTriggers() {
@@ -703,6 +933,135 @@ async function showEvaluations(dataset, id) {
   }
 }
 
+// ---------- live tail ----------
+
+/** Rows the live tail keeps (the newest). */
+const TAIL_ROWS = 500;
+
+// The running tail: {ctrl, dataset, columns, rows, received, skipped, shown}, or null.
+let tail = null;
+
+function tailStatus(state, text) {
+  const s = $('tail-status');
+  s.dataset.state = state;
+  s.textContent = text;
+}
+
+function tailCounts(t) {
+  return `${t.received} events received${t.received > t.shown ? ` (${t.received - t.shown} not sent: over 1000 in one batch)` : ''}` +
+    ` · ${t.skipped} batches skipped${t.skipped ? ' (the page fell behind)' : ''}`;
+}
+
+function stopTail() {
+  if (!tail) return;
+  const t = tail;
+  tail = null;
+  t.ctrl.abort();
+  tailStatus('stopped', `stopped · ${tailCounts(t)}`);
+  $('tail-start').disabled = false;
+  $('tail-stop').disabled = true;
+}
+
+/**
+ * Streams the dataset's new events that match the WHERE rows: `GET /api/v1/tail/{dataset}`,
+ * server-sent events read from a fetch (EventSource cannot send the key header).
+ */
+async function startTail() {
+  stopTail();
+  clearErrors();
+  const dataset = $('dataset').value;
+  const filters = readFilters($('tail-filters'));
+  const combination = $('tail-combination').value;
+  if (!dataset) { showError('pick a dataset', null, 'tail'); return; }
+  history.replaceState(null, '', '#tail=' + encodeURIComponent(JSON.stringify({ dataset, filters, filter_combination: combination })));
+  const t = tail = { ctrl: new AbortController(), dataset, columns: ['timestamp'], rows: [], received: 0, shown: 0, skipped: 0 };
+  $('tail-start').disabled = true;
+  $('tail-stop').disabled = false;
+  $('tail-results').replaceChildren();
+  tailStatus('connecting', `connecting to ${dataset}…`);
+  const q = new URLSearchParams({ filters: JSON.stringify(filters), filter_combination: combination });
+  try {
+    const r = await fetch(`/api/v1/tail/${encodeURIComponent(dataset)}?${q}`, { headers: { 'X-Honeycomb-Team': key }, signal: t.ctrl.signal });
+    if (!r.ok) {
+      let reply = null;
+      try { reply = await r.json(); } catch { reply = null; }
+      if (r.status === 401) askKey();
+      throw new ApiError((reply && reply.error) || `HTTP ${r.status}`, r.status);
+    }
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value.replaceAll('\r\n', '\n');
+      // An SSE message ends with a blank line; `event:` names it, `data:` lines carry it.
+      for (let end = buf.indexOf('\n\n'); end >= 0; end = buf.indexOf('\n\n')) {
+        const frame = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        let event = 'message'; const data = [];
+        for (const line of frame.split('\n')) {
+          if (line.startsWith('event:')) event = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        }
+        if (data.length && tail === t) tailMessage(t, event, JSON.parse(data.join('\n')));
+      }
+    }
+    if (tail === t) { stopTail(); tailStatus('stopped', `the server closed the stream · ${tailCounts(t)}`); }
+  } catch (e) {
+    if (e.name === 'AbortError' || tail !== t) return;
+    stopTail();
+    tailStatus('error', 'not connected');
+    showError(e.message, null, 'tail');
+  }
+}
+
+function tailMessage(t, event, body) {
+  if (event === 'ready') {
+    tailStatus('connected', `connected to ${t.dataset} · ${tailCounts(t)}`);
+  } else if (event === 'events') {
+    t.received += body.matched ?? body.events.length;
+    t.shown += body.events.length;
+    tailRows(t, body.events);
+    tailStatus('connected', `connected to ${t.dataset} · ${tailCounts(t)}`);
+  } else if (event === 'skipped') {
+    t.skipped += body.batches || 0;
+    tailStatus('connected', `connected to ${t.dataset} · ${tailCounts(t)}`);
+  } else if (event === 'error') {
+    showError(body.error || JSON.stringify(body), null, 'tail');
+  }
+}
+
+/** New events on top (the newest first), highlighted briefly; the table keeps TAIL_ROWS. */
+function tailRows(t, events) {
+  const fresh = [...events].reverse();
+  const before = t.columns.length;
+  for (const e of fresh) {
+    for (const k of Object.keys(e)) if (!t.columns.includes(k)) t.columns.push(k);
+  }
+  if (t.columns.length !== before) {
+    // Columns in the order first seen, the timestamp first and `_` fields (_samplerate) last.
+    const rest = t.columns.slice(1);
+    t.columns = ['timestamp', ...rest.filter((c) => !c.startsWith('_')), ...rest.filter((c) => c.startsWith('_'))];
+  }
+  t.rows = [...fresh, ...t.rows].slice(0, TAIL_ROWS);
+  const row = (e, isNew) => el('tr', isNew ? { class: 'fresh' } : {}, ...t.columns.map((c) => el('td', { textContent: cellText(e[c]) })));
+  let body = $('tail-results').querySelector('tbody');
+  if (!body || t.columns.length !== before) {
+    body = el('tbody', {}, ...t.rows.map((e, i) => row(e, i < fresh.length)));
+    $('tail-results').replaceChildren(el('table', { 'data-testid': 'tail-table', class: 'tail' },
+      el('thead', {}, el('tr', {}, ...t.columns.map((c) => el('th', { textContent: c })))), body));
+    return;
+  }
+  body.prepend(...fresh.slice(0, TAIL_ROWS).map((e) => row(e, true)));
+  while (body.children.length > TAIL_ROWS) body.lastElementChild.remove();
+}
+
+/** The tail of a link (`#tail={…}`): its dataset and WHERE, started. */
+function tailFromUrl() {
+  if (!location.hash.startsWith('#tail=')) return null;
+  try { return JSON.parse(decodeURIComponent(location.hash.slice('#tail='.length))); } catch { return null; }
+}
+
 async function start() {
   if (!key) { askKey(); return; }
   $('key-panel').hidden = true;
@@ -713,19 +1072,42 @@ async function start() {
     showError(e.message, null, 'general');
     return;
   }
+  const tailed = tailFromUrl();
+  if (tailed) {
+    fillForm({ dataset: tailed.dataset || $('dataset').value });
+    $('tail-filters').replaceChildren(...(tailed.filters || []).map((f) => filterRow(f, 'tail-filter')));
+    $('tail-combination').value = tailed.filter_combination || 'AND';
+    showTab('tail');
+    await loadColumns($('dataset').value);
+    startTail();
+    return;
+  }
   const s = stateFromUrl();
-  if (s) fillForm(s); else fillForm({ dataset: $('dataset').value });
+  if (s) { fillForm(s); queryHash = location.hash; } else fillForm({ dataset: $('dataset').value });
   await loadColumns($('dataset').value);
   if (s && s.dataset) await run();
 }
 
 function showTab(which) {
+  const leavingTail = !$('tail-view').hidden && which !== 'tail';
   for (const v of VIEWS) {
     $(`${v}-view`).hidden = which !== v;
     $(`tab-${v}`).classList.toggle('active', which === v);
   }
-  if (which === 'deploys') loadDeploys();
+  if (which !== 'deploys') stopDeployWatches();
+  if (which !== 'tail') stopTail();
+  if (leavingTail && location.hash.startsWith('#tail=')) history.replaceState(null, '', queryHash || location.pathname);
+  if (which === 'deploys') {
+    loadDeploys();
+    // Back on the page: a shown deploy still being checked is waited for again.
+    if (shownDeploy && shownDeploy.verdict === 'pending') showDeploy(shownDeploy.id);
+  }
   if (which === 'triggers') loadTriggers();
+}
+
+/** A change of the tail's WHERE (or dataset) while it runs: start again with it. */
+function retail() {
+  if (tail) startTail();
 }
 
 $('key-form').onsubmit = (e) => {
@@ -744,10 +1126,18 @@ $('range').onchange = () => { $('absolute').hidden = $('range').value !== 'custo
 $('dataset').onchange = () => {
   loadColumns($('dataset').value);
   if (!$('triggers-view').hidden) loadTriggers();
+  retail();
 };
 for (const v of VIEWS) $(`tab-${v}`).onclick = () => showTab(v);
 $('deploys-refresh').onclick = loadDeploys;
 $('deploys-service').onchange = loadDeploys;
 $('triggers-refresh').onclick = loadTriggers;
+$('tail-form').onsubmit = (e) => { e.preventDefault(); startTail(); };
+$('tail-stop').onclick = stopTail;
+$('tail-add-filter').onclick = () => $('tail-filters').append(filterRow({ op: '=' }, 'tail-filter'));
+$('tail-filters').addEventListener('change', retail);
+$('tail-filters').addEventListener('click', (e) => { if (e.target.tagName === 'BUTTON') retail(); });
+$('tail-combination').onchange = retail;
+addEventListener('pagehide', stopTail);
 $('sql-run').onclick = runSql;
 start();

@@ -50,13 +50,35 @@ fn asset(content_type: &'static str, bytes: &'static [u8]) -> Response {
     r
 }
 
+/// For working on the page: `EVENTIDE_UI_DIR=ui/assets` serves the files from that directory
+/// at each request instead of the copies built in (the same names only).
+fn from_dir(path: &str) -> Option<Vec<u8>> {
+    let dir = std::env::var_os("EVENTIDE_UI_DIR")?;
+    std::fs::read(std::path::Path::new(&dir).join(path)).ok()
+}
+
 async fn index() -> Response {
-    asset("text/html; charset=utf-8", INDEX.as_bytes())
+    match from_dir("index.html") {
+        Some(b) => asset_owned("text/html; charset=utf-8", b),
+        None => asset("text/html; charset=utf-8", INDEX.as_bytes()),
+    }
+}
+
+fn asset_owned(content_type: &'static str, bytes: Vec<u8>) -> Response {
+    let mut r = bytes.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }
 
 async fn file(Path(path): Path<String>) -> Response {
     match ASSETS.iter().find(|(p, _, _)| *p == path) {
-        Some((_, t, b)) => asset(t, b),
+        Some((p, t, b)) => match from_dir(p) {
+            Some(owned) => asset_owned(t, owned),
+            None => asset(t, b),
+        },
         None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
     }
 }

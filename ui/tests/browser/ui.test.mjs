@@ -5,6 +5,7 @@
 // EVENTIDE_DATASET (seeded
 // with `service.name`, `duration_ms`, `http.status_code`, `build_id`: every tenth event slow and
 // from build-2), EVENTIDE_WIDE_DATASET (100,000 distinct `user_id`), EVENTIDE_SCREENSHOTS.
+// The script seeds a failing deploy itself (dataset `deploys`) and sends the live tail's events.
 // Exits non-zero with the failed check on stderr.
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
@@ -36,6 +37,57 @@ async function get(p) {
   const j = await r.json();
   assert.equal(r.status, 200, `${p}: ${JSON.stringify(j)}`);
   return j;
+}
+
+async function put(p, body, key) {
+  const r = await fetch(url + p, {
+    method: 'PUT',
+    headers: { 'X-Honeycomb-Team': key, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const j = await r.json();
+  assert.equal(r.status, 200, `${p}: ${JSON.stringify(j)}`);
+  return j;
+}
+
+/** Waits until `dataset` holds `n` queryable events. */
+async function waitCount(ds, n) {
+  for (let i = 0; ; i++) {
+    const r = await api('/api/v1/sql', { sql: `SELECT count(*) FROM "${ds}"` });
+    if (Number(r.rows[0][0]) >= n) return;
+    assert.ok(i < 300, `${ds} holds ${n} events (has ${r.rows[0][0]})`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+/**
+ * A deploy of checkout that failed, all in the past so it is decided at once: 10 minutes of
+ * v42 at 20 events/s with 5 % errors (status 500), then 2 minutes of v43 with 15 % errors, all
+ * of them in region eu-west-1. Returns the marker.
+ */
+async function seedFailingDeploy(ds) {
+  await put(`/api/v1/conventions/${ds}`, { deploy_check: { baseline_seconds: 600, observe_seconds: 120, min_events: 200 } }, process.env.EVENTIDE_ADMIN_KEY);
+  const deployAt = serverNow() - 150;
+  const regions = ['eu-west-1', 'us-east-1', 'ap-south-1'];
+  const items = [];
+  for (let n = 0; n < 20 * 720; n++) {
+    const t = deployAt - 600 + n / 20;
+    const after = t >= deployAt;
+    const region = regions[n % 3];
+    // v42: every 20th event of each region fails (5 %); v43: 9 of 20 in eu-west-1 (45 %, 15 %
+    // overall), none elsewhere.
+    const j = Math.floor(n / 3);
+    const failing = after ? region === 'eu-west-1' && j % 20 < 9 : j % 20 === 0;
+    items.push({ time: t, data: {
+      'service.name': 'checkout', 'service.version': after ? 'v43' : 'v42', region,
+      'http.status_code': failing ? 500 : 200,
+      // Latencies spread out (20..420 ms), the same before and after, unrelated to the errors.
+      duration_ms: 20 + ((n * 7919) % 1000) ** 2 / 2500 + 0.5,
+    } });
+  }
+  for (let i = 0; i < items.length; i += 5000) await api(`/1/batch/${ds}`, items.slice(i, i + 5000), ingestKey);
+  await waitCount(ds, items.length);
+  return api(`/1/markers/${ds}`, { type: 'deploy', service: 'checkout', version: 'v43', message: 'checkout v43: new payment client', start_time: deployAt }, ingestKey);
 }
 
 /** How the page prints a number (cellText in app.js). */
@@ -234,7 +286,51 @@ try {
   const evidence = JSON.parse(await page.getByTestId('deploy-evidence').textContent());
   assert.equal(evidence.service, 'checkout');
   assert.ok(evidence.before.events > 0, 'evidence counts the events before the deploy');
+
+  // A failing deploy drawn: the summary and sentences, a chart per metric with its lines, the
+  // BubbleUp bars naming the region, the checks.
+  const failing = await seedFailingDeploy('deploys');
+  await page.click('#deploys-refresh');
+  await page.waitForFunction((id) => [...document.querySelectorAll('[data-testid="deploys-table"] tbody tr')]
+    .some((tr) => tr.lastElementChild.textContent === id && tr.children[4].textContent === 'fail'), failing.id, { timeout: 30_000 });
+  await page.locator('[data-testid="deploys-table"] tbody tr', { hasText: failing.id }).click();
+  await page.waitForSelector('[data-testid="deploy-chart-error_rate"] canvas');
+  await page.waitForSelector('[data-testid="deploy-chart-latency_p95"] canvas');
+  const failed = await get(`/api/v1/deploys/${failing.id}/verdict`);
+  assert.equal(failed.verdict, 'fail');
+  const summary = await page.getByTestId('deploy-summary').textContent();
+  assert.equal(summary, failed.summary, 'the summary the API gives');
+  assert.match(summary, /checkout/);
+  assert.match(summary, /v43/);
+  const sentences = await page.locator('[data-testid="deploy-regressions"] li').allTextContents();
+  assert.deepEqual(sentences, failed.evidence.regressions);
+  assert.ok(sentences.some((r) => /error rate/.test(r)), `regressions: ${sentences}`);
+  const region = page.locator('[data-testid="deploy-dimensions"] [data-testid="deploy-dimension"][data-column="region"]');
+  assert.equal(await region.count(), 1, 'a BubbleUp card for region');
+  assert.equal(await region.locator('.bubble-row .label').first().textContent(), 'eu-west-1', 'eu-west-1 first: the failing region');
+  assert.ok(await region.locator('.bar.sel').count() > 0 && await region.locator('.bar.base').count() > 0, 'two bars per value');
+  const deployLegend = await page.locator('[data-testid="deploy-chart-error_rate"] .u-legend .u-series th').allTextContents();
+  assert.ok(deployLegend.some((l) => l.includes('before')), `legend has before: ${deployLegend}`);
+  assert.ok(deployLegend.some((l) => l.includes('after')), `legend has after: ${deployLegend}`);
+  // The lines are the API's series; the guides are its deploy time, threshold and detection.
+  const deploySeries = await get(`/api/v1/deploys/${failing.id}/series`);
+  const drawnDeploy = await page.evaluate(() => window.eventideDeployCharts);
+  const ds0 = deploySeries.datasets[0];
+  assert.deepEqual(drawnDeploy.map((c) => c.metric), ds0.metrics.map((m) => m.metric));
+  for (const c of drawnDeploy) {
+    const m = ds0.metrics.find((x) => x.metric === c.metric);
+    for (const [i, side] of ['before', 'after'].entries()) {
+      assert.ok(c.labels[i].startsWith(side), `${c.metric} line ${i} is ${side}: ${c.labels}`);
+      const got = c.data[0].map((t, j) => [t, c.data[i + 1][j]]).filter(([, v]) => v !== null);
+      assert.deepEqual(got, m.series[side].filter(([, v]) => v !== null), `${c.metric} ${side} line`);
+    }
+    assert.equal(c.threshold, m.comparison.threshold, `${c.metric} threshold`);
+    assert.deepEqual(c.lines.slice(0, 2), [['deploy', ds0.deploy_time], ['detected', ds0.failed_at]]);
+  }
+  assert.equal(await page.locator('[data-testid="deploy-checks"] tbody tr').count(), failed.evidence.checks.length);
+  assert.equal(JSON.parse(await page.getByTestId('deploy-evidence').textContent()).summary, failed.evidence.summary);
   await page.screenshot({ path: path.join(shots, 'deploys.png'), fullPage: true });
+  await page.locator('#deploy-detail').screenshot({ path: path.join(shots, 'deploy-chart.png') });
 
   // The triggers page: a trigger of the dataset with its recent evaluations.
   const trigger = await api(`/1/triggers/${dataset}`, {
@@ -257,6 +353,51 @@ try {
   const evals = await tableRows(page, 'evaluations-table');
   assert.equal(evals[evals.length - 1][3], 'triggered', 'the first evaluation fired');
   await page.screenshot({ path: path.join(shots, 'triggers.png'), fullPage: true });
+
+  // The live tail: new events of the dataset matching its WHERE, newest first.
+  await page.getByTestId('dataset-select').selectOption(dataset);
+  await page.click('#tab-tail');
+  await page.getByTestId('tail-add-filter').click();
+  await page.getByTestId('tail-filter-column').fill('http.status_code');
+  await page.getByTestId('tail-filter-op').selectOption('>=');
+  await page.getByTestId('tail-filter-value').fill('500');
+  await page.getByTestId('tail-start').click();
+  await page.waitForSelector('[data-testid="tail-status"][data-state="connected"]', { timeout: 15_000 });
+  const tailMark = `tail-${process.pid}-${Date.now()}`;
+  // Waits (checking at each animation frame) until the tail table has `n` rows holding `mark`;
+  // gives the page's clock at that moment (the same machine's clock as the script's).
+  const waitTailed = (mark, n) => page.waitForFunction(([m, want]) => {
+    const rows = [...document.querySelectorAll('[data-testid="tail-table"] tbody tr')]
+      .filter((tr) => [...tr.children].some((td) => td.textContent === m));
+    return rows.length >= want ? Date.now() : false;
+  }, [mark, n], { timeout: 15_000, polling: 'raf' });
+  const batch = Array.from({ length: 20 }, (_, i) => ({ time: serverNow(), data: {
+    tail_marker: tailMark, n: i, 'http.status_code': i % 2 ? 200 : 500, 'service.name': 'tail-test' } }));
+  await api(`/1/batch/${dataset}`, batch, ingestKey);
+  const ack = Date.now();
+  const seen = await waitTailed(tailMark, 10);
+  console.log(`tail: ack to visible ${(await seen.jsonValue()) - ack} ms`);
+  // One more matching event after them: once it is shown, the 200s of the first batch would
+  // have been too.
+  await api(`/1/batch/${dataset}`, [{ time: serverNow(), data: { tail_marker: `${tailMark}-end`, 'http.status_code': 503 } }], ingestKey);
+  await waitTailed(`${tailMark}-end`, 1);
+  const tailRows = await tableRows(page, 'tail-table');
+  const tailHead = await page.$$eval('[data-testid="tail-table"] thead th', (ths) => ths.map((th) => th.textContent));
+  assert.equal(tailHead[0], 'timestamp', 'the timestamp first');
+  const col = (name) => tailHead.indexOf(name);
+  const ours = tailRows.filter((r) => r[col('tail_marker')] === tailMark);
+  assert.equal(ours.length, 10, 'the 10 matching events');
+  assert.ok(ours.every((r) => r[col('http.status_code')] === '500'), 'only status >= 500');
+  assert.equal(tailRows[0][col('tail_marker')], `${tailMark}-end`, 'the newest first');
+  assert.match(await page.getByTestId('tail-status').textContent(), /connected to .* 11 events received/);
+  await page.screenshot({ path: path.join(shots, 'tail.png'), fullPage: true });
+  // The tail is in the URL: a reload starts it again with its WHERE.
+  assert.ok(new URL(page.url()).hash.startsWith('#tail='), 'tail in the URL');
+  await page.reload();
+  await page.waitForSelector('[data-testid="tail-status"][data-state="connected"]', { timeout: 15_000 });
+  assert.equal(await page.getByTestId('tail-filter-value').inputValue(), '500');
+  await page.getByTestId('tail-stop').click();
+  await page.waitForSelector('[data-testid="tail-status"][data-state="stopped"]');
 
   assert.deepEqual(pageErrors, [], 'no script errors in the page');
   console.log('ui browser test: ok');
