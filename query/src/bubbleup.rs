@@ -223,20 +223,23 @@ impl QueryEngine {
         }
         for (name, t) in present {
             let float = matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64);
-            let values = if float {
+            let (values, (sel_t, base_t)) = if float {
                 self.decile_shares(&plan, &name, &sums, &mut stats).await?
             } else {
-                self.top_shares(&plan, &name, &sums, sel_n, base_n, limit, &mut stats)
+                self.top_shares(&plan, &name, &sums, limit, &mut stats)
                     .await?
             };
+            // Shares of the totals this column's own scan saw (events may have arrived since
+            // the first one).
+            let (sel_t, base_t) = (sel_t.max(1) as f64, base_t.max(1) as f64);
             let mut values: Vec<ValueShare> = values
                 .into_iter()
                 .map(|(value, s, b)| ValueShare {
                     value,
                     selection_count: s,
                     baseline_count: b,
-                    selection: s as f64 / sel_n as f64,
-                    baseline: b as f64 / base_n as f64,
+                    selection: s as f64 / sel_t,
+                    baseline: b as f64 / base_t,
                 })
                 .collect();
             let shown_s: f64 = values.iter().map(|v| v.selection).sum();
@@ -270,31 +273,42 @@ impl QueryEngine {
     }
 
     /// The values most frequent in either group (by share), with their counts in each.
-    #[allow(clippy::too_many_arguments)]
     async fn top_shares(
         &self,
         plan: &crate::spec::Plan,
         name: &str,
         sums: &str,
-        sel_n: i64,
-        base_n: i64,
         limit: usize,
         stats: &mut crate::engine::ScanStats,
-    ) -> Result<Vec<(Option<String>, i64, i64)>> {
+    ) -> Result<(Shares, (i64, i64))> {
+        // The groups' totals come from the same scan as their counts (window sums over every
+        // group), so shares stay within 100 % while events arrive between this query and the
+        // first one.
         let sql = format!(
-            "SELECT CAST({col} AS VARCHAR) AS v, {sums} FROM {} WHERE {} GROUP BY 1 \
-             ORDER BY GREATEST(s__n / {}, b__n / {}) DESC, 1 LIMIT {}",
+            "SELECT v, s__n, b__n, SUM(s__n) OVER () AS s__t, SUM(b__n) OVER () AS b__t FROM \
+             (SELECT CAST({col} AS VARCHAR) AS v, {sums} FROM {} WHERE {} GROUP BY 1) \
+             ORDER BY GREATEST(s__n / GREATEST(s__t, 1.0), b__n / GREATEST(b__t, 1.0)) DESC, 1 \
+             LIMIT {}",
             plan.table,
             plan.where_sql,
-            float_lit(sel_n as f64)?,
-            float_lit(base_n as f64)?,
             limit * 2,
             col = ident(name),
         );
         let (_, batches) = self.internal_sql_batches(&sql, stats).await?;
-        Ok(shares(&batches, |b, r| {
-            cell(b.column(0), r).as_str().map(str::to_owned)
-        }))
+        let totals = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| {
+                let n = |i: usize| cell(b.column(i), 0).as_i64().unwrap_or(0);
+                (n(3), n(4))
+            })
+            .unwrap_or((0, 0));
+        Ok((
+            shares(&batches, |b, r| {
+                cell(b.column(0), r).as_str().map(str::to_owned)
+            }),
+            totals,
+        ))
     }
 
     /// Counts per decile of the scope's values (and absent), labelled `[lo, hi)`.
@@ -304,7 +318,7 @@ impl QueryEngine {
         name: &str,
         sums: &str,
         stats: &mut crate::engine::ScanStats,
-    ) -> Result<Vec<(Option<String>, i64, i64)>> {
+    ) -> Result<(Shares, (i64, i64))> {
         let col = format!("CAST({} AS DOUBLE)", ident(name));
         let qs: Vec<String> = (1..10)
             .map(|i| {
@@ -358,11 +372,19 @@ impl QueryEngine {
             let hi = cuts.get(k).map_or("inf".to_owned(), |c| format!("{c}"));
             Some(format!("[{lo}, {hi})"))
         };
-        Ok(shares(&batches, |b, r| {
+        let values = shares(&batches, |b, r| {
             cell(b.column(0), r).as_i64().and_then(label)
-        }))
+        });
+        // Every group is here: their sums are the totals of this very scan.
+        let totals = values
+            .iter()
+            .fold((0, 0), |(s, b), (_, vs, vb)| (s + vs, b + vb));
+        Ok((values, totals))
     }
 }
+
+/// (value, selection count, baseline count) per group.
+type Shares = Vec<(Option<String>, i64, i64)>;
 
 /// (value, selection count, baseline count) per row of `SELECT v, s__n, b__n` batches.
 fn shares(

@@ -227,3 +227,77 @@ async fn bubbleup_names_the_seeded_difference() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// BubbleUp while events keep arriving in its scope: its per-column shares come from one scan
+/// each, so none is above 100 % and a column's shares never add up past it. (Before, the
+/// totals came from a first scan and the counts from later ones: "101 % of the failing
+/// events" in the deploy loop's evidence.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bubbleup_shares_stay_within_their_scan_while_ingest_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = common::TestClock::new();
+    let s = Server::start_with(dir.path(), &["--clock-start", &clock.start_value()], &[]).await;
+    let now = clock.now_us() / 1_000_000;
+    let batch = move |k: i64| -> Vec<Json> {
+        (0..200)
+            .map(|i| {
+                let region = ["eu", "us", "ap"][(i % 3) as usize];
+                json!({"time": now - 300 + (k + i) % 300, "data": {
+                    "region": region,
+                    "http.status_code": if i % 4 == 0 { 500 } else { 200 },
+                    "duration_ms": 10.0 + (i % 50) as f64,
+                }})
+            })
+            .collect()
+    };
+    s.send_batch("live", &batch(0)).await;
+    s.wait_count("live", 200).await;
+    let url = s.url.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let client = s.client.clone();
+        tokio::spawn(async move {
+            let mut k = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client
+                    .post(format!("{url}/1/batch/live"))
+                    .header("X-Honeycomb-Team", INGEST_KEY)
+                    .json(&batch(k))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                k += 1;
+            }
+            k
+        })
+    };
+    for _ in 0..20 {
+        let r = s
+            .post("/api/v1/bubbleup/live", QUERY_KEY)
+            .json(&json!({"time_range": 3600, "selection": {"filters": [
+                {"column": "http.status_code", "op": ">=", "value": 500}]}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let b: Json = r.json().await.unwrap();
+        for c in b["columns"].as_array().unwrap() {
+            let (mut sel, mut base) = (0.0, 0.0);
+            for v in c["values"].as_array().unwrap() {
+                let (vs, vb) = (
+                    v["selection"].as_f64().unwrap(),
+                    v["baseline"].as_f64().unwrap(),
+                );
+                assert!(vs <= 1.0 && vb <= 1.0, "{c}");
+                sel += vs;
+                base += vb;
+            }
+            assert!(sel <= 1.0 + 1e-9 && base <= 1.0 + 1e-9, "{c}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let batches = writer.await.unwrap();
+    eprintln!("20 BubbleUps during {batches} batches of ingest");
+}
