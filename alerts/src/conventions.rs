@@ -79,7 +79,7 @@ pub struct DeployCheckSettings {
     pub z: f64,
     /// Error rate rises smaller than this fraction of the baseline rate are tolerated...
     pub error_rate_tolerance: f64,
-    /// ...and so are rises smaller than this many points of error rate (0.002 = 0.2 %).
+    /// ...and so are rises smaller than this many points of error rate (0.001 = 0.1 %).
     pub min_error_rate_increase: f64,
     /// Latency percentile rises smaller than this fraction are tolerated.
     pub latency_tolerance: f64,
@@ -103,7 +103,7 @@ impl Default for DeployCheckSettings {
             false_positive_rate: 0.01,
             z: 3.3,
             error_rate_tolerance: 0.1,
-            min_error_rate_increase: 0.002,
+            min_error_rate_increase: 0.001,
             latency_tolerance: 0.2,
             recovery_false_rate: 0.02,
             recovery_seconds: 3600,

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use crate::AlertError;
 use crate::conventions::Conventions;
-use crate::deploy_stats::{Baseline, Bucket};
+use crate::deploy_stats::{BUCKET_MS, Baseline, Bucket};
 
 fn micros_lit(s: i64) -> String {
     string_lit(&eventide_model::time::format_micros(
@@ -175,7 +175,7 @@ impl Scope {
         Ok(out)
     }
 
-    /// The service's events (`which`) in `[start, end)` per second, with the events slower
+    /// The service's events (`which`) in `[start, end)` per [`BUCKET_MS`], with the events slower
     /// than each latency value of `slower`, or, where it is `None`, the errors again (so a
     /// recovery test reads its hits from `slower` whatever it compares).
     pub async fn buckets(
@@ -190,7 +190,11 @@ impl Scope {
         let lat = self.latency();
         let err = &self.error;
         let mut cols = vec![
-            format!("to_unixtime({ts}) AS s"),
+            // Timestamps are microseconds.
+            format!(
+                "CAST({ts} AS BIGINT) / {us} * {BUCKET_MS} AS s",
+                us = BUCKET_MS * 1000
+            ),
             "COUNT(*)".into(),
             format!("SUM(CASE WHEN {err} THEN 1 ELSE 0 END)"),
             format!("COUNT({lat})"),
@@ -231,7 +235,7 @@ impl Scope {
             .map(|row| {
                 let u = |i: usize| row.get(i).and_then(Json::as_u64).unwrap_or(0);
                 Bucket {
-                    second: row[0].as_i64().unwrap_or(0),
+                    start_ms: row[0].as_i64().unwrap_or(0),
                     events: u(1),
                     errors: u(2),
                     latency_events: u(3),

@@ -5,12 +5,12 @@
 //! - [`Baseline`]s: the service's events in the window before the deploy (`before`) and, where
 //!   the old version still runs beside the new one, the old version's events since the deploy
 //!   (`old_version`).
-//! - [`Bucket`]s: the new version's events after the deploy, one per second, with the number of
+//! - [`Bucket`]s: the new version's events after the deploy, one per [`BUCKET_MS`], with the number of
 //!   errors and, for each latency [`Threshold`], the number slower than it.
 //!
 //! # The tests
 //! Each comparison is a [`sequential`](crate::sequential) rise test on a rate, looked at after
-//! every second of data:
+//! every bucket of data:
 //! - **Error rate**: the share of stored events that are errors. The null rate is the
 //!   baseline's rate bounded `z` standard errors up (Wilson), raised by the tolerances:
 //!   `max(u·(1 + error_rate_tolerance), u + min_error_rate_increase)`.
@@ -25,10 +25,10 @@
 //! that the check *ever* fails is at most `α + m·Φ(−z)`, `m` the baseline figures estimated
 //! (at most 8); at the defaults (α = 1 %, z = 3.3) at most 1.4 %, and far less in practice:
 //! the null is a rise *beyond* the tolerances, so a deploy that changes nothing sits well
-//! inside it (0 of 128 clean deploys failed in `eventide-bench deploys`).
+//! inside it (0 of 256 clean deploys failed in `eventide-bench deploys --deploys 512`).
 //!
 //! The first `warmup_events` new events (and the first `warmup_seconds`) are left out: the
-//! warm-up ends with the first second by which that many had arrived.
+//! warm-up ends with the first bucket (a quarter second) by which that many had arrived.
 //!
 //! # Recovery
 //! A failed check watches for the fix ([`recovery`]): from each later deploy or rollback marker
@@ -47,6 +47,9 @@ use crate::sequential::{log_lr_fall, log_lr_rise, wilson_upper};
 
 /// The percentiles compared.
 pub const QUANTILES: [(f64, &str); 3] = [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")];
+
+/// Events are counted in buckets this long (ms).
+pub const BUCKET_MS: i64 = 250;
 
 /// Candidate fix points without a marker are this many seconds apart.
 pub const RECOVERY_STEP_S: i64 = 5;
@@ -77,11 +80,11 @@ impl Baseline {
     }
 }
 
-/// One second of the new version's events.
+/// One [`BUCKET_MS`] of the new version's events.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Bucket {
-    /// Unix second.
-    pub second: i64,
+    /// Where it starts, Unix milliseconds (a multiple of [`BUCKET_MS`]).
+    pub start_ms: i64,
     pub events: u64,
     pub errors: u64,
     pub latency_events: u64,
@@ -150,7 +153,8 @@ pub struct Comparison {
     pub log_lr: f64,
     pub log_lr_needed: f64,
     pub regressed: bool,
-    /// The end of the second of data at which the evidence first sufficed (Unix seconds).
+    /// The end of the bucket of data at which the evidence first sufficed (Unix seconds,
+    /// rounded up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected_at: Option<i64>,
     /// For a latency comparison: which threshold (index into the thresholds).
@@ -163,7 +167,7 @@ pub struct Comparison {
 pub struct Decision {
     pub verdict: Verdict,
     pub comparisons: Vec<Comparison>,
-    /// The first second after the warm-up.
+    /// The first second after the warm-up (rounded down).
     pub warmup_end: Option<i64>,
     /// New events after the warm-up.
     pub after_events: u64,
@@ -172,6 +176,11 @@ pub struct Decision {
     /// Comparisons whose share of hits is above the null without the evidence to fail: the
     /// reason a finished check is `inconclusive` rather than `pass`.
     pub unsure: Vec<Comparison>,
+}
+
+/// The end of bucket `b`, in whole seconds (rounded up).
+fn end_s(b: &Bucket) -> i64 {
+    (b.start_ms + BUCKET_MS + 999).div_euclid(1000)
 }
 
 /// What a check has seen of a deploy.
@@ -183,7 +192,7 @@ pub struct Observed<'a> {
     /// The new version's summary (for display only).
     pub deployed: &'a Baseline,
     pub thresholds: &'a [Threshold],
-    /// The new version's events per second, oldest first.
+    /// The new version's events per bucket, oldest first.
     pub buckets: &'a [Bucket],
 }
 
@@ -197,16 +206,16 @@ pub fn decide(s: &DeployCheckSettings, t0: i64, now_s: i64, o: &Observed<'_>) ->
         buckets,
     } = *o;
     let z = s.z;
-    // The warm-up: whole seconds until `warmup_events` new events arrived.
+    // The warm-up: whole buckets until `warmup_events` new events arrived.
     let mut seen = 0u64;
     let mut warmup_end = None;
     let mut start = buckets.len();
     for (i, b) in buckets.iter().enumerate() {
-        if b.second < t0 + s.warmup_seconds as i64 {
+        if b.start_ms < (t0 + s.warmup_seconds as i64) * 1000 {
             continue;
         }
         if seen >= s.warmup_events {
-            warmup_end = Some(b.second);
+            warmup_end = Some(b.start_ms.div_euclid(1000));
             start = i;
             break;
         }
@@ -295,7 +304,7 @@ pub fn decide(s: &DeployCheckSettings, t0: i64, now_s: i64, o: &Observed<'_>) ->
             k += hits;
             let llr = log_lr_rise(k as f64, n as f64, c.null_rate);
             if llr >= needed && c.detected_at.is_none() {
-                c.detected_at = Some((b.second + 1).min(now_s.max(b.second)));
+                c.detected_at = Some(end_s(b).min(now_s.max(b.start_ms.div_euclid(1000))));
                 c.regressed = true;
             }
             c.log_lr = llr;
@@ -367,12 +376,13 @@ pub fn fix_points(markers: &[(i64, String)], failed_at: i64, now_s: i64) -> Vec<
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recovery {
     pub fix: FixPoint,
-    /// The end of the second of data at which every failed comparison looked healthy again.
+    /// The end of the bucket of data at which every failed comparison looked healthy again
+    /// (Unix seconds, rounded up).
     pub recovered_at: i64,
 }
 
 /// Whether the service recovered from the failed comparisons, given its events (all versions)
-/// per second with, for each failed comparison in order, the hits (errors or slower events).
+/// per bucket with, for each failed comparison in order, the hits (errors or slower events).
 /// `buckets[i].slower[j]` is comparison `j`'s hit count; `events` / `latency_events` the trials.
 pub fn recovery(
     s: &DeployCheckSettings,
@@ -405,7 +415,7 @@ pub fn recovery(
         let needed = needed_for(fix);
         let mut at: Vec<Option<i64>> = vec![None; failed.len()];
         let mut sums = vec![(0u64, 0u64); failed.len()];
-        for b in buckets.iter().filter(|b| b.second >= fix.time) {
+        for b in buckets.iter().filter(|b| b.start_ms >= fix.time * 1000) {
             for (j, c) in failed.iter().enumerate() {
                 let n = if c.threshold_index.is_none() {
                     b.events
@@ -418,7 +428,7 @@ pub fn recovery(
                 let p_bad = (c.null_rate + failed_rate.max(c.null_rate)) / 2.0;
                 let llr = log_lr_fall(sums[j].1 as f64, sums[j].0 as f64, p_bad, c.healthy_rate);
                 if at[j].is_none() && llr >= needed {
-                    at[j] = Some(b.second + 1);
+                    at[j] = Some(end_s(b));
                 }
             }
             if at.iter().all(Option::is_some) {
@@ -463,15 +473,23 @@ mod tests {
         }
     }
 
-    /// 200 events a second from `t0` at error rate `rate`, slower-than-threshold shares given.
+    /// 200 events a second from `t0` for `n` seconds (four buckets of 50 each) at error rate
+    /// `rate`, slower-than-threshold shares given.
     fn seconds(t0: i64, n: i64, rate: f64, slow: [f64; 3]) -> Vec<Bucket> {
-        (0..n)
-            .map(|i| Bucket {
-                second: t0 + i,
-                events: 200,
-                errors: (200.0 * rate).round() as u64,
-                latency_events: 200,
-                slower: slow.iter().map(|s| (200.0 * s).round() as u64).collect(),
+        (0..n * 4)
+            .map(|i| {
+                // Spread the hits evenly: a share of 5 % is 5 % of every second, not 6 %.
+                let hits = |share: f64| {
+                    ((50.0 * share * (i + 1) as f64).floor() - (50.0 * share * i as f64).floor())
+                        as u64
+                };
+                Bucket {
+                    start_ms: t0 * 1000 + i * BUCKET_MS,
+                    events: 50,
+                    errors: hits(rate),
+                    latency_events: 50,
+                    slower: slow.iter().map(|s| hits(*s)).collect(),
+                }
             })
             .collect()
     }

@@ -7,8 +7,8 @@
 //! likelihood ratio *ever* reaches `1/α` under the null by `α`.
 //!
 //! - [`log_lr_rise`]: is the rate above `p0`? The null is `p ≤ p0`; the statistic is the
-//!   likelihood ratio of a mixture of alternatives `p0·r` (for each `r` of [`RISE_RATIOS`],
-//!   equal weights) against `p0`. For every `p ≤ p0` each factor has expectation at most 1 (the
+//!   likelihood ratio of a mixture of alternatives `p0·r` (each `r` of [`RISE_RATIOS`] with
+//!   its weight, the weights summing to 1) against `p0`. For every `p ≤ p0` each factor has expectation at most 1 (the
 //!   expectation is linear in `p`, equal to 1 at `p0`, and rising in `p`), so it is a
 //!   supermartingale under every rate of the null, not only under `p0`.
 //! - [`log_lr_fall`]: is the rate below `p_bad`? The same in the other direction, with one
@@ -18,10 +18,12 @@
 //! [`wilson_upper`] bounds a baseline rate from above, so that the baseline's own sampling error
 //! is part of the null rather than a source of false alarms.
 
-/// The alternatives of [`log_lr_rise`], as multiples of the null rate: small rises to
-/// five-fold ones are each detected at close to the speed of a test made for them alone (the
-/// price of the mixture is `ln 5` ≈ 1.6 nats of evidence).
-pub const RISE_RATIOS: [f64; 5] = [1.3, 1.7, 2.3, 3.5, 6.0];
+/// The alternatives of [`log_lr_rise`], as multiples of the null rate, with their weights:
+/// small rises to six-fold ones are each detected at close to the speed of a test made for
+/// them alone. The weight is the prior share of each (most regressions a deploy check sees are
+/// 1.5–3× rises); the price of the mixture is `ln(1/weight)` nats of evidence (1.2 for 1.7×).
+pub const RISE_RATIOS: [(f64, f64); 5] =
+    [(1.3, 0.15), (1.7, 0.3), (2.3, 0.3), (3.5, 0.15), (6.0, 0.1)];
 
 /// A probability kept inside (0, 1), where logarithms are finite.
 fn clamp(p: f64) -> f64 {
@@ -37,19 +39,19 @@ pub fn log_lr(k: f64, n: f64, p0: f64, p1: f64) -> f64 {
 /// The log of the mixture likelihood ratio for a rise of the rate above `p0`, after `k` hits
 /// in `n` trials (see the module doc). 0 with no trials.
 pub fn log_lr_rise(k: f64, n: f64, p0: f64) -> f64 {
+    // Alternatives capped away (p0·r ≥ 1) count as zero weight: the mixture stays a
+    // supermartingale.
     let terms: Vec<f64> = RISE_RATIOS
         .iter()
-        .map(|r| (p0 * r).min(0.999_999))
-        .filter(|p1| *p1 > p0)
-        .map(|p1| log_lr(k, n, p0, p1))
+        .filter(|(r, _)| p0 * r < 0.999_999)
+        .map(|(r, w)| w.ln() + log_lr(k, n, p0, p0 * r))
         .collect();
     if terms.is_empty() {
         return 0.0;
     }
     let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = terms.iter().map(|t| (t - max).exp()).sum();
-    // Equal weights over RISE_RATIOS (alternatives capped away count as zero weight).
-    max + sum.ln() - (RISE_RATIOS.len() as f64).ln()
+    max + sum.ln()
 }
 
 /// The log likelihood ratio of the healthy rate `p_ok` against the broken one `p_bad`

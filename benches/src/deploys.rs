@@ -56,7 +56,7 @@ const ENDPOINT_MEDIAN: [f64; 8] = [15.0, 40.0, 120.0, 25.0, 60.0, 240.0, 30.0, 9
 const SIGMA: f64 = 0.8;
 const REGIONS: usize = 4;
 const BASE_ERROR: [f64; 4] = [0.02, 0.03, 0.05, 0.08];
-const LOOK_MS: i64 = 250;
+const LOOK_MS: i64 = deploy_stats::BUCKET_MS;
 const ROLLBACK_AFTER_S: i64 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -245,7 +245,8 @@ fn exact_quantiles(mut v: Vec<f64>) -> [Option<f64>; 3] {
     })
 }
 
-/// One second of the new version (sorted latencies, for counting against any threshold).
+/// One bucket (a look's worth, [`deploy_stats::BUCKET_MS`]) of the new version (sorted
+/// latencies, for counting against any threshold).
 #[derive(Default, Clone)]
 struct Second {
     events: u64,
@@ -260,7 +261,7 @@ fn above(sorted: &[f64], v: f64) -> u64 {
 fn buckets(secs: &[(i64, Second)], thresholds: &[f64]) -> Vec<Bucket> {
     secs.iter()
         .map(|(t, s)| Bucket {
-            second: *t,
+            start_ms: *t,
             events: s.events,
             errors: s.errors,
             latency_events: s.events,
@@ -327,14 +328,14 @@ fn replay(seed: u64, kind: Kind, rolling: bool, rate: f64, s: &DeployCheckSettin
         let healed = rollback_at.is_some_and(|rb| sec >= rb);
         let new_share = if healed { 0.0 } else { share(t) };
         let evs = traffic.events(&mut r, t, LOOK_MS as f64 / 1000.0, new_share, kind, healed);
-        if new_secs.last().is_none_or(|(s0, _)| *s0 != sec) {
-            new_secs.push((sec, Second::default()));
+        if new_secs.last().is_none_or(|(s0, _)| *s0 != ms) {
+            new_secs.push((ms, Second::default()));
         }
         if let Some(rb) = rollback_at
             && sec >= rb
-            && service_secs.last().is_none_or(|(s0, _)| *s0 != sec)
+            && service_secs.last().is_none_or(|(s0, _)| *s0 != ms)
         {
-            service_secs.push((sec, Second::default()));
+            service_secs.push((ms, Second::default()));
         }
         for e in &evs {
             if rollback_at.is_some_and(|rb| sec >= rb)
@@ -356,6 +357,12 @@ fn replay(seed: u64, kind: Kind, rolling: bool, rate: f64, s: &DeployCheckSettin
                 old.events += 1;
                 old.errors += e.error as u64;
                 old_hist.add(e.latency);
+            }
+        }
+        // Each bucket is complete after its step: sorted once, counted by binary search.
+        for secs in [&mut new_secs, &mut service_secs] {
+            if let Some((_, s)) = secs.last_mut() {
+                s.sorted.sort_by(f64::total_cmp);
             }
         }
         ms += LOOK_MS;
@@ -406,10 +413,6 @@ fn replay(seed: u64, kind: Kind, rolling: bool, rate: f64, s: &DeployCheckSettin
                 break;
             }
             continue;
-        }
-        // sort the newest second (the others are sorted already)
-        if let Some((_, s)) = new_secs.last_mut() {
-            s.sorted.sort_by(f64::total_cmp);
         }
         let mut old_b = old;
         old_b.weight = old.events as f64;
