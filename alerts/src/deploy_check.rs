@@ -8,7 +8,8 @@ use serde_json::{Value as Json, json};
 use crate::AlertError;
 use crate::conventions::Conventions;
 use crate::deploy_data::{Events, NotCheckable, Scope};
-use crate::deploy_stats::{self, Baseline, Comparison, Observed, Recovery};
+use crate::deploy_recovery::{self, Recovery};
+use crate::deploy_stats::{self, Baseline, Comparison, Observed};
 use crate::deploy_story;
 use crate::deploys::{Outcome, Verdict};
 use crate::markers::Marker;
@@ -24,10 +25,20 @@ fn side_json(b: &Baseline) -> Json {
 }
 
 /// What a check keeps between its evaluations (in memory): the baseline before the deploy,
-/// which does not change once the deploy is a few seconds old.
-#[derive(Debug, Clone, Copy, Default)]
+/// which does not change once the deploy is a few seconds old, with what it was computed
+/// for: a marker moved to another time, another service, or changed conventions (columns,
+/// baseline window) compute it again.
+#[derive(Debug, Clone, Default)]
 pub struct Carry {
-    pub before: Option<Baseline>,
+    pub before: Option<(CarryKey, Baseline)>,
+}
+
+/// What a carried baseline depends on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarryKey {
+    pub t0: i64,
+    pub service: String,
+    pub conventions: Conventions,
 }
 
 /// The seconds after a deploy in which events of the window before it may still arrive.
@@ -77,20 +88,28 @@ pub async fn check_dataset(
     };
     evidence["version_column"] = json!(scope.version_column);
     let data_end = now_s.min(observe_end) + 1;
-    let mut sides = if carry.before.is_some() {
+    let key = CarryKey {
+        t0,
+        service: service.clone(),
+        conventions: conv.clone(),
+    };
+    let carried = carry
+        .before
+        .as_ref()
+        .filter(|(k, _)| *k == key)
+        .map(|(_, b)| *b);
+    let mut sides = if carried.is_some() {
         scope.sides(engine, t0, t0, data_end.max(t0)).await?
     } else {
         scope
             .sides(engine, t0, before_start, data_end.max(t0))
             .await?
     };
-    let before = match carry.before {
+    let before = match carried {
         Some(b) => b,
         None => {
             let b = sides.remove("before").unwrap_or_default();
-            if now_s >= t0 + BEFORE_SETTLES_S {
-                carry.before = Some(b);
-            }
+            carry.before = (now_s >= t0 + BEFORE_SETTLES_S).then(|| (key, b));
             b
         }
     };
@@ -271,7 +290,7 @@ pub async fn recover_dataset(
     let Ok(scope) = Scope::new(engine, conv, dataset, &service, m.version.as_deref())? else {
         return Ok(None);
     };
-    let fixes = deploy_stats::fix_points(later, failed_at, now_s);
+    let fixes = deploy_recovery::fix_points(later, failed_at, now_s);
     let Some(start) = fixes.iter().map(|f| f.time).min() else {
         return Ok(None);
     };
@@ -282,7 +301,7 @@ pub async fn recover_dataset(
     let buckets = scope
         .buckets(engine, Events::Service, start, now_s + 1, &slower)
         .await?;
-    Ok(deploy_stats::recovery(
+    Ok(deploy_recovery::recovery(
         &conv.deploy_check,
         &failed,
         &fixes,

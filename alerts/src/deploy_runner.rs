@@ -156,7 +156,7 @@ impl Alerts {
                 continue;
             }
             let key = (m.id.clone(), ds.clone());
-            let mut carry = self.carries().get(&key).copied().unwrap_or_default();
+            let mut carry = self.carries().get(&key).cloned().unwrap_or_default();
             let outcome = crate::deploy_check::check_dataset(
                 &self.inner.engine,
                 &conv,

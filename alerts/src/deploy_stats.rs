@@ -11,18 +11,20 @@
 //! # The tests
 //! Each comparison is a [`sequential`](crate::sequential) rise test on a rate, looked at after
 //! every bucket of data:
-//! - **Error rate**: the share of stored events that are errors. The null rate is the
-//!   baseline's rate bounded `z` standard errors up (Wilson), raised by the tolerances:
-//!   `max(u·(1 + error_rate_tolerance), u + min_error_rate_increase)`.
+//! - **Error rate**: the share of stored events that are errors. The null rate is the larger
+//!   of the baseline's rate bounded `z` standard errors up (Wilson), `u`, and its rate `p`
+//!   raised by the tolerances: `max(u, p·(1 + error_rate_tolerance), p +
+//!   min_error_rate_increase)`. The bound covers "nothing changed"; the tolerances keep small
+//!   real rises from failing a deploy, and do not compound with the bound.
 //! - **Latency p50/p95/p99**: the share of new events slower than the baseline's percentile
 //!   times `1 + latency_tolerance`. Without a regression that share is at most `1 − q` (plus
 //!   the percentile's own sampling error, bounded `z` standard errors up).
 //!
-//! A comparison fails when its log likelihood ratio reaches `ln(2K/α)`, `α` =
-//! `false_positive_rate`: half of `α` goes to the error-rate comparisons and half to the
-//! latency ones, `K` the comparisons of that kind (Bonferroni; all of `α` to one kind when the
-//! other is absent). So, for independent events and a deploy that changes nothing, the chance
-//! that the check *ever* fails is at most `α + m·Φ(−z)`, `m` the baseline figures estimated
+//! A comparison fails when its log likelihood ratio reaches `ln(K/(s·α))`, `α` =
+//! `false_positive_rate`: a share `s` = [`ERROR_SHARE`] (⅔) of `α` goes to the error-rate
+//! comparisons and the rest to the latency ones, `K` the comparisons of that kind (Bonferroni;
+//! all of `α` to one kind when the other is absent). So, for independent events and a deploy
+//! that changes nothing, the chance that the check *ever* fails is at most `α + m·Φ(−z)`, `m` the baseline figures estimated
 //! (at most 8); at the defaults (α = 1 %, z = 3.3) at most 1.4 %, and far less in practice:
 //! the null is a rise *beyond* the tolerances, so a deploy that changes nothing sits well
 //! inside it (0 of 256 clean deploys failed in `eventide-bench deploys --deploys 512`).
@@ -30,31 +32,23 @@
 //! The first `warmup_events` new events (and the first `warmup_seconds`) are left out: the
 //! warm-up ends with the first bucket (a quarter second) by which that many had arrived.
 //!
-//! # Recovery
-//! A failed check watches for the fix ([`recovery`]): from each later deploy or rollback marker
-//! of the service, and from every [`RECOVERY_STEP_S`]-second point of the last minute (a
-//! fix with no marker: a flag turned off), a Wald test of "still broken" (the rate halfway
-//! between the null and the failed rate) against "healthy" (the baseline's rate) on all of
-//! the service's events from that point on; recovered when every failed comparison passes it.
-//! The chance of calling a still-broken service recovered is at most `recovery_false_rate`:
-//! half of it is split over the markers, half over the points without one.
+//! What happens after a failure is [`deploy_recovery`](crate::deploy_recovery).
 
 use serde::{Deserialize, Serialize};
 
 use crate::conventions::DeployCheckSettings;
 use crate::deploys::Verdict;
-use crate::sequential::{log_lr_fall, log_lr_rise, wilson_upper};
+use crate::sequential::{log_lr_rise, wilson_upper};
 
 /// The percentiles compared.
 pub const QUANTILES: [(f64, &str); 3] = [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")];
 
+/// The share of `false_positive_rate` given to the error-rate comparisons when latency is
+/// compared too: error rate is what most regressions move, and what the check must see first.
+pub const ERROR_SHARE: f64 = 2.0 / 3.0;
+
 /// Events are counted in buckets this long (ms).
 pub const BUCKET_MS: i64 = 250;
-
-/// Candidate fix points without a marker are this many seconds apart.
-pub const RECOVERY_STEP_S: i64 = 5;
-/// ...over this many seconds back from now.
-pub const RECOVERY_LOOKBACK_S: i64 = 60;
 
 /// One side a deploy is compared with (or the new version's summary, for display).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -179,7 +173,7 @@ pub struct Decision {
 }
 
 /// The end of bucket `b`, in whole seconds (rounded up).
-fn end_s(b: &Bucket) -> i64 {
+pub(crate) fn end_s(b: &Bucket) -> i64 {
     (b.start_ms + BUCKET_MS + 999).div_euclid(1000)
 }
 
@@ -230,8 +224,13 @@ pub fn decide(s: &DeployCheckSettings, t0: i64, now_s: i64, o: &Observed<'_>) ->
         if b.events < s.min_events {
             continue;
         }
+        // The larger of the baseline's sampling error (its rate bounded `z` standard errors
+        // up) and the tolerances (applied to its rate as seen): the two do not compound.
+        let seen = b.errors as f64 / b.events as f64;
         let u = wilson_upper(b.errors as f64, b.events as f64, z);
-        let null = (u * (1.0 + s.error_rate_tolerance)).max(u + s.min_error_rate_increase);
+        let null = u
+            .max(seen * (1.0 + s.error_rate_tolerance))
+            .max(seen + s.min_error_rate_increase);
         if null >= 0.999 {
             continue;
         }
@@ -274,25 +273,22 @@ pub fn decide(s: &DeployCheckSettings, t0: i64, now_s: i64, o: &Observed<'_>) ->
             threshold_index: Some(k),
         });
     }
-    // The level: half to the error-rate comparisons, half to the latency ones (all of it to
-    // one kind when there is only one), split evenly within each half.
+    // The level: two thirds to the error-rate comparisons, a third to the latency ones (all of
+    // it to one kind when there is only one), split evenly within each share.
     let errors = comparisons
         .iter()
         .filter(|c| c.threshold_index.is_none())
         .count();
     let latencies = comparisons.len() - errors;
-    let halves = if errors > 0 && latencies > 0 {
-        2.0
-    } else {
-        1.0
-    };
+    let both = errors > 0 && latencies > 0;
     for c in &mut comparisons {
-        let share = if c.threshold_index.is_none() {
-            errors
-        } else {
-            latencies
+        let (count, part) = match (c.threshold_index.is_none(), both) {
+            (true, true) => (errors, ERROR_SHARE),
+            (false, true) => (latencies, 1.0 - ERROR_SHARE),
+            (true, false) => (errors, 1.0),
+            (false, false) => (latencies, 1.0),
         };
-        let needed = (halves * share.max(1) as f64 / s.false_positive_rate).ln();
+        let needed = (count.max(1) as f64 / (part * s.false_positive_rate)).ln();
         c.log_lr_needed = needed;
         let (mut n, mut k) = (0u64, 0u64);
         for b in observed {
@@ -340,119 +336,11 @@ pub fn decide(s: &DeployCheckSettings, t0: i64, now_s: i64, o: &Observed<'_>) ->
     }
 }
 
-/// Where a fix may have started.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FixPoint {
-    /// Unix second.
-    pub time: i64,
-    /// The later deploy or rollback marker, if the fix is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub marker_id: Option<String>,
-}
-
-/// Candidate fix points: the later markers, then every [`RECOVERY_STEP_S`] seconds of the last
-/// [`RECOVERY_LOOKBACK_S`] (not before the failure).
-pub fn fix_points(markers: &[(i64, String)], failed_at: i64, now_s: i64) -> Vec<FixPoint> {
-    let mut out: Vec<FixPoint> = markers
-        .iter()
-        .map(|(t, id)| FixPoint {
-            time: *t,
-            marker_id: Some(id.clone()),
-        })
-        .collect();
-    let first = (now_s - RECOVERY_LOOKBACK_S).max(failed_at);
-    let mut t = first - first.rem_euclid(RECOVERY_STEP_S) + RECOVERY_STEP_S;
-    while t < now_s {
-        out.push(FixPoint {
-            time: t,
-            marker_id: None,
-        });
-        t += RECOVERY_STEP_S;
-    }
-    out
-}
-
-/// A seen fix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Recovery {
-    pub fix: FixPoint,
-    /// The end of the bucket of data at which every failed comparison looked healthy again
-    /// (Unix seconds, rounded up).
-    pub recovered_at: i64,
-}
-
-/// Whether the service recovered from the failed comparisons, given its events (all versions)
-/// per bucket with, for each failed comparison in order, the hits (errors or slower events).
-/// `buckets[i].slower[j]` is comparison `j`'s hit count; `events` / `latency_events` the trials.
-pub fn recovery(
-    s: &DeployCheckSettings,
-    failed: &[Comparison],
-    fixes: &[FixPoint],
-    buckets: &[Bucket],
-) -> Option<Recovery> {
-    if failed.is_empty() {
-        return None;
-    }
-    // Half the level goes to the markers (a rollback is where a fix is expected), half to the
-    // points without one; each half split evenly (Bonferroni), and over the comparisons.
-    let with_marker = fixes.iter().filter(|f| f.marker_id.is_some()).count();
-    let without = fixes.len() - with_marker;
-    let halves = if with_marker > 0 && without > 0 {
-        2.0
-    } else {
-        1.0
-    };
-    let needed_for = |f: &FixPoint| {
-        let share = if f.marker_id.is_some() {
-            with_marker
-        } else {
-            without
-        };
-        (halves * (share.max(1) * failed.len()) as f64 / s.recovery_false_rate).ln()
-    };
-    let mut best: Option<Recovery> = None;
-    for fix in fixes {
-        let needed = needed_for(fix);
-        let mut at: Vec<Option<i64>> = vec![None; failed.len()];
-        let mut sums = vec![(0u64, 0u64); failed.len()];
-        for b in buckets.iter().filter(|b| b.start_ms >= fix.time * 1000) {
-            for (j, c) in failed.iter().enumerate() {
-                let n = if c.threshold_index.is_none() {
-                    b.events
-                } else {
-                    b.latency_events
-                };
-                sums[j].0 += n;
-                sums[j].1 += b.slower.get(j).copied().unwrap_or(0);
-                let failed_rate = c.hits as f64 / (c.events.max(1)) as f64;
-                let p_bad = (c.null_rate + failed_rate.max(c.null_rate)) / 2.0;
-                let llr = log_lr_fall(sums[j].1 as f64, sums[j].0 as f64, p_bad, c.healthy_rate);
-                if at[j].is_none() && llr >= needed {
-                    at[j] = Some(end_s(b));
-                }
-            }
-            if at.iter().all(Option::is_some) {
-                break;
-            }
-        }
-        if let Some(done) = at.iter().copied().collect::<Option<Vec<i64>>>() {
-            let recovered_at = done.into_iter().max().unwrap_or(fix.time);
-            if best.as_ref().is_none_or(|b| recovered_at < b.recovered_at) {
-                best = Some(Recovery {
-                    fix: fix.clone(),
-                    recovered_at,
-                });
-            }
-        }
-    }
-    best
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn base(events: u64, rate: f64) -> Baseline {
+    pub(crate) fn base(events: u64, rate: f64) -> Baseline {
         Baseline {
             events,
             errors: (events as f64 * rate) as u64,
@@ -463,7 +351,11 @@ mod tests {
         }
     }
 
-    fn obs<'a>(b: &'a [Baseline], th: &'a [Threshold], buckets: &'a [Bucket]) -> Observed<'a> {
+    pub(crate) fn obs<'a>(
+        b: &'a [Baseline],
+        th: &'a [Threshold],
+        buckets: &'a [Bucket],
+    ) -> Observed<'a> {
         Observed {
             names: &["before"],
             baselines: b,
@@ -475,7 +367,7 @@ mod tests {
 
     /// 200 events a second from `t0` for `n` seconds (four buckets of 50 each) at error rate
     /// `rate`, slower-than-threshold shares given.
-    fn seconds(t0: i64, n: i64, rate: f64, slow: [f64; 3]) -> Vec<Bucket> {
+    pub(crate) fn seconds(t0: i64, n: i64, rate: f64, slow: [f64; 3]) -> Vec<Bucket> {
         (0..n * 4)
             .map(|i| {
                 // Spread the hits evenly: a share of 5 % is 5 % of every second, not 6 %.
@@ -493,6 +385,12 @@ mod tests {
             })
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{base, obs, seconds};
+    use super::*;
 
     #[test]
     fn a_doubled_error_rate_fails_within_seconds_and_a_clean_one_passes_at_the_end() {
@@ -558,36 +456,6 @@ mod tests {
                 .iter()
                 .filter(|c| c.metric != "latency_p95")
                 .all(|c| !c.regressed)
-        );
-    }
-
-    #[test]
-    fn recovery_from_a_rollback_marker_and_not_while_still_broken() {
-        let s = DeployCheckSettings::default();
-        let b = [base(120_000, 0.05)];
-        let mut buckets = seconds(1000, 30, 0.10, [0.0; 3]);
-        let d = decide(&s, 1000, 1030, &obs(&b, &[], &buckets));
-        let failed: Vec<Comparison> = d.comparisons.into_iter().filter(|c| c.regressed).collect();
-        assert_eq!(failed.len(), 1);
-        // Service-wide buckets carry the failed comparison's hits in `slower[0]`.
-        let as_hits = |v: Vec<Bucket>| -> Vec<Bucket> {
-            v.into_iter()
-                .map(|mut b| {
-                    b.slower = vec![b.errors];
-                    b
-                })
-                .collect()
-        };
-        let fixes = fix_points(&[(1030, "rollback".into())], 1010, 1030);
-        assert!(recovery(&s, &failed, &fixes, &as_hits(buckets.clone())).is_none());
-        buckets.extend(seconds(1030, 20, 0.05, [0.0; 3]));
-        let fixes = fix_points(&[(1030, "rollback".into())], 1010, 1050);
-        let r = recovery(&s, &failed, &fixes, &as_hits(buckets)).unwrap();
-        assert_eq!(r.fix.marker_id.as_deref(), Some("rollback"));
-        assert!(
-            r.recovered_at <= 1036,
-            "recovered {} s after",
-            r.recovered_at - 1030
         );
     }
 }

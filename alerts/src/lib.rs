@@ -29,6 +29,7 @@
 pub mod conventions;
 pub mod deploy_check;
 pub mod deploy_data;
+pub mod deploy_recovery;
 mod deploy_runner;
 pub mod deploy_series;
 pub mod deploy_stats;

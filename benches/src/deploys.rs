@@ -403,8 +403,12 @@ fn replay(seed: u64, kind: Kind, rolling: bool, rate: f64, s: &DeployCheckSettin
                     })
                     .collect();
             }
-            let fixes = deploy_stats::fix_points(&[(rb, "rollback".into())], *failed_at, now_s);
-            if let Some(rec) = deploy_stats::recovery(s, comps, &fixes, &b) {
+            let fixes = eventide_alerts::deploy_recovery::fix_points(
+                &[(rb, "rollback".into())],
+                *failed_at,
+                now_s,
+            );
+            if let Some(rec) = eventide_alerts::deploy_recovery::recovery(s, comps, &fixes, &b) {
                 // The look that saw it: now (the data's time), not the bucket's end.
                 recovered = Some((now_s.max(rec.recovered_at) - rb) as f64);
                 break;

@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::{FieldRef, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use eventide_model::chunks::conform_by_name;
 use serde_json::{Map, Value as Json};
 
 use crate::QueryEngine;
@@ -29,6 +31,9 @@ pub async fn matching(
         batch.clone()
     } else {
         let predicate = engine.filters_predicate(dataset, filters, any)?;
+        // A batch holds only the columns its events use: the filters may name others (null
+        // here), and a column's type in the dataset may be wider than in this batch.
+        let batch = &widened(engine, dataset, batch)?;
         let ctx = SessionContext::new();
         let table = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]])
             .map_err(|e| QueryError::Internal(format!("live tail: {e}")))?;
@@ -62,4 +67,20 @@ pub async fn matching(
         rows.push(o);
     }
     Ok((rows, total))
+}
+
+/// `batch` with every column of the dataset's schema (absent ones null, others cast to the
+/// dataset's type), and its own columns the schema does not have yet kept as they are.
+fn widened(engine: &QueryEngine, dataset: &str, batch: &RecordBatch) -> Result<RecordBatch> {
+    let Some(snapshot) = engine.store().snapshot(dataset) else {
+        return Ok(batch.clone());
+    };
+    let mut fields: Vec<FieldRef> = snapshot.schema.fields().iter().cloned().collect();
+    for f in batch.schema().fields() {
+        if snapshot.schema.field_with_name(f.name()).is_err() {
+            fields.push(f.clone());
+        }
+    }
+    let schema = Arc::new(Schema::new(fields));
+    conform_by_name(batch, &schema).map_err(|e| QueryError::Internal(format!("live tail: {e}")))
 }

@@ -23,6 +23,36 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/app.js"),
     ),
     (
+        "core.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/core.js"),
+    ),
+    (
+        "builder.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/builder.js"),
+    ),
+    (
+        "results.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/results.js"),
+    ),
+    (
+        "deploys.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/deploys.js"),
+    ),
+    (
+        "triggers.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/triggers.js"),
+    ),
+    (
+        "tail.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/tail.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_bytes!("../assets/style.css"),

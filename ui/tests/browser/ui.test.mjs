@@ -90,7 +90,7 @@ async function seedFailingDeploy(ds) {
   return api(`/1/markers/${ds}`, { type: 'deploy', service: 'checkout', version: 'v43', message: 'checkout v43: new payment client', start_time: deployAt }, ingestKey);
 }
 
-/** How the page prints a number (cellText in app.js). */
+/** How the page prints a number (cellText in core.js). */
 const shown = (v) => (Number.isInteger(v) ? String(v) : String(Math.round(v * 1e6) / 1e6));
 
 async function tableRows(page, testid) {
