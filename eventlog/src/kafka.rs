@@ -21,6 +21,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
@@ -484,11 +488,19 @@ impl ConsumerContext for Ctx {
 /// A record and the assignment generation it was fetched under.
 type Fetched = (u64, Record);
 
+/// The labels of `eventide_kafka_consumer_lag`: the topic and one of its partitions (bounded by
+/// the topic's partition count).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    topic: String,
+    partition: Partition,
+}
+
 struct KafkaConsumer {
     topic: String,
     /// Per owned partition, records in Kafka not yet fetched (high watermark − next offset),
     /// measured every 5 s by the consumer thread.
-    lag: Arc<Mutex<BTreeMap<Partition, i64>>>,
+    lag: Family<LagLabels, Gauge>,
     consumer: Arc<BaseConsumer<Ctx>>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Fetched>>,
     assignment: Arc<Assignment>,
@@ -549,7 +561,7 @@ impl KafkaConsumer {
         let (tx, rx) = mpsc::channel::<Fetched>(1024);
         let stop = Arc::new(AtomicBool::new(false));
         let (c, a, s) = (consumer.clone(), assignment.clone(), stop.clone());
-        let lag = Arc::new(Mutex::new(BTreeMap::new()));
+        let lag = Family::<LagLabels, Gauge>::default();
         let (l, topic) = (lag.clone(), config.topic.clone());
         std::thread::Builder::new()
             .name("kafka-consumer".into())
@@ -572,7 +584,7 @@ fn poll_thread(
     tx: mpsc::Sender<Fetched>,
     stop: Arc<AtomicBool>,
     topic: &str,
-    lag: &Mutex<BTreeMap<Partition, i64>>,
+    lag: &Family<LagLabels, Gauge>,
 ) {
     // Next offset to fetch per partition, for the lag.
     let mut next: BTreeMap<Partition, i64> = BTreeMap::new();
@@ -585,17 +597,23 @@ fn poll_thread(
                 .lock()
                 .map(|a| a.keys().copied().collect())
                 .unwrap_or_default();
-            let mut now = BTreeMap::new();
+            let mut now = Vec::new();
             for p in owned {
                 if let Ok((low, high)) =
                     consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(1))
                 {
                     let from = next.get(&p).copied().unwrap_or(low).max(low);
-                    now.insert(p, (high - from).max(0));
+                    now.push((p, (high - from).max(0)));
                 }
             }
-            if let Ok(mut l) = lag.lock() {
-                *l = now;
+            // Only the partitions owned now have a series.
+            lag.clear();
+            for (partition, n) in now {
+                let labels = LagLabels {
+                    topic: topic.to_owned(),
+                    partition,
+                };
+                lag.get_or_create(&labels).set(n);
             }
         }
         let Some(result) = consumer.poll(Duration::from_millis(100)) else {
@@ -721,21 +739,11 @@ impl LogConsumer for KafkaConsumer {
         assigned && !self.consumer.assignment_lost()
     }
 
-    fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let name = "eventide_kafka_consumer_lag";
-        let _ = writeln!(
-            out,
-            "# HELP {name} records in Kafka this store has not fetched yet, per owned partition (measured every 5 s)\n# TYPE {name} gauge"
+    fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "eventide_kafka_consumer_lag",
+            "records in Kafka this store has not fetched yet, per owned partition (measured every 5 s)",
+            self.lag.clone(),
         );
-        if let Ok(lag) = self.lag.lock() {
-            for (p, n) in lag.iter() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{topic=\"{}\",partition=\"{p}\"}} {n}",
-                    self.topic
-                );
-            }
-        }
     }
 }

@@ -223,8 +223,8 @@ pub trait EventLog: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Appends the log's own metrics in Prometheus text format (`GET /metrics`).
-    fn render_metrics(&self, _out: &mut String) {}
+    /// Registers the log's own metrics (`GET /metrics`).
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 }
 
 /// The reading side of a log.
@@ -243,8 +243,8 @@ pub trait LogConsumer: Send + Sync + 'static {
     /// lost its group membership without noticing).
     fn holds(&self, partition: Partition) -> bool;
 
-    /// Appends the consumer's own metrics in Prometheus text format (Kafka: consumer lag).
-    fn render_metrics(&self, _out: &mut String) {}
+    /// Registers the consumer's own metrics (Kafka: consumer lag).
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 
     /// Whether the consumer has been given its partitions (a Kafka consumer: at least one
     /// partition, or none for a whole session timeout after its first rebalance, an idle

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eventide_eventlog::LogError;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 use crate::IngestState;
@@ -53,56 +55,50 @@ const SATURATED_RETRY_FOR: Duration = Duration::from_secs(5);
 /// Counters of the UDP receiver.
 #[derive(Debug, Default)]
 pub struct UdpStats {
-    pub datagrams: AtomicU64,
-    pub bytes: AtomicU64,
+    pub datagrams: Counter,
+    pub bytes: Counter,
     /// Lines stored as events.
-    pub accepted: AtomicU64,
+    pub accepted: Counter,
     /// Lines refused: malformed, no dataset, or breaking the type rules or limits.
-    pub rejected: AtomicU64,
+    pub rejected: Counter,
     /// Lines lost to a log that stayed saturated or failed.
-    pub dropped_lines: AtomicU64,
+    pub dropped_lines: Counter,
     /// Datagrams lost to a full chunk queue.
-    pub dropped_datagrams: AtomicU64,
+    pub dropped_datagrams: Counter,
 }
 
 impl UdpStats {
-    /// The counters in Prometheus text format.
-    pub fn render_prometheus(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let rows = [
+    /// Registers the counters (`eventide_udp_*_total`).
+    pub fn register(&self, registry: &mut Registry) {
+        for (name, help, c) in [
             (
-                "eventide_udp_datagrams_total",
+                "eventide_udp_datagrams",
                 "UDP datagrams read",
                 &self.datagrams,
             ),
-            ("eventide_udp_bytes_total", "UDP bytes read", &self.bytes),
+            ("eventide_udp_bytes", "UDP bytes read", &self.bytes),
             (
-                "eventide_udp_lines_accepted_total",
+                "eventide_udp_lines_accepted",
                 "UDP lines stored as events",
                 &self.accepted,
             ),
             (
-                "eventide_udp_lines_rejected_total",
+                "eventide_udp_lines_rejected",
                 "UDP lines refused (malformed, no dataset, type rules, limits)",
                 &self.rejected,
             ),
             (
-                "eventide_udp_lines_dropped_total",
+                "eventide_udp_lines_dropped",
                 "UDP lines lost to a saturated or failing log",
                 &self.dropped_lines,
             ),
             (
-                "eventide_udp_datagrams_dropped_total",
+                "eventide_udp_datagrams_dropped",
                 "UDP datagrams lost to a full chunk queue",
                 &self.dropped_datagrams,
             ),
-        ];
-        for (name, help, v) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
+        ] {
+            registry.register(name, help, c.clone());
         }
     }
 }
@@ -226,10 +222,10 @@ impl Gather {
                     c.datagrams
                 }
             };
-            stats.dropped_datagrams.fetch_add(lost, Ordering::Relaxed);
+            stats.dropped_datagrams.inc_by(lost);
             warn_every_10s(&LAST_QUEUE_WARN, || {
                 tracing::warn!(
-                    dropped_datagrams = stats.dropped_datagrams.load(Ordering::Relaxed),
+                    dropped_datagrams = stats.dropped_datagrams.get(),
                     "UDP chunk queue full: datagrams dropped"
                 );
             });
@@ -263,8 +259,8 @@ fn read_loop(socket: &UdpSocket, tx: &mpsc::Sender<Chunk>, stats: &UdpStats, sto
     let mut reader = Reader::new();
     while !stop.load(Ordering::Relaxed) {
         match reader.recv(socket, |d| {
-            stats.datagrams.fetch_add(1, Ordering::Relaxed);
-            stats.bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
+            stats.datagrams.inc_by(1);
+            stats.bytes.inc_by(d.len() as u64);
             gather.push(d);
         }) {
             Ok(()) => {}
@@ -388,12 +384,10 @@ async fn append_chunk(state: &IngestState, bytes: Bytes, stats: &UdpStats) {
         return;
     };
     if !errors.is_empty() {
-        stats
-            .rejected
-            .fetch_add(errors.len() as u64, Ordering::Relaxed);
+        stats.rejected.inc_by(errors.len() as u64);
         warn_every_10s(&LAST_REJECT_WARN, || {
             tracing::warn!(
-                rejected = stats.rejected.load(Ordering::Relaxed),
+                rejected = stats.rejected.get(),
                 example = %errors[0],
                 "UDP lines rejected"
             );
@@ -405,14 +399,14 @@ async fn append_chunk(state: &IngestState, bytes: Bytes, stats: &UdpStats) {
         }
         match append_retrying(state, dataset.as_str(), records).await {
             Ok(()) => {
-                stats.accepted.fetch_add(accepted, Ordering::Relaxed);
+                stats.accepted.inc_by(accepted);
             }
             Err(e) => {
-                stats.dropped_lines.fetch_add(accepted, Ordering::Relaxed);
+                stats.dropped_lines.inc_by(accepted);
                 warn_every_10s(&LAST_DROP_WARN, || {
                     tracing::warn!(
                         error = %e,
-                        dropped = stats.dropped_lines.load(Ordering::Relaxed),
+                        dropped = stats.dropped_lines.get(),
                         "UDP lines dropped: the log did not take them"
                     );
                 });

@@ -185,7 +185,7 @@ pub fn app(
     let store = figures;
     let mut router = Router::new();
     let sources = crate::metrics::Sources {
-        http: Arc::default(),
+        http: crate::metrics::HttpMetrics::default(),
         ingest: ingest.as_ref().map(|i| i.metrics.clone()),
         log: ingest.as_ref().map(|i| i.log.clone()),
         udp,
@@ -212,7 +212,10 @@ pub fn app(
     }
     let mut router = router
         .route("/healthz", get(healthz).with_state(health))
-        .route("/metrics", get(crate::metrics::render).with_state(sources))
+        .route(
+            "/metrics",
+            get(crate::metrics::render).with_state(Arc::new(sources.registry())),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     if let Some(s) = self_events {

@@ -171,13 +171,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.max_memory_mb, 1536);
-        assert_eq!(a.flush_rows, 7);
+        assert_eq!(a.store.flush_rows, 7);
         assert_eq!(a.data_dir, std::path::PathBuf::from("/srv/eventide"));
-        assert_eq!(a.bloom_columns, ["trace.trace_id", "request_id"]);
-        assert!(!a.evaluate_alerts);
+        assert_eq!(a.store.bloom_columns, ["trace.trace_id", "request_id"]);
+        assert!(!a.alerts.evaluate_alerts);
         assert_eq!(a.http.port(), 9999);
         // Untouched settings keep their defaults.
-        assert_eq!(a.flush_seconds, 30);
+        assert_eq!(a.store.flush_seconds, 30);
     }
 
     #[test]
@@ -202,6 +202,6 @@ mod tests {
         assert!(e.contains("--flush-rows"), "{e}");
         // Values that merely look like flags are values.
         let a = parse(&[], "kafka = \"--help\"").unwrap();
-        assert_eq!(a.kafka.as_deref(), Some("--help"));
+        assert_eq!(a.log.kafka.as_deref(), Some("--help"));
     }
 }

@@ -1,85 +1,90 @@
-//! `GET /metrics` (Prometheus text format): HTTP requests by route, method and status with
-//! latency histograms per route, the ingest counters, the UDP receiver's counters, the store's
-//! datasets, segments and compaction backlog, and the alerts' state.
+//! `GET /metrics` (Prometheus text format, through `prometheus-client`): one registry per
+//! process, into which each part registers what it has: HTTP requests by route, method and
+//! status with latency histograms per route (here), the ingest and UDP counters, the log's and
+//! the store's figures, Eventide's own request events, the alerts' state and the resident
+//! memory (read on each scrape).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use eventide_alerts::Alerts;
-use eventide_ingest::metrics::{Histogram, IngestMetrics, LATENCY_BUCKETS};
+use eventide_ingest::metrics::{IngestMetrics, latency_histogram};
 use eventide_ingest::udp::UdpStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The labels of `eventide_http_requests_total`: the route template (never the raw path), the
+/// method and the status, so the label set stays small.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+/// The label of `eventide_http_request_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
 
 /// Requests by (route, method, status), and latency by route.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
 pub struct HttpMetrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 impl HttpMetrics {
     fn record(&self, route: &str, method: &str, status: u16, took: std::time::Duration) {
-        {
-            let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            *r.entry((route.to_owned(), method.to_owned(), status))
-                .or_default() += 1;
-        }
-        let h = {
-            let mut l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-            l.entry(route.to_owned())
-                .or_insert_with(|| Arc::new(Histogram::new(LATENCY_BUCKETS)))
-                .clone()
-        };
-        h.observe(took);
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .observe(took.as_secs_f64());
     }
 
-    fn render(&self, out: &mut String) {
-        let name = "eventide_http_requests_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} HTTP requests by route (unmatched: \"other\"), method and status\n# TYPE {name} counter"
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "eventide_http_requests",
+            "HTTP requests by route (unmatched: \"other\"), method and status",
+            self.requests.clone(),
         );
-        for ((route, method, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "{name}{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
-        }
-        let name = "eventide_http_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} time to the response head, by route\n# TYPE {name} histogram"
+        registry.register(
+            "eventide_http_request_duration_seconds",
+            "time to the response head, by route",
+            self.latency.clone(),
         );
-        let all: Vec<(String, Arc<Histogram>)> = self
-            .latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (route, h) in all {
-            h.render(out, name, &format!("route=\"{}\"", escape(&route)));
-        }
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// Middleware: counts and times every request by its route template (`/1/batch/{dataset}`,
 /// never the raw path, so the label set stays small).
-pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
+pub async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -94,9 +99,9 @@ pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) 
 /// Everything `/metrics` reports, as far as this process has it.
 #[derive(Clone, Default)]
 pub struct Sources {
-    pub http: Arc<HttpMetrics>,
+    pub http: HttpMetrics,
     pub ingest: Option<Arc<IngestMetrics>>,
-    /// The log, for its own metrics (fsync groups, consumer lag).
+    /// The log, for its own metrics (fsync groups).
     pub log: Option<Arc<dyn eventide_eventlog::EventLog>>,
     pub udp: Option<Arc<UdpStats>>,
     /// The store, for its figures (segments, hot tail, merges, Kafka consumer lag): every
@@ -107,88 +112,65 @@ pub struct Sources {
     pub self_events: Option<Arc<crate::selfevents::SelfEvents>>,
 }
 
-fn gauge_header(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+impl Sources {
+    /// The process's registry, with every source registered.
+    pub fn registry(&self) -> Registry {
+        let mut registry = Registry::default();
+        self.http.register(&mut registry);
+        registry.register_collector(Box::new(ResidentMemory));
+        if let Some(log) = &self.log {
+            log.register_metrics(&mut registry);
+        }
+        if let Some(m) = &self.ingest {
+            m.register(&mut registry);
+        }
+        if let Some(u) = &self.udp {
+            u.register(&mut registry);
+        }
+        if let Some(s) = &self.self_events {
+            s.register(&mut registry);
+        }
+        if let Some(store) = &self.store {
+            store.register_metrics(&mut registry);
+        }
+        if let Some(a) = &self.alerts {
+            registry.register_collector(Box::new(AlertFigures(a.clone())));
+        }
+        registry
+    }
 }
 
-/// `GET /metrics`.
-pub async fn render(State(src): State<Sources>) -> Response {
-    let mut out = String::new();
-    src.http.render(&mut out);
-    if let Some(rss) = eventide_model::memory::resident_bytes() {
-        let name = "process_resident_memory_bytes";
-        gauge_header(&mut out, name, "resident set size of the eventide process");
-        let _ = writeln!(out, "{name} {rss}");
+/// `process_resident_memory_bytes`, read on each scrape.
+#[derive(Debug)]
+struct ResidentMemory;
+
+impl Collector for ResidentMemory {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(rss) = eventide_model::memory::resident_bytes() else {
+            return Ok(());
+        };
+        let g = ConstGauge::new(rss as i64);
+        g.encode(encoder.encode_descriptor(
+            "process_resident_memory_bytes",
+            "resident set size of the eventide process",
+            None,
+            g.metric_type(),
+        )?)
     }
-    if let Some(log) = &src.log {
-        log.render_metrics(&mut out);
+}
+
+/// The alerts' state, read on each scrape.
+struct AlertFigures(Alerts);
+
+impl std::fmt::Debug for AlertFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AlertFigures")
     }
-    if let Some(m) = &src.ingest {
-        m.render_prometheus(&mut out);
-    }
-    if let Some(u) = &src.udp {
-        u.render_prometheus(&mut out);
-    }
-    if let Some(s) = &src.self_events {
-        s.render_prometheus(&mut out);
-    }
-    if let Some(store) = &src.store {
-        store.render_log_metrics(&mut out);
-        let name = "eventide_store_quarantined_files";
-        gauge_header(
-            &mut out,
-            name,
-            "segment files holding committed events that no catalog named, moved to DATA/quarantine (see OPERATIONS.md)",
-        );
-        let _ = writeln!(out, "{name} {}", store.quarantined_files());
-        let name = "eventide_store_merges_deferred_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} merges not started because --max-memory-mb had no room for them (they run on a later pass)\n# TYPE {name} counter\n{name} {}",
-            store.merges_deferred()
-        );
-        let name = "eventide_store_hot_bytes";
-        gauge_header(
-            &mut out,
-            name,
-            "bytes of events in memory not yet flushed to segments (bounded by --max-hot-mb)",
-        );
-        let _ = writeln!(out, "{name} {}", store.hot_bytes());
-        let summaries = store.summaries();
-        for (name, help, get) in [
-            (
-                "eventide_dataset_segments",
-                "Parquet segment files of the dataset",
-                (|s| s.segments as f64) as fn(&eventide_store::DatasetSummary) -> f64,
-            ),
-            (
-                "eventide_dataset_segment_bytes",
-                "bytes of the dataset's segments",
-                |s| s.segment_bytes as f64,
-            ),
-            (
-                "eventide_dataset_segment_rows",
-                "events in the dataset's segments",
-                |s| s.segment_rows as f64,
-            ),
-            (
-                "eventide_dataset_hot_rows",
-                "events of the dataset in memory, not yet flushed to a segment",
-                |s| s.hot_rows as f64,
-            ),
-            (
-                "eventide_dataset_merges_pending",
-                "compaction backlog: merges the policy would run now",
-                |s| s.merges_pending as f64,
-            ),
-        ] {
-            gauge_header(&mut out, name, help);
-            for s in &summaries {
-                let _ = writeln!(out, "{name}{{dataset=\"{}\"}} {}", escape(&s.name), get(s));
-            }
-        }
-    }
-    if let Some(a) = &src.alerts {
+}
+
+impl Collector for AlertFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let a = &self.0;
         let triggers = a.triggers().all();
         let firing = triggers
             .iter()
@@ -198,7 +180,6 @@ pub async fn render(State(src): State<Sources>) -> Response {
                     .is_some_and(|e| e.state == eventide_alerts::journal::TriggerState::Triggered)
             })
             .count();
-        let pending = a.pending_deploy_checks();
         for (name, help, v) in [
             ("eventide_triggers", "triggers defined", triggers.len()),
             (
@@ -209,7 +190,7 @@ pub async fn render(State(src): State<Sources>) -> Response {
             (
                 "eventide_deploy_checks_pending",
                 "deploy checks without a verdict yet",
-                pending,
+                a.pending_deploy_checks(),
             ),
             (
                 "eventide_alert_deliveries_owed",
@@ -217,14 +198,24 @@ pub async fn render(State(src): State<Sources>) -> Response {
                 a.journal().pending().len(),
             ),
         ] {
-            gauge_header(&mut out, name, help);
-            let _ = writeln!(out, "{name} {v}");
+            let g = ConstGauge::new(v as i64);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
+        Ok(())
+    }
+}
+
+/// `GET /metrics`.
+pub async fn render(State(registry): State<Arc<Registry>>) -> Response {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
+        tracing::error!(error = %e, "metrics not encoded");
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
         )],
         out,
     )

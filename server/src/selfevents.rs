@@ -11,7 +11,6 @@
 //! (`eventide_self_events_total{outcome="dropped"}`), never waited for: observing the
 //! server must not slow it down.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,10 @@ use eventide_model::Event;
 use eventide_model::event::Value;
 use eventide_query::ScanStats;
 use eventide_store::Activity;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 /// Events waiting to be written; past this, new ones are dropped.
@@ -45,8 +48,8 @@ pub struct SelfEvents {
     dataset: String,
     role: &'static str,
     tx: Mutex<Option<mpsc::Sender<Event>>>,
-    written: AtomicU64,
-    dropped: AtomicU64,
+    /// Events written and dropped.
+    outcomes: Family<OutcomeLabel, Counter>,
     /// Times of the events: the process's clock.
     clock: eventide_model::time::Clock,
 }
@@ -64,8 +67,13 @@ impl SelfEvents {
             dataset,
             role,
             tx: Mutex::new(Some(tx)),
-            written: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            outcomes: {
+                let f = Family::default();
+                for outcome in ["written", "dropped"] {
+                    let _ = f.get_or_create(&OutcomeLabel { outcome });
+                }
+                f
+            },
             clock: ingest.clock.clone(),
         });
         let task = tokio::spawn(this.clone().write(rx, ingest));
@@ -188,7 +196,7 @@ impl SelfEvents {
         match Event::from_fields(fields, timestamp_us, 1, &eventide_model::Limits::default()) {
             Ok(event) => self.push(event),
             Err(_) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.count("dropped", 1);
             }
         }
     }
@@ -201,7 +209,7 @@ impl SelfEvents {
             .as_ref()
             .is_some_and(|tx| tx.try_send(event).is_ok());
         if !sent {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.count("dropped", 1);
         }
     }
 
@@ -224,12 +232,11 @@ impl SelfEvents {
             let n = batch.len() as u64;
             match ingest.append_events(&self.dataset, batch).await {
                 Ok(stored) => {
-                    self.written.fetch_add(stored as u64, Ordering::Relaxed);
-                    self.dropped
-                        .fetch_add(n.saturating_sub(stored as u64), Ordering::Relaxed);
+                    self.count("written", stored as u64);
+                    self.count("dropped", n.saturating_sub(stored as u64));
                 }
                 Err(e) => {
-                    self.dropped.fetch_add(n, Ordering::Relaxed);
+                    self.count("dropped", n);
                     if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                         last_warning = Some(Instant::now());
                         tracing::warn!(dataset = %self.dataset, events = n, error = %e, "self events dropped (at most one warning a minute)");
@@ -239,22 +246,26 @@ impl SelfEvents {
         }
     }
 
-    /// The `eventide_self_events_total` counter.
-    pub fn render_prometheus(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let name = "eventide_self_events_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Eventide's own request events (--self-dataset) by outcome\n# TYPE {name} counter"
+    /// Registers `eventide_self_events_total{outcome}` (written, dropped).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "eventide_self_events",
+            "Eventide's own request events (--self-dataset) by outcome",
+            self.outcomes.clone(),
         );
-        for (outcome, n) in [("written", &self.written), ("dropped", &self.dropped)] {
-            let _ = writeln!(
-                out,
-                "{name}{{outcome=\"{outcome}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
     }
+
+    fn count(&self, outcome: &'static str, n: u64) {
+        self.outcomes
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc_by(n);
+    }
+}
+
+/// The label of `eventide_self_events_total`: `written` or `dropped`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 /// Whether requests to `route` make self events: the APIs, not probes, metrics scrapes or

@@ -43,6 +43,7 @@ pub mod compact;
 pub mod hot;
 pub mod segment;
 pub mod settings;
+mod telemetry;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -966,13 +967,6 @@ impl Store {
     /// false when one was set before.
     pub fn watch(&self, sink: ActivitySink) -> bool {
         self.inner.activity.set(sink).is_ok()
-    }
-
-    /// The log consumer's metrics (Kafka consumer lag), in Prometheus text format.
-    pub fn render_log_metrics(&self, out: &mut String) {
-        if let Some(c) = self.inner.consumer.get() {
-            c.render_metrics(out);
-        }
     }
 
     /// Bytes of events held in memory, not yet flushed (what `max_hot_bytes` bounds: the

@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{info, warn};
@@ -99,11 +102,10 @@ pub(super) struct Shared {
     /// re-positioned (reading the file again) whenever this moved since it was opened.
     rollbacks: AtomicU64,
     failed: AtomicBool,
-    fsyncs: AtomicU64,
-    /// Records per fsync (group commit): counts per bucket of [`GROUP_BUCKETS`], then +Inf.
-    group_records: [AtomicU64; GROUP_BUCKETS.len() + 1],
-    group_records_sum: AtomicU64,
-    group_bytes_sum: AtomicU64,
+    fsyncs: Counter,
+    /// Records per fsync (group commit), over [`GROUP_BUCKETS`].
+    group_records: Histogram,
+    written_bytes: Counter,
 }
 
 pub(super) struct ReadCursor {
@@ -198,10 +200,9 @@ impl EmbeddedLog {
             first: AtomicU64::new(first),
             rollbacks: AtomicU64::new(0),
             failed: AtomicBool::new(false),
-            fsyncs: AtomicU64::new(0),
-            group_records: Default::default(),
-            group_records_sum: AtomicU64::new(0),
-            group_bytes_sum: AtomicU64::new(0),
+            fsyncs: Counter::default(),
+            group_records: Histogram::new(GROUP_BUCKETS.iter().map(|b| *b as f64)),
+            written_bytes: Counter::default(),
         });
         let (tx, rx) = mpsc::channel(config.max_pending_appends.max(1));
         let writer = Writer {
@@ -233,7 +234,7 @@ impl EmbeddedLog {
     /// How many fsyncs the writer has issued (group commit makes this far smaller than the
     /// number of appends under concurrency).
     pub fn fsync_count(&self) -> u64 {
-        self.shared.fsyncs.load(Ordering::Relaxed)
+        self.shared.fsyncs.get()
     }
 
     /// Number of segment files currently held.
@@ -349,8 +350,8 @@ impl EventLog for EmbeddedLog {
         }]
     }
 
-    fn render_metrics(&self, out: &mut String) {
-        self.shared.render_metrics(out);
+    fn register_metrics(&self, registry: &mut Registry) {
+        self.shared.register_metrics(registry);
     }
 
     fn consume(&self, owner: Arc<dyn PartitionOwner>) -> Result<Arc<dyn LogConsumer>> {

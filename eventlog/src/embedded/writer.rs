@@ -6,6 +6,10 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
@@ -132,7 +136,7 @@ impl Writer {
             fail::fail_point!("eventlog-fsync", |arg| Err(injected(arg)));
             self.file.sync_data()?;
         }
-        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.shared.fsyncs.inc();
         self.file_len += buf.len() as u64;
         Ok(())
     }
@@ -165,65 +169,60 @@ pub(super) const GROUP_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 impl Shared {
     fn observe_group(&self, records: usize, bytes: usize) {
-        let records = records as u64;
-        let i = GROUP_BUCKETS.partition_point(|&b| b < records);
-        self.group_records[i].fetch_add(1, Ordering::Relaxed);
-        self.group_records_sum.fetch_add(records, Ordering::Relaxed);
-        self.group_bytes_sum
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.group_records.observe(records as f64);
+        self.written_bytes.inc_by(bytes as u64);
     }
 
-    /// Prometheus text of the writer: fsyncs, records per fsync, bytes written, segments.
-    pub(super) fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let name = "eventide_log_fsync_records";
-        let _ = writeln!(
-            out,
-            "# HELP {name} records made durable by one fsync (group commit)\n# TYPE {name} histogram"
+    /// Registers the writer's metrics: fsyncs, records per fsync, bytes written, and (read on
+    /// each scrape) the segments held and whether the log failed.
+    pub(super) fn register_metrics(self: &Arc<Self>, registry: &mut Registry) {
+        registry.register(
+            "eventide_log_fsync_records",
+            "records made durable by one fsync (group commit)",
+            self.group_records.clone(),
         );
-        let mut cumulative = 0;
-        for (i, le) in GROUP_BUCKETS.iter().enumerate() {
-            cumulative += self.group_records[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-        }
-        cumulative += self.group_records[GROUP_BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}\n{name}_count {cumulative}",
-            self.group_records_sum.load(Ordering::Relaxed)
+        registry.register(
+            "eventide_log_fsyncs",
+            "fsyncs of the embedded log",
+            self.fsyncs.clone(),
         );
-        let segments = self.segments.lock().map(|s| s.len()).unwrap_or(0);
-        for (name, kind, help, v) in [
-            (
-                "eventide_log_fsyncs_total",
-                "counter",
-                "fsyncs of the embedded log",
-                self.fsyncs.load(Ordering::Relaxed),
-            ),
-            (
-                "eventide_log_written_bytes_total",
-                "counter",
-                "bytes written to the embedded log (framing included)",
-                self.group_bytes_sum.load(Ordering::Relaxed),
-            ),
+        registry.register(
+            "eventide_log_written_bytes",
+            "bytes written to the embedded log (framing included)",
+            self.written_bytes.clone(),
+        );
+        registry.register_collector(Box::new(LogGauges(self.clone())));
+    }
+}
+
+/// The embedded log's gauges, read when `/metrics` is scraped.
+struct LogGauges(Arc<Shared>);
+
+impl std::fmt::Debug for LogGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogGauges")
+    }
+}
+
+impl Collector for LogGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let segments = self.0.segments.lock().map(|s| s.len()).unwrap_or(0) as i64;
+        let failed = i64::from(self.0.failed.load(Ordering::Acquire));
+        for (name, help, v) in [
             (
                 "eventide_log_segments",
-                "gauge",
                 "segment files the embedded log holds",
-                segments as u64,
+                segments,
             ),
             (
                 "eventide_log_failed",
-                "gauge",
                 "1 when the log refuses writes until restarted (a failed write could not be undone)",
-                u64::from(self.failed.load(Ordering::Acquire)),
+                failed,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+            let g = ConstGauge::new(v);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
+        Ok(())
     }
 }
