@@ -27,6 +27,7 @@
 //! - Input mistakes are `Invalid` errors with a message naming the field.
 
 pub mod conventions;
+mod delivery;
 pub mod deploy_check;
 pub mod deploy_data;
 pub mod deploy_recovery;
@@ -34,6 +35,7 @@ mod deploy_runner;
 pub mod deploy_series;
 pub mod deploy_stats;
 pub mod deploy_story;
+mod deploy_verdicts;
 pub mod deploys;
 pub mod dora;
 pub mod journal;
@@ -42,6 +44,7 @@ pub mod markers;
 pub mod notify;
 pub mod runner;
 pub mod sequential;
+mod trigger_runner;
 pub mod triggers;
 
 pub use markers::{ALL_DATASETS, Marker, MarkerError, MarkerInput, Markers, MarkersTable};
