@@ -221,24 +221,12 @@ impl Journal {
         }
         if state.lines > REWRITE_LINES {
             let keep = state.lines_to_keep();
-            let mut tmp = path.as_os_str().to_owned();
-            tmp.push(".tmp");
-            let tmp = PathBuf::from(tmp);
-            {
-                let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-                for l in &keep {
-                    serde_json::to_writer(&mut f, l).map_err(|e| io(e.into()))?;
-                    f.write_all(b"\n").map_err(io)?;
-                }
-                f.into_inner()
-                    .map_err(|e| io(e.into_error()))?
-                    .sync_all()
-                    .map_err(io)?;
+            let mut bytes = Vec::new();
+            for l in &keep {
+                serde_json::to_writer(&mut bytes, l).map_err(|e| io(e.into()))?;
+                bytes.push(b'\n');
             }
-            std::fs::rename(&tmp, &path).map_err(io)?;
-            if let Some(dir) = path.parent() {
-                eventide_durable::sync_dir(dir).map_err(io)?;
-            }
+            eventide_durable::replace(&path, &bytes).map_err(io)?;
             state.lines = keep.len();
         }
         let file = std::fs::OpenOptions::new()

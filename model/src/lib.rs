@@ -1,6 +1,8 @@
 //! # eventide-model
 //!
-//! The vocabulary every other Eventide crate speaks, with no I/O of its own:
+//! The vocabulary every other Eventide crate speaks. It does no I/O of its own, with one
+//! exception: [`memory`] reads this process's resident set size from `/proc/self/status`.
+//! What it holds:
 //!
 //! - [`Event`] and [`Value`]: one wide event, flattened to dotted field names ([`flatten`]);
 //! - [`DatasetName`]: the validated name of a dataset;
