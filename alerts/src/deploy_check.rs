@@ -109,7 +109,7 @@ pub async fn check_dataset(
         Some(b) => b,
         None => {
             let b = sides.remove("before").unwrap_or_default();
-            carry.before = (now_s >= t0 + BEFORE_SETTLES_S).then(|| (key, b));
+            carry.before = (now_s >= t0 + BEFORE_SETTLES_S).then_some((key, b));
             b
         }
     };
